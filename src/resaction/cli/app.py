@@ -1,0 +1,63 @@
+"""The typer application shared by all command modules, and user-error handling."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import typer
+from rich.console import Console
+
+from resaction.errors import ResactionError
+
+app = typer.Typer(
+    name="resaction",
+    help="Human action recognition in video with residual networks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more detail.")) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def run_app(argv: list[str] | None = None) -> int:
+    """Run the CLI; a ``ResactionError`` becomes one line on stderr and a non-zero exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except ResactionError as error:
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        return error.exit_code
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except typer.Exit as done:
+        return done.exit_code
+    except SystemExit as done:
+        return int(done.code or 0)
+    except Exception as error:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            return error.exit_code
+        if isinstance(error, click.exceptions.Abort):
+            return 1
+        if os.environ.get("RESACTION_DEBUG"):
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(error).__name__}: {error} "
+            "(set RESACTION_DEBUG=1 for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 2
+    return 0

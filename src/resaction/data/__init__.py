@@ -1,0 +1,1 @@
+"""resaction.data"""

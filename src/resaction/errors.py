@@ -1,0 +1,61 @@
+"""Errors meant for users.
+
+Every error a person can cause (a bad file, a wrong flag, a missing download) is a
+``ResactionError`` whose message is one line that names the thing and the fix. The CLI prints
+that line and exits non-zero; it never shows a traceback for these.
+"""
+
+from __future__ import annotations
+
+
+class ResactionError(Exception):
+    """Base class for errors whose message is meant for the user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+class VideoError(ResactionError):
+    """A video cannot be opened or decoded."""
+
+
+class VideoNotFoundError(VideoError):
+    """The video file does not exist."""
+
+
+class VideoOpenError(VideoError):
+    """The file exists but is not a decodable video (empty, corrupt, no video stream)."""
+
+
+class FrameIndexError(VideoError):
+    """Frames were requested outside the video."""
+
+
+class SourceError(ResactionError):
+    """A live source (camera, network stream) cannot be opened or went away."""
+
+
+class DatasetError(ResactionError):
+    """A dataset, manifest or split is unusable (empty, missing files, bad rows)."""
+
+
+class ModelError(ResactionError):
+    """An unknown model name or bad model options."""
+
+
+class WeightsError(ResactionError):
+    """Weights cannot be found, downloaded, verified or loaded into a model."""
+
+
+class CheckpointError(ResactionError):
+    """A checkpoint is corrupt, of another model, or cannot be written."""
+
+
+class ConfigError(ResactionError):
+    """A config file or flag value is invalid."""
+
+
+class DeployError(ResactionError):
+    """Export, quantisation or pruning cannot be done."""

@@ -1,0 +1,129 @@
+"""The checkpoint file: one file that holds a model and everything needed to use it.
+
+Training (``engine``) adds optimiser, scheduler, sampler and RNG state to the same file; inference,
+deployment and the service read only the model part. It lives here, below both, because every package
+that runs a model reads it. Files are written to a temporary name and renamed, so a kill never leaves
+half a checkpoint, and read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from resaction.errors import CheckpointError
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelBundle:
+    """A model with its class names and the preprocessing and protocol it was trained with."""
+
+    model: nn.Module
+    model_name: str
+    classes: list[str]
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    protocol: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise CheckpointError(f"cannot write {path}: {error.strerror or error}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    model_name: str,
+    classes: list[str],
+    model_kwargs: dict[str, Any] | None = None,
+    preprocess: dict[str, Any] | None = None,
+    protocol: dict[str, Any] | None = None,
+    **training_state: Any,
+) -> Path:
+    """Write a checkpoint atomically. ``training_state`` holds optimiser, epoch, config, RNG..."""
+    state = model.module.state_dict() if hasattr(model, "module") else model.state_dict()
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "model_name": model_name,
+        "model_kwargs": dict(model_kwargs or {}),
+        "num_classes": len(classes),
+        "classes": list(classes),
+        "preprocess": dict(preprocess or {}),
+        "protocol": dict(protocol or {}),
+        "state_dict": state,
+        **training_state,
+    }
+    return atomic_save(payload, path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint's raw dictionary safely; one-line errors for missing or corrupt files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for corrupt or foreign files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read (corrupt or not a torch file): {reason[:200]}"
+        ) from None
+    if not isinstance(payload, dict) or "state_dict" not in payload or "model_name" not in payload:
+        raise CheckpointError(
+            f"{path} is not a resaction checkpoint (no model name or state dict); "
+            "pass it as --weights to initialise a model instead"
+        )
+    return payload
+
+
+def load_checkpoint(path: str | Path) -> ModelBundle:
+    """Rebuild the model stored in a resaction checkpoint, in eval mode."""
+    from resaction.models.registry import create_model
+
+    payload = read_checkpoint(path)
+    model = create_model(
+        payload["model_name"], num_classes=payload["num_classes"], **payload["model_kwargs"]
+    )
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0]
+        raise CheckpointError(
+            f"checkpoint {path} does not match model {payload['model_name']}: {first[:200]}"
+        ) from None
+    model.eval()
+    return ModelBundle(
+        model=model,
+        model_name=payload["model_name"],
+        classes=list(payload["classes"]),
+        model_kwargs=dict(payload["model_kwargs"]),
+        preprocess=dict(payload.get("preprocess", {})),
+        protocol=dict(payload.get("protocol", {})),
+        extra={k: v for k, v in payload.items() if k not in {"state_dict"}},
+    )

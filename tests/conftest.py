@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from resaction.paths import reference_dir, shared_dir, shared_videos_dir
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    path = shared_dir()
+    assert path.is_dir(), f"shared/ not found at {path}: tests need ../shared beside the checkout"
+    return path
+
+
+@pytest.fixture(scope="session")
+def videos_dir() -> Path:
+    path = shared_videos_dir()
+    assert path.is_dir(), f"shared videos not found at {path}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference() -> Path:
+    return reference_dir()
+
+
+@pytest.fixture(scope="session")
+def all_shared_videos(videos_dir: Path) -> list[Path]:
+    exts = {".mp4", ".avi", ".mkv", ".webm", ".mov"}
+    return sorted(p for p in videos_dir.rglob("*") if p.suffix.lower() in exts)
