@@ -1,9 +1,9 @@
 """The checkpoint file: one file that holds a model and everything needed to use it.
 
-Training (``engine``) adds optimiser, scheduler, sampler and RNG state to the same file; inference,
-deployment and the service read only the model part. It lives here, below both, because every package
-that runs a model reads it. Files are written to a temporary name and renamed, so a kill never leaves
-half a checkpoint, and read with ``weights_only=True``.
+Training (``engine``) adds optimiser, scheduler, sampler and RNG state to the same file;
+inference, deployment and the service read only the model part. It lives here, below both, because
+every package that runs a model reads it. Files are written to a temporary name and renamed, so a
+kill never leaves half a checkpoint, and read with ``weights_only=True``.
 """
 
 from __future__ import annotations

@@ -123,9 +123,9 @@ def create_model(
     """Build a registered model, optionally loading weights.
 
     ``weights`` is None/"none", a named weight set of the model (for example "imagenet" or
-    "kinetics400"), or a path to a local checkpoint. With named weights and no ``num_classes`` the
-    model keeps the weights' classes; with a different ``num_classes`` the classifier is replaced and
-    the replacement is reported (``model.load_report``).
+    "kinetics400"), or a path to a local checkpoint. With named weights and no ``num_classes``
+    the model keeps the weights' classes; with a different ``num_classes`` the classifier is
+    replaced and the replacement is reported (``model.load_report``).
     """
     _check_name(name)
     info = _INFOS[name]
@@ -147,7 +147,7 @@ class ModelStats:
     input_shape: tuple[int, ...]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def model_stats(name: str) -> ModelStats:
     """Parameters and forward GFLOPs at the default input (batch 1), measured, never typed in."""
     from torch.utils.flop_counter import FlopCounterMode
