@@ -1,1 +1,20 @@
-"""resaction.io"""
+"""Video decoding: frame-accurate readers with one interface over PyAV, OpenCV and torchcodec."""
+
+from resaction.io.backends import BACKENDS, OpenCVReader, TorchCodecReader, open_video
+from resaction.io.base import FrameReader
+from resaction.io.index import clear_index_cache
+from resaction.io.metadata import VideoMetadata
+from resaction.io.video_reader import VideoReader
+from resaction.io.writer import VideoWriter
+
+__all__ = [
+    "BACKENDS",
+    "FrameReader",
+    "OpenCVReader",
+    "TorchCodecReader",
+    "VideoMetadata",
+    "VideoReader",
+    "VideoWriter",
+    "clear_index_cache",
+    "open_video",
+]

@@ -1,0 +1,114 @@
+"""``resaction probe``: check that videos decode and how fast, per dataset folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from resaction.cli.app import app, console, err_console
+
+
+def _counts(counts: dict[str, int], shown: int = 3) -> str:
+    items = [f"{name} ×{n}" for name, n in list(counts.items())[:shown]]
+    if len(counts) > shown:
+        items.append(f"+{len(counts) - shown} more")
+    return ", ".join(items) or "-"
+
+
+def _span(bounds: tuple[float, float] | None, digits: int = 0) -> str:
+    if bounds is None:
+        return "-"
+    low, high = (f"{value:.{digits}f}" for value in bounds)
+    return low if low == high else f"{low}–{high}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+@app.command()
+def probe(
+    paths: list[Path] = typer.Argument(..., help="Video files and/or folders (searched deeply)."),
+    clips: int = typer.Option(10, "--clips", min=1, help="Random clips decoded per video."),
+    clip_len: int = typer.Option(16, "--clip-len", min=1, help="Frames per clip."),
+    short_side: int = typer.Option(128, "--short-side", min=1, help="Resize short side to this."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the clip positions."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write results to this file."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Decode random clips from every video and print, per dataset, the codecs, sizes, frame
+    rates, lengths and decode time per clip. Unreadable files are listed and skipped."""
+    from resaction.errors import DatasetError, VideoError
+    from resaction.io.probe import find_videos, probe_videos, summarise
+
+    videos = find_videos(paths)
+    if not videos:
+        raise DatasetError(f"no video files found in {', '.join(map(str, paths))}")
+    single_file = len(paths) == 1 and not paths[0].is_dir()
+    bar = Progress(
+        TextColumn("probing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not progress,
+    )
+
+    def report(result) -> None:
+        bar.advance(task)
+        if result.error and not single_file:
+            bar.console.print(f"unreadable: {result.error}", highlight=False, soft_wrap=True)
+
+    with bar:
+        task = bar.add_task("probe", total=len(videos))
+        options = {"clips": clips, "clip_len": clip_len, "short_side": short_side, "seed": seed}
+        results = probe_videos(videos, on_result=report, **options)
+    if single_file and results[0].error:
+        raise VideoError(results[0].error)
+
+    summaries = summarise(results)
+    title = f"{len(results)} videos; {clips} clips of {clip_len} frames each at {short_side} px"
+    table = Table(title=title)
+    for column, justify in [
+        ("dataset", "left"),
+        ("videos", "right"),
+        ("unreadable", "right"),
+        ("codecs", "left"),
+        ("resolutions", "left"),
+        ("fps", "right"),
+        ("frames", "right"),
+        ("open ms", "right"),
+        ("ms/clip", "right"),
+    ]:
+        table.add_column(column, justify=justify)
+    for summary in summaries:
+        table.add_row(
+            summary.name,
+            str(summary.videos),
+            str(summary.unreadable),
+            _counts(summary.codecs),
+            _counts(summary.resolutions),
+            _span(summary.fps_range, 2),
+            _span(summary.frames_range),
+            _ms(summary.open_ms),
+            _ms(summary.clip_ms),
+        )
+    # a log or a pipe gets the whole table rather than one squeezed into 80 columns
+    out = console if console.is_terminal else Console(width=max(console.width, 150))
+    out.print(table)
+
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "settings": options,
+            "datasets": [summary.to_dict() for summary in summaries],
+            "videos": [result.to_dict() for result in results],
+        }
+        json_out.write_text(json.dumps(payload, indent=2))
+        console.print(f"results: {json_out}", highlight=False, soft_wrap=True)

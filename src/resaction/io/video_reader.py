@@ -1,0 +1,172 @@
+"""``VideoReader``: frame-accurate random access to a video file with PyAV.
+
+Clips are read by seeking to the keyframe before each run of wanted frames and decoding forward
+only as far as the last of them; colour conversion and resizing happen in one swscale call, and
+only for the frames that are returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from av.video.frame import VideoFrame
+from av.video.reformatter import Interpolation, VideoReformatter
+
+from resaction.errors import ConfigError, VideoOpenError
+from resaction.io.base import FrameReader, IndexLike
+from resaction.io.container import open_container
+from resaction.io.decoding import decode_from
+from resaction.io.geometry import output_size
+from resaction.io.index import VideoIndex, cached_index
+from resaction.io.metadata import VideoMetadata, frame_rate
+
+log = logging.getLogger(__name__)
+
+
+class VideoReader(FrameReader):
+    """Random access to the frames of one video file.
+
+    ``size=(H, W)`` or ``short_side=N`` resize frames during colour conversion (swscale,
+    ``interpolation``). ``threads`` is the thread count of the decoder and of the conversion
+    (``None``: FFmpeg picks one per core; use 1 inside data-loader workers). Open once, read many
+    clips, then ``close()`` or use ``with``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        size: tuple[int, int] | None = None,
+        short_side: int | None = None,
+        threads: int | None = None,
+        interpolation: str = "BILINEAR",
+    ) -> None:
+        self.path = Path(path)
+        self.source = str(self.path)
+        self._container, self._stream = open_container(self.path, threads)
+        try:
+            self._index: VideoIndex = cached_index(self._container, self._stream, self.path)
+            index = self._index
+            self._turns = index.rotation // 90
+            coded = (index.coded_height, index.coded_width)
+            display = coded[::-1] if self._turns % 2 else coded
+            self._out_hw = output_size(*display, size=size, short_side=short_side)
+            self._scale_hw = self._out_hw[::-1] if self._turns % 2 else self._out_hw
+            self._interpolation = _interpolation(interpolation)
+            self._reformatter = VideoReformatter()
+            self._convert_threads = 0 if threads is None else threads
+            fps = frame_rate(index.timestamps, _float(index.average_rate))
+            last = float(index.timestamps[-1])
+            self._metadata = VideoMetadata(
+                path=str(self.path),
+                num_frames=index.num_frames,
+                fps=fps,
+                duration=last + 1.0 / fps if fps > 0 else last,
+                width=display[1],
+                height=display[0],
+                codec=index.codec,
+                rotation=index.rotation,
+                pix_fmt=index.pix_fmt,
+            )
+        except BaseException:
+            self._container.close()
+            raise
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        """Seconds from the first frame, one per frame, exact from the stream's timestamps."""
+        return self._index.timestamps
+
+    def get_frames(self, indices: IndexLike) -> torch.Tensor:
+        """Frames ``indices`` (any order, repeats allowed) as uint8 ``(T, H, W, 3)`` RGB."""
+        wanted = self.check_indices(indices)
+        height, width = self._out_hw
+        if wanted.size == 0:
+            return torch.empty((0, height, width, 3), dtype=torch.uint8)
+        unique, inverse = np.unique(wanted, return_inverse=True)
+        frames = np.empty((len(unique), height, width, 3), dtype=np.uint8)
+        done = 0
+        while done < len(unique):
+            done = self._decode_run(unique, done, frames)
+        if len(unique) != len(wanted) or np.any(np.diff(wanted) < 0):
+            frames = frames[inverse.reshape(-1)]
+        return torch.from_numpy(frames)
+
+    def _decode_run(self, unique: np.ndarray, first: int, out: np.ndarray) -> int:
+        """Seek once and decode forward, filling ``out[first:]`` until the next wanted frame is
+        better reached by a new seek (a keyframe lies between) or all are done. Returns the
+        number of wanted frames filled so far."""
+        index = self._index
+        key = index.seek_point(int(unique[first]))
+        filled = first
+        for slot, frame in decode_from(self._container, self._stream, index, key):
+            if slot < unique[filled]:
+                continue
+            if slot > unique[filled]:
+                break
+            out[filled] = self._to_rgb(frame)
+            filled += 1
+            if filled == len(unique):
+                return filled
+            next_key = index.seek_point(int(unique[filled]))
+            if index.key_slot[next_key] > slot:
+                return filled
+        missing = int(unique[filled])
+        raise VideoOpenError(
+            f"{self.path}: frame {missing} of {self.num_frames} could not be decoded "
+            "(corrupt or truncated data)"
+        )
+
+    def iter_frames(
+        self, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[int, float, np.ndarray]]:
+        """Yield ``(index, seconds, HxWx3 uint8 RGB)`` for frames ``start..stop-1``, decoding
+        forward once; memory stays bounded however long the video. A frame that fails to decode
+        ends the iteration (logged)."""
+        stop = self.check_start(start, stop)
+        if start >= stop:
+            return
+        timestamps = self._index.timestamps
+        key = self._index.seek_point(start)
+        last = start - 1
+        for slot, frame in decode_from(self._container, self._stream, self._index, key):
+            if slot < start:
+                continue
+            if slot >= stop:
+                return
+            last = slot
+            yield slot, float(timestamps[slot]), self._to_rgb(frame)
+        if last < stop - 1:
+            log.warning("%s: frames %d..%d could not be decoded", self.path, last + 1, stop - 1)
+
+    def _to_rgb(self, frame: VideoFrame) -> np.ndarray:
+        height, width = self._scale_hw
+        rgb = self._reformatter.reformat(
+            frame,
+            width=width,
+            height=height,
+            format="rgb24",
+            interpolation=self._interpolation,
+            threads=self._convert_threads,
+        ).to_ndarray()
+        return np.rot90(rgb, self._turns) if self._turns else rgb
+
+    def close(self) -> None:
+        self._container.close()
+
+
+def _interpolation(name: str) -> Interpolation:
+    try:
+        return Interpolation[name.upper()]
+    except KeyError:
+        choices = "BILINEAR, AREA, BICUBIC, FAST_BILINEAR, LANCZOS, POINT"
+        raise ConfigError(f"unknown interpolation {name!r}; use one of {choices}") from None
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if value else None

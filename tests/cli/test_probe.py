@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from resaction.cli import run_app
+
+FAST = ["--clips", "2", "--clip-len", "4", "--short-side", "32", "--no-progress"]
+
+
+@pytest.fixture
+def dataset_tree(tmp_path: Path, videos_dir: Path) -> Path:
+    """Two dataset folders of real videos (linked, not copied) and one broken file."""
+    root = tmp_path / "videos"
+    picks = {
+        "hockey": ["hockey_fight/fight/fi1_xvid.avi", "hockey_fight/noFight/no1_xvid.avi"],
+        "kinetics": ["kinetics400_samples/arm_wrestling/demo.mp4"],
+    }
+    for dataset, files in picks.items():
+        for relative in files:
+            link = root / dataset / Path(relative).parent.name / Path(relative).name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(videos_dir / relative)
+    (root / "kinetics" / "broken.mp4").write_text("not a video")
+    (root / "kinetics" / "labels.csv").write_text("path,label\n")
+    return root
+
+
+def test_probe_reports_each_dataset_and_the_broken_file(
+    dataset_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "probe.json"
+    code = run_app(["probe", str(dataset_tree), *FAST, "--json", str(out)])
+    captured = capsys.readouterr()
+
+    assert code == 0
+    for text in ("hockey", "kinetics", "mpeg4", "h264", "360x288", "340x256"):
+        assert text in captured.out
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 1
+    assert errors[0].startswith("unreadable: ")
+    assert str(dataset_tree / "kinetics" / "broken.mp4") in errors[0]
+
+    report = json.loads(out.read_text())
+    datasets = {d["name"]: d for d in report["datasets"]}
+    assert (datasets["hockey"]["videos"], datasets["hockey"]["unreadable"]) == (2, 0)
+    assert (datasets["kinetics"]["videos"], datasets["kinetics"]["unreadable"]) == (2, 1)
+    assert datasets["kinetics"]["frames_range"] == [280, 280]
+    good = [v for v in report["videos"] if v["error"] is None]
+    assert len(good) == 3 and all(len(v["clip_ms"]) == 2 for v in good)
+
+
+def test_one_bad_file_fails_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"\x00" * 100)
+    code = run_app(["probe", str(bad), *FAST])
+    error = capsys.readouterr().err.strip()
+    assert code == 1
+    assert error.startswith("error: ") and str(bad) in error
+    assert "\n" not in error and "Traceback" not in error
+
+
+@pytest.mark.parametrize("kind", ["missing", "no_videos"])
+def test_nothing_to_probe(tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str) -> None:
+    target = tmp_path / "nothing"
+    if kind == "no_videos":
+        target.mkdir()
+        (target / "readme.txt").write_text("hi")
+    code = run_app(["probe", str(target), *FAST])
+    error = capsys.readouterr().err.strip()
+    assert code == 1
+    assert str(target) in error and "\n" not in error

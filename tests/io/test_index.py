@@ -1,0 +1,90 @@
+"""The frame index is built once per file and learns keyframe positions it cannot read."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import resaction.io.index as index_module
+import resaction.io.video_reader as video_reader_module
+from resaction.io import VideoReader
+from tests.io.conftest import CODECS, GOP
+from tests.io.videogen import read_code, write_video
+
+
+@pytest.fixture
+def count_builds(monkeypatch) -> list[str]:
+    index_module.clear_index_cache()
+    built: list[str] = []
+    original = index_module.build_index
+
+    def counting(container, stream, path):
+        built.append(str(path))
+        return original(container, stream, path)
+
+    monkeypatch.setattr(index_module, "build_index", counting)
+    return built
+
+
+def test_reopening_a_file_reuses_its_index(tmp_path: Path, count_builds: list[str]) -> None:
+    path = write_video(tmp_path / "a.mp4", num_frames=20, **CODECS["h264_mp4"][2])
+    for _ in range(3):
+        with VideoReader(path, short_side=32) as reader:
+            assert read_code(reader.get_frames([13])[0].numpy()) == 13
+    assert count_builds == [str(path)]
+
+
+def test_a_changed_file_is_indexed_again(tmp_path: Path, count_builds: list[str]) -> None:
+    path = write_video(tmp_path / "a.mp4", num_frames=20, **CODECS["h264_mp4"][2])
+    with VideoReader(path) as reader:
+        assert reader.num_frames == 20
+    write_video(path, num_frames=25, **CODECS["h264_mp4"][2])
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    with VideoReader(path) as reader:
+        assert reader.num_frames == 25
+    assert len(count_builds) == 2
+
+
+@pytest.fixture
+def yielded(monkeypatch) -> list[int]:
+    """Frame numbers the reader's decoding yields (decoded frames it looked at)."""
+    seen: list[int] = []
+    original = video_reader_module.decode_from
+
+    def counting(*args, **kwargs):
+        for slot, frame in original(*args, **kwargs):
+            seen.append(slot)
+            yield slot, frame
+
+    monkeypatch.setattr(video_reader_module, "decode_from", counting)
+    return seen
+
+
+def test_avi_with_b_frames_seeks_by_guessed_pts(tmp_path: Path, yielded: list[int]) -> None:
+    """FFmpeg guesses pts in AVI; when decoding confirms the guesses, seeks use them."""
+    index_module.clear_index_cache()
+    path = write_video(tmp_path / "b.avi", num_frames=40, **CODECS["mpeg4_bframes_avi"][2])
+    with VideoReader(path) as reader:
+        assert read_code(reader.get_frames([37])[0].numpy()) == 37
+        assert min(yielded) > 20 and len(yielded) <= GOP + 2
+
+
+def test_counted_keyframes_are_learnt(tmp_path: Path, yielded: list[int], monkeypatch) -> None:
+    """Where pts cannot be trusted (as with DivX packed B-frames, forced here), frames are
+    counted: the first far request decodes from the start, later ones start at the keyframes
+    that decoding passed (open GOPs: their frame numbers differ from their packet positions)."""
+    index_module.clear_index_cache()
+    monkeypatch.setattr(index_module, "_identify_by_pts", lambda packets, guessed, path: False)
+    path = write_video(tmp_path / "b.avi", num_frames=40, **CODECS["mpeg4_bframes_avi"][2])
+    with VideoReader(path) as reader:
+        assert not reader._index.by_pts
+        assert read_code(reader.get_frames([37])[0].numpy()) == 37
+        assert min(yielded) == 0
+    yielded.clear()
+    with VideoReader(path) as reader:
+        wanted = [36, 13, 14, 25, 39]
+        assert [read_code(f) for f in reader.get_frames(wanted).numpy()] == wanted
+        assert yielded.count(36) == 1 and min(yielded) >= 12

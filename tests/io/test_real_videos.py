@@ -1,0 +1,97 @@
+"""The reader on the real videos in ../shared/data/videos (MPEG-4 Part 2 AVI, H.264 MP4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from av.video.reformatter import VideoReformatter
+
+from resaction.io import VideoReader
+
+CLIP = 16
+CLIPS = 10
+
+
+def random_clips(num_frames: int, rng: np.random.Generator) -> np.ndarray:
+    """``CLIPS`` clips of ``CLIP`` consecutive frames (looped if the video is shorter)."""
+    starts = rng.integers(0, max(num_frames - CLIP, 0) + 1, size=CLIPS)
+    return (starts[:, None] + np.arange(CLIP)[None, :]) % num_frames
+
+
+def header_frame_count(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return container.streams.video[0].frames
+
+
+def check_clips(path: Path, short_side: int) -> None:
+    with VideoReader(path, short_side=short_side) as reader:
+        meta = reader.metadata
+        assert meta.num_frames == header_frame_count(path) > 0
+        assert min(meta.width, meta.height) >= 100 and meta.fps > 5
+        ts = reader.timestamps
+        assert ts[0] == 0.0 and np.all(np.diff(ts) > 0)
+        # the mean frame interval agrees with fps, and no frame sits far off its slot
+        assert ts[-1] == pytest.approx((meta.num_frames - 1) / meta.fps, rel=0.02)
+        assert np.abs(ts - np.arange(meta.num_frames) / meta.fps).max() < 0.5
+        clips = random_clips(meta.num_frames, np.random.default_rng(len(path.name)))
+        frames = reader.get_frames(clips.reshape(-1))
+        height, width = reader.frame_size
+        assert min(height, width) == short_side
+        assert frames.shape == (CLIPS * CLIP, height, width, 3)
+        assert frames.reshape(CLIPS, CLIP, -1).float().std(dim=2).min() > 0  # not blank
+
+
+def one_per_dataset(videos: list[Path], root: Path) -> list[Path]:
+    first: dict[str, Path] = {}
+    for path in videos:
+        first.setdefault(path.relative_to(root).parts[0], path)
+    return sorted(first.values())
+
+
+def test_one_video_per_dataset(all_shared_videos: list[Path], videos_dir: Path) -> None:
+    chosen = one_per_dataset(all_shared_videos, videos_dir)
+    assert len(chosen) >= 8
+    for path in chosen:
+        check_clips(path, short_side=32)
+
+
+@pytest.mark.slow
+def test_every_shared_video(all_shared_videos: list[Path]) -> None:
+    assert len(all_shared_videos) == 540
+    for path in all_shared_videos:
+        check_clips(path, short_side=32)
+
+
+@pytest.mark.parametrize(
+    "relative",
+    [
+        # MPEG-4 Part 2 AVI with DivX packed B-frames: FFmpeg's guessed pts are out of order
+        "gt_cs4495_ps7/A2_one_hand_wave/PS7A2P1T1.avi",
+        "ucf101_subset/Diving/v_Diving_g01_c01.avi",
+        "hockey_fight/fight/fi1_xvid.avi",
+        "kinetics400_samples/arm_wrestling/demo.mp4",
+        "gmdcsa24/Fall/subject4_01.mp4",
+    ],
+)
+def test_frames_equal_a_plain_full_decode(videos_dir: Path, relative: str) -> None:
+    """Random clips are pixel-identical to the same frames of a decode from the start, in the
+    decoder's output (presentation) order."""
+    path = videos_dir / relative
+    reformatter = VideoReformatter()
+    with av.open(str(path)) as container:
+        reference = [
+            reformatter.reformat(frame, width=64, height=48, format="rgb24").to_ndarray()
+            for frame in container.decode(video=0)
+        ]
+    with VideoReader(path, size=(48, 64)) as reader:
+        assert reader.num_frames == len(reference)
+        rng = np.random.default_rng(7)
+        for _ in range(4):
+            start = int(rng.integers(0, len(reference) - 8))
+            wanted = [*range(start + 7, start - 1, -1), int(rng.integers(0, len(reference)))]
+            frames = reader.get_frames(wanted).numpy()
+            for got, index in zip(frames, wanted, strict=True):
+                np.testing.assert_array_equal(got, reference[index])

@@ -1,0 +1,132 @@
+"""Test videos whose every frame carries its own number, written with PyAV.
+
+A frame is a 4x4 grid of dark/bright cells: the top-left cell is bright and the other three
+corners dark (so a wrong rotation or flip is caught), and the 12 remaining cells hold the frame
+number in binary. Big cells survive lossy compression and downscaling; a little noise on top
+makes every frame cost real bits, like camera footage, so cutting a file loses frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+GRID = 4
+_CORNERS = (0, GRID - 1, GRID * (GRID - 1), GRID * GRID - 1)
+_BIT_CELLS = [c for c in range(GRID * GRID) if c not in _CORNERS]
+
+
+def code_image(number: int, height: int, width: int) -> np.ndarray:
+    """A (height, width) uint8 image showing ``number`` (0..4095)."""
+    cells = np.full(GRID * GRID, 24, dtype=np.int16)
+    cells[_CORNERS[0]] = 232
+    for bit, cell in enumerate(_BIT_CELLS):
+        cells[cell] = 232 if (number >> bit) & 1 else 24
+    rows = np.minimum(np.arange(height) * GRID // height, GRID - 1)
+    cols = np.minimum(np.arange(width) * GRID // width, GRID - 1)
+    image = cells.reshape(GRID, GRID)[rows[:, None], cols[None, :]]
+    noise = np.random.default_rng(number).integers(-24, 25, size=image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+def read_code(image: np.ndarray) -> int:
+    """The number in a decoded frame (H, W) or (H, W, C); -1 if the corner markers are wrong."""
+    gray = image.astype(np.float32).mean(axis=-1) if image.ndim == 3 else image.astype(np.float32)
+    height, width = gray.shape
+    values = np.empty(GRID * GRID, dtype=bool)
+    for cell in range(GRID * GRID):
+        row, col = divmod(cell, GRID)
+        top, bottom = row * height // GRID, (row + 1) * height // GRID
+        left, right = col * width // GRID, (col + 1) * width // GRID
+        inner_h, inner_w = (bottom - top) // 4, (right - left) // 4
+        patch = gray[top + inner_h : bottom - inner_h, left + inner_w : right - inner_w]
+        values[cell] = patch.mean() > 127
+    if not values[_CORNERS[0]] or values[list(_CORNERS[1:])].any():
+        return -1
+    return sum(int(values[cell]) << bit for bit, cell in enumerate(_BIT_CELLS))
+
+
+def write_video(
+    path: Path,
+    codec: str,
+    *,
+    num_frames: int = 40,
+    width: int = 96,
+    height: int = 64,
+    pix_fmt: str = "yuv420p",
+    rate: int = 25,
+    gop: int = 10,
+    pts: Sequence[int] | None = None,
+    time_base: Fraction | None = None,
+    rotation: int = 0,
+    rotate_tag: bool = False,
+    options: dict[str, str] | None = None,
+    container_options: dict[str, str] | None = None,
+    max_b_frames: int | None = None,
+) -> Path:
+    """Encode ``num_frames`` numbered frames; frame ``i`` shows ``i``.
+
+    ``pts`` (in ``time_base``) gives each frame's presentation time for variable frame rate.
+    ``rotation`` (counter-clockwise degrees) is stored as the display matrix (or, with
+    ``rotate_tag``, as the legacy clockwise ``rotate`` tag), and the coded pictures are turned the
+    other way, so a reader that honours it shows the numbers upright in a ``height`` x ``width``
+    display.
+    """
+    turns = rotation // 90 % 4
+    gray = pix_fmt.startswith("gray")
+    with av.open(str(path), mode="w", options=container_options or {}) as container:
+        stream = container.add_stream(codec, rate=rate, options=options or {})
+        coded_h, coded_w = (width, height) if turns % 2 else (height, width)
+        stream.width, stream.height, stream.pix_fmt = coded_w, coded_h, pix_fmt
+        stream.codec_context.gop_size = gop
+        if max_b_frames is not None:
+            stream.codec_context.max_b_frames = max_b_frames
+        if time_base is not None:
+            stream.time_base = time_base
+            stream.codec_context.time_base = time_base
+        if rotation and rotate_tag:
+            stream.metadata["rotate"] = str(-rotation % 360)
+        elif rotation:
+            stream.set_display_rotation(rotation)
+        for i in range(num_frames):
+            picture = np.rot90(code_image(i, height, width), -turns)
+            if gray:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="gray")
+            else:
+                rgb = np.ascontiguousarray(np.repeat(picture[:, :, None], 3, axis=2))
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            if pts is not None:
+                frame.pts = int(pts[i])
+                frame.time_base = time_base
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_audio_only(path: Path, seconds: float = 0.5) -> Path:
+    """A file with one audio stream and no video."""
+    rate = 8000
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("pcm_s16le", rate=rate)
+        stream.layout = "mono"
+        samples = np.zeros((1, int(rate * seconds)), dtype=np.int16)
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def cut_in_half(source: Path, target: Path) -> Path:
+    """A copy of ``source`` with only its first half of bytes (a truncated download)."""
+    data = source.read_bytes()
+    target.write_bytes(data[: len(data) // 2])
+    return target
