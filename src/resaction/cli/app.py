@@ -29,6 +29,35 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more 
     )
 
 
+def _usage_error_types() -> tuple[type[BaseException], ...]:
+    """Click's usage-error classes: typer >= 0.29 vendors click, older typers use click itself."""
+    types: list[type[BaseException]] = []
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException
+
+        types.append(VendoredClickException)
+    except ImportError:
+        pass
+    try:
+        import click
+
+        types.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def _abort_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [getattr(typer, "Abort", KeyboardInterrupt)]
+    try:
+        import click
+
+        types.append(click.exceptions.Abort)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
 def run_app(argv: list[str] | None = None) -> int:
     """Run the CLI; a ``ResactionError`` becomes one line on stderr and a non-zero exit code."""
     try:
@@ -43,14 +72,13 @@ def run_app(argv: list[str] | None = None) -> int:
         return done.exit_code
     except SystemExit as done:
         return int(done.code or 0)
-    except Exception as error:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            return error.exit_code
-        if isinstance(error, click.exceptions.Abort):
-            return 1
+    except _usage_error_types() as error:
+        error.show()
+        return getattr(error, "exit_code", 2)
+    except _abort_types():
+        err_console.print("aborted")
+        return 1
+    except Exception as error:
         if os.environ.get("RESACTION_DEBUG"):
             raise
         err_console.print(

@@ -1,0 +1,93 @@
+"""``resaction timeline``: what happens when in one video (segments, plot, annotated copy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from resaction.cli.app import app, console
+from resaction.cli.predict import load_predictor
+
+
+@app.command()
+def timeline(
+    video: Path = typer.Argument(..., help="The video to scan."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", "-c", help="A resaction checkpoint."
+    ),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="With --weights: a registered model; with --checkpoint: "
+        "refuse a checkpoint of another model.",
+    ),
+    weights: str | None = typer.Option(None, "--weights", help="Named weights for --model."),
+    window: int | None = typer.Option(
+        None, "--window", min=1, help="Frames per window (default: the model's clip length)."
+    ),
+    stride: int = typer.Option(8, "--stride", min=1, help="Source frames between windows."),
+    smooth: str = typer.Option(
+        "mean", "--smooth", help="Temporal smoothing: mean (centred), ema (causal) or none."
+    ),
+    smooth_window: int = typer.Option(5, "--smooth-window", min=1, help="Windows smoothed over."),
+    threshold: float = typer.Option(
+        0.5, "--threshold", min=0.0, max=1.0, help="Probability a segment's label must reach."
+    ),
+    min_duration: float = typer.Option(
+        1.0, "--min-duration", min=0.0, help="Drop segments shorter than this (seconds)."
+    ),
+    merge_gap: float = typer.Option(
+        0.5, "--merge-gap", min=0.0, help="Join segments of one label this close (seconds)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Output folder (default: <video name>_timeline/ here)."
+    ),
+    annotate: Path | None = typer.Option(
+        None, "--annotate", help="Also write the video with the label drawn on every frame."
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Windows per pass."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Sliding-window labels over a whole video: segments (JSON, CSV), a plot, an annotated copy."""
+    from resaction.inference.annotate import annotate_timeline
+    from resaction.inference.timeline import TimelineConfig, run_timeline, write_timeline
+
+    config = TimelineConfig(
+        window=window,
+        stride=stride,
+        smooth=smooth,
+        smooth_window=smooth_window,
+        threshold=threshold,
+        min_duration=min_duration,
+        merge_gap=merge_gap,
+        batch_size=batch_size,
+    )
+    config.check()
+    predictor = load_predictor(checkpoint, model, weights)
+    result = run_timeline(predictor, video, config, progress=progress)
+    out_dir = out if out is not None else Path(f"{video.stem}_timeline")
+    files = write_timeline(result, out_dir)
+    if annotate is not None:
+        files["annotated"] = annotate_timeline(result, video, annotate, progress=progress)
+    table = Table(title=f"{video.name}: {len(result.segments)} segments")
+    for column, justify in (
+        ("label", "left"),
+        ("start", "right"),
+        ("end", "right"),
+        ("conf", "right"),
+    ):
+        table.add_column(column, justify=justify)
+    for segment in result.segments:
+        table.add_row(
+            segment.label, f"{segment.start:.2f}", f"{segment.end:.2f}", f"{segment.confidence:.1%}"
+        )
+    console.print(table)
+    console.print(
+        f"{len(result.starts)} windows over {result.duration:.1f} s in {result.seconds:.1f} s "
+        f"({result.realtime_factor:.1f}x real time)"
+    )
+    for name, path in files.items():
+        console.print(f"  {name}: {path}")

@@ -1,0 +1,340 @@
+"""Real-time recognition on a camera, network stream or file.
+
+A reader thread (``sources.FrameSource``) keeps only the newest frames: one window
+(``clip_len * step``) plus one inference period's worth, so nothing is lost while the model
+keeps up. Inference runs on the latest window at a target rate. When the model is slower
+than the video, the frames it had no time for are dropped, never queued, so the label is never
+more than one inference period behind the live frame. The last ``smooth`` predictions are
+averaged to stop the label flickering. A file without ``realtime`` is read in order instead,
+no frame dropped, with windows ``1 / rate`` seconds of video apart, as fast as the machine
+allows.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from resaction.errors import ConfigError
+from resaction.inference.annotate import draw_label
+from resaction.inference.results import RecordWriter
+from resaction.inference.sources import (
+    CapturedFrame,
+    FrameSink,
+    FrameSource,
+    LatestFrames,
+    OrderedFrames,
+    SourceEvent,
+)
+
+if TYPE_CHECKING:
+    from resaction.inference.predictor import Predictor
+
+DEFAULT_CAMERA_FPS = 30.0
+LATENCY_HISTORY = 10_000
+
+
+class RollingMean:
+    """Mean of the last ``size`` probability vectors."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ConfigError(f"--smooth must be at least 1, got {size}")
+        self._history: deque[np.ndarray] = deque(maxlen=size)
+
+    def __call__(self, probs: np.ndarray) -> np.ndarray:
+        self._history.append(np.asarray(probs, dtype=np.float64))
+        return np.mean(self._history, axis=0)
+
+    def __len__(self) -> int:
+        return len(self._history)
+
+
+class StreamStats:
+    """Counters and latencies of a stream run; percentiles over the last 10,000 windows."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.frames = 0
+        self.dropped = 0
+        self.windows = 0
+        self.label_changes = 0
+        self.reconnects = 0
+        self.latencies: deque[float] = deque(maxlen=LATENCY_HISTORY)
+
+    def add_window(self, latency: float) -> None:
+        self.windows += 1
+        self.latencies.append(latency)
+
+    def summary(self, frames_read: int) -> dict[str, Any]:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        latencies = np.asarray(self.latencies) * 1000.0
+        return {
+            "seconds": round(elapsed, 3),
+            "frames_read": frames_read,
+            "frames_seen": self.frames,
+            "dropped_frames": self.dropped,
+            "input_fps": round(frames_read / elapsed, 2),
+            "windows": self.windows,
+            "windows_per_s": round(self.windows / elapsed, 2),
+            "latency_p50_ms": _percentile(latencies, 50),
+            "latency_p95_ms": _percentile(latencies, 95),
+            "label_changes": self.label_changes,
+            "reconnects": self.reconnects,
+        }
+
+
+def _percentile(values: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if len(values) else None
+
+
+@dataclass
+class StreamConfig:
+    """How to run a stream; every field is a ``resaction stream`` flag."""
+
+    rate: float = 4.0
+    smooth: int = 5
+    realtime: bool = False
+    duration: float | None = None
+    window: int | None = None
+    events: str | Path | None = None
+    annotate: str | Path | None = None
+    log_windows: bool = False
+    open_timeout: float = 5.0
+    read_timeout: float = 2.0
+    reconnect_timeout: float = 30.0
+    stats_every: float = 5.0
+
+    def check(self) -> None:
+        if not self.rate > 0:
+            raise ConfigError(f"--rate must be positive (windows per second), got {self.rate}")
+        if self.duration is not None and not self.duration > 0:
+            raise ConfigError(f"--duration must be positive seconds, got {self.duration}")
+        if self.window is not None and self.window < 1:
+            raise ConfigError(f"--window must be at least 1 frame, got {self.window}")
+
+
+def stream_step(preprocess: dict[str, Any], fps: float) -> int:
+    """Frames between the frames of a window: ``frame_interval``, or the nearest whole step to
+    ``target_fps`` (a live source cannot be resampled exactly)."""
+    target = preprocess.get("target_fps")
+    if target and fps > 0:
+        return max(1, round(fps / float(target)))
+    return max(1, int(preprocess.get("frame_interval") or 1))
+
+
+class StreamRunner:
+    """Runs a predictor on a ``FrameSource``; ``on_event`` hears every event as a dict."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        source: str | int | Path,
+        config: StreamConfig | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.predictor = predictor
+        self.config = config or StreamConfig()
+        self.config.check()
+        self.on_event = on_event
+        self._source_events: queue.SimpleQueue[SourceEvent] = queue.SimpleQueue()
+        self.source = FrameSource(
+            source,
+            realtime=self.config.realtime,
+            open_timeout=self.config.open_timeout,
+            read_timeout=self.config.read_timeout,
+            reconnect_timeout=self.config.reconnect_timeout,
+            on_event=self._source_events.put,
+        )
+        self.clip_len = int(self.config.window or predictor.preprocess["clip_len"])
+        self.transform = predictor.clip_transform()
+        self.stats = StreamStats()
+        self.smoother = RollingMean(self.config.smooth)
+        self.label: str | None = None
+        self.confidence: float | None = None
+        self._writer: RecordWriter | None = None
+        self._video: Any = None
+        self._last_stats = time.monotonic()
+
+    def run(self) -> dict[str, Any]:
+        """Read until the file ends, ``duration`` passes or the source gives up; the summary."""
+        live = self.source.kind != "file" or self.config.realtime
+        fps = self.source.open().fps or DEFAULT_CAMERA_FPS
+        self.step = stream_step(self.predictor.preprocess, fps)
+        span = self.clip_len * self.step
+        sink: FrameSink = (
+            LatestFrames(span + math.ceil(fps / self.config.rate)) if live else OrderedFrames(span)
+        )
+        self.stats = StreamStats()
+        self._open_outputs(fps)
+        ring: deque[CapturedFrame] = deque(maxlen=span)
+        reason = "end of input"
+        try:
+            self.source.start(sink)
+            self._emit(
+                {"event": "start", "source": self.source.name, "fps": fps, "step": self.step}
+            )
+            reason = self._loop(sink, ring, live)
+        except KeyboardInterrupt:
+            reason = "interrupted"
+        finally:
+            self.source.stop()
+            self._drain_source_events()
+            summary = {**self.stats.summary(self.source.frames_read), "stopped": reason}
+            self._emit({"event": "summary", **summary})
+            self._close_outputs()
+        if self.source.error is not None:
+            raise self.source.error
+        return summary
+
+    def _loop(self, sink: FrameSink, ring: deque[CapturedFrame], live: bool) -> str:
+        period = 1.0 / self.config.rate
+        next_due = -math.inf
+        last_seq = -1
+        last_inferred = -1
+        first_time: float | None = None
+        while True:
+            self._drain_source_events()
+            if live:
+                wait = next_due - time.monotonic()
+                if wait > 0:
+                    time.sleep(min(wait, 0.05))
+                    continue
+            new = sink.take_new(timeout=0.05 if live else 0.1)
+            if not new:
+                if self.source.finished.is_set():
+                    new = sink.take_new(timeout=None)
+                    if not new:
+                        return "gave up" if self.source.error else "end of input"
+                else:
+                    continue
+            for frame in new:
+                if first_time is None:
+                    first_time = frame.time
+                self.stats.dropped += max(0, frame.seq - last_seq - 1)
+                self.stats.frames += 1
+                last_seq = frame.seq
+                ring.append(frame)
+                self._write_frame(frame)
+                if not live and frame.time >= next_due - 1e-6 and self._window_ready(ring):
+                    self._infer(ring)
+                    last_inferred = frame.seq
+                    next_due = frame.time + period if math.isinf(next_due) else next_due + period
+                    while next_due <= frame.time:
+                        next_due += period
+            if live and self._window_ready(ring) and ring[-1].seq > last_inferred:
+                next_due = time.monotonic() + period
+                self._infer(ring)
+                last_inferred = ring[-1].seq
+            self._maybe_report_stats()
+            if self.config.duration is not None and first_time is not None:
+                elapsed = ring[-1].time - first_time
+                if elapsed >= self.config.duration:
+                    return "duration reached"
+
+    def _maybe_report_stats(self) -> None:
+        every = self.config.stats_every
+        now = time.monotonic()
+        if every and now - self._last_stats >= every:
+            self._last_stats = now
+            self._emit({"event": "stats", **self.stats.summary(self.source.frames_read)})
+
+    def _window_ready(self, ring: deque[CapturedFrame]) -> bool:
+        return len(ring) >= (self.clip_len - 1) * self.step + 1
+
+    def _infer(self, ring: deque[CapturedFrame]) -> None:
+        newest = len(ring) - 1
+        picks = [ring[newest - k * self.step] for k in reversed(range(self.clip_len))]
+        behind = max(0, self.source.frames_read - 1 - picks[-1].seq)
+        clip = torch.from_numpy(np.stack([frame.image for frame in picks]))
+        batch = self.transform(clip).unsqueeze(0)
+        probs = self.predictor.predict_clips(batch)[0]
+        smoothed = self.smoother(probs)
+        latest = picks[-1]
+        latency = time.monotonic() - latest.captured
+        self.stats.add_window(latency)
+        index = int(np.argmax(smoothed))
+        label, confidence = self.predictor.classes[index], float(smoothed[index])
+        self._emit(
+            {
+                "event": "window",
+                "time": round(latest.time, 3),
+                "label": label,
+                "confidence": round(confidence, 4),
+                "latency_ms": round(latency * 1000, 1),
+                "frames_behind": behind,
+            },
+            record=self.config.log_windows,
+        )
+        if label != self.label:
+            self.stats.label_changes += 1
+            self._emit(
+                {
+                    "event": "label",
+                    "time": round(latest.time, 3),
+                    "label": label,
+                    "confidence": round(confidence, 4),
+                    "previous": self.label,
+                    "latency_ms": round(latency * 1000, 1),
+                }
+            )
+        self.label, self.confidence = label, confidence
+
+    def _drain_source_events(self) -> None:
+        while True:
+            try:
+                event = self._source_events.get_nowait()
+            except queue.Empty:
+                return
+            if event.kind == "reconnected":
+                self.stats.reconnects += 1
+            self._emit({"event": event.kind, "message": event.message})
+
+    def _emit(self, event: dict[str, Any], record: bool = True) -> None:
+        event = {"wall": round(time.time(), 3), **event}
+        if self._writer is not None and record:
+            self._writer.write(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _open_outputs(self, fps: float) -> None:
+        if self.config.events:
+            self._writer = RecordWriter(self.config.events, fmt="jsonl", key="wall")
+        if self.config.annotate:
+            from resaction.io.writer import VideoWriter
+
+            self._video = VideoWriter(self.config.annotate, fps=fps)
+
+    def _write_frame(self, frame: CapturedFrame) -> None:
+        if self._video is not None:
+            note = f"t={frame.time:.2f}s"
+            self._video.write(draw_label(frame.image, self.label, self.confidence, note))
+
+    def _close_outputs(self) -> None:
+        """Close the events file and the annotated video, keeping what was written so far."""
+        if self._writer is not None:
+            self._writer.close()
+        if self._video is not None:
+            if self._video.frames_written == 0:
+                self._video.abort()
+            else:
+                self._video.close()
+
+
+def run_stream(
+    predictor: Predictor,
+    source: str | int | Path,
+    config: StreamConfig | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``predictor`` on a live source until it ends; the summary statistics."""
+    return StreamRunner(predictor, source, config, on_event).run()

@@ -1,0 +1,353 @@
+"""Sliding-window recognition over a whole video: what happens when.
+
+The video is decoded once, in order (``iter_frames``). Each frame a window needs is transformed
+on arrival (resize, centre crop, normalise: the evaluation transform, which works frame by
+frame) and kept in a ring that holds only the frames of windows not yet run, so memory depends
+on the window, never on the video's length. Windows are the ``SlidingWindowSampler``'s: ``window``
+frames at the model's sampling step (``frame_interval`` or ``target_fps``), ``stride`` source
+frames apart, so a window's logits are those ``evaluate`` gives a clip of the same frames.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from resaction.data.sampling import SlidingWindowSampler, Window
+from resaction.errors import ConfigError, VideoError
+from resaction.inference.predictor import softmax
+from resaction.inference.segments import (
+    SMOOTH_METHODS,
+    Segment,
+    extract_segments,
+    smooth_probs,
+)
+from resaction.io import VideoReader
+
+if TYPE_CHECKING:
+    from resaction.inference.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TimelineConfig:
+    """Every ``resaction timeline`` option; ``window=None`` takes the model's ``clip_len``."""
+
+    window: int | None = None
+    stride: int = 8
+    smooth: str = "mean"
+    smooth_window: int = 5
+    threshold: float = 0.5
+    min_duration: float = 1.0
+    merge_gap: float = 0.5
+    batch_size: int = 8
+
+    def check(self) -> None:
+        if self.smooth not in SMOOTH_METHODS:
+            raise ConfigError(
+                f"unknown smoothing {self.smooth!r}; use one of {', '.join(SMOOTH_METHODS)}"
+            )
+        if self.smooth_window < 1:
+            raise ConfigError(f"--smooth-window must be at least 1, got {self.smooth_window}")
+        if self.window is not None and self.window < 1:
+            raise ConfigError(f"--window must be at least 1 frame, got {self.window}")
+        if self.stride < 1:
+            raise ConfigError(f"--stride must be at least 1 frame, got {self.stride}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"--threshold must be between 0 and 1, got {self.threshold}")
+        if self.min_duration < 0 or self.merge_gap < 0:
+            raise ConfigError("--min-duration and --merge-gap must not be negative")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+
+
+@dataclass
+class Timeline:
+    """Per-window scores of one video and the segments found in them.
+
+    ``probs`` are each window's softmax, ``smoothed`` the same after temporal smoothing (what
+    the segments are cut from). Times are seconds; a window's ``times`` entry is its centre.
+    """
+
+    video: str
+    classes: list[str]
+    fps: float
+    duration: float
+    num_frames: int
+    starts: np.ndarray
+    ends: np.ndarray
+    frame_indices: np.ndarray
+    logits: np.ndarray
+    probs: np.ndarray
+    smoothed: np.ndarray
+    segments: list[Segment]
+    config: TimelineConfig
+    seconds: float = 0.0
+    peak_buffered_frames: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def times(self) -> np.ndarray:
+        return (self.starts + self.ends) / 2
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of video processed per second of wall time."""
+        return self.duration / self.seconds if self.seconds > 0 else float("inf")
+
+
+class FrameRing:
+    """Frames by index, kept only while a window still to be run needs them.
+
+    Frames arrive as decoded (uint8 HxWx3) and are transformed together when a window asks
+    for them: one transform call per window's worth of new frames rather than one per frame,
+    which matters on a busy CPU where every small torch call pays for waking its threads. The
+    evaluation transform treats frames independently, so the result is the same.
+    """
+
+    def __init__(self, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self._transform = transform
+        self._frames: dict[int, torch.Tensor] = {}
+        self._raw: list[tuple[int, np.ndarray]] = []
+        self.peak = 0
+
+    def add(self, index: int, image: np.ndarray) -> None:
+        self._raw.append((index, image))
+        self.peak = max(self.peak, len(self))
+
+    def clip(self, indices: np.ndarray) -> torch.Tensor:
+        """The window's frames joined along time into (C, T, H, W)."""
+        if self._raw:
+            raw = torch.from_numpy(np.stack([image for _, image in self._raw]))
+            done = self._transform(raw)
+            for position, (index, _) in enumerate(self._raw):
+                self._frames[index] = done[:, position : position + 1]
+            self._raw.clear()
+        return torch.cat([self._frames[int(i)] for i in indices], dim=1)
+
+    def release_before(self, index: int) -> None:
+        for old in [i for i in self._frames if i < index]:
+            del self._frames[old]
+
+    def __len__(self) -> int:
+        return len(self._frames) + len(self._raw)
+
+
+def window_sampler(preprocess: dict[str, Any], config: TimelineConfig) -> SlidingWindowSampler:
+    """Windows of ``config.window`` frames at the model's sampling step, ``stride`` apart."""
+    target = preprocess.get("target_fps")
+    return SlidingWindowSampler(
+        int(config.window or preprocess["clip_len"]),
+        frame_interval=int(preprocess.get("frame_interval") or 1),
+        target_fps=float(target) if target else None,
+        short_video=preprocess.get("short_video", "loop"),
+        stride=config.stride,
+    )
+
+
+def run_timeline(
+    predictor: Predictor,
+    video: str | Path,
+    config: TimelineConfig | None = None,
+    *,
+    progress: bool = False,
+    on_window: Callable[[int, int], None] | None = None,
+) -> Timeline:
+    """Score every window of ``video`` and cut the smoothed scores into segments."""
+    config = config or TimelineConfig()
+    config.check()
+    started = time.perf_counter()
+    transform = predictor.clip_transform()
+    sampler = window_sampler(predictor.preprocess, config)
+    with VideoReader(video, **transform.decode_hint()) as reader:
+        num_frames, fps = reader.num_frames, float(reader.fps)
+        timestamps = np.asarray(reader.timestamps, dtype=np.float64)
+        duration = float(reader.duration)
+        windows = sampler.windows(num_frames, timestamps, fps)
+        needed = np.zeros(num_frames, dtype=bool)
+        for window in windows:
+            needed[window.indices] = True
+        ring = FrameRing(transform)
+        batch: list[torch.Tensor] = []
+        logits: list[np.ndarray] = []
+        done = 0
+        bar = tqdm(total=len(windows), desc="timeline", unit="window", disable=not progress)
+        try:
+            for index, _, image in reader.iter_frames():
+                if index >= num_frames:
+                    break
+                if needed[index]:
+                    ring.add(index, image)
+                while done < len(windows) and int(windows[done].indices.max()) <= index:
+                    batch.append(ring.clip(windows[done].indices))
+                    done += 1
+                    if done < len(windows):
+                        ring.release_before(int(windows[done].indices.min()))
+                    if len(batch) == config.batch_size:
+                        logits.append(predictor.logits(torch.stack(batch)))
+                        batch.clear()
+                    bar.update(1)
+                    if on_window is not None:
+                        on_window(done, len(windows))
+            if batch:
+                logits.append(predictor.logits(torch.stack(batch)))
+        finally:
+            bar.close()
+    if done < len(windows):
+        log.warning("%s: decoding stopped early; %d of %d windows", video, done, len(windows))
+        windows = windows[:done]
+    if not windows:
+        raise VideoError(f"{video}: no frames could be decoded for a timeline")
+    return _assemble(
+        predictor,
+        str(video),
+        windows,
+        np.concatenate(logits),
+        config,
+        {
+            "fps": fps,
+            "duration": duration or float(windows[-1].end),
+            "num_frames": num_frames,
+            "seconds": time.perf_counter() - started,
+            "peak": ring.peak,
+        },
+    )
+
+
+def _assemble(
+    predictor: Predictor,
+    video: str,
+    windows: list[Window],
+    logits: np.ndarray,
+    config: TimelineConfig,
+    facts: dict[str, Any],
+) -> Timeline:
+    probs = softmax(logits.astype(np.float64))
+    smoothed = smooth_probs(probs, config.smooth, config.smooth_window)
+    starts = np.array([w.start for w in windows])
+    ends = np.array([w.end for w in windows])
+    segments = extract_segments(
+        smoothed,
+        (starts + ends) / 2,
+        predictor.classes,
+        threshold=config.threshold,
+        min_duration=config.min_duration,
+        merge_gap=config.merge_gap,
+        duration=facts["duration"],
+    )
+    return Timeline(
+        video=video,
+        classes=list(predictor.classes),
+        fps=facts["fps"],
+        duration=facts["duration"],
+        num_frames=facts["num_frames"],
+        starts=starts,
+        ends=ends,
+        frame_indices=np.stack([w.indices for w in windows]),
+        logits=logits,
+        probs=probs,
+        smoothed=smoothed,
+        segments=segments,
+        config=config,
+        seconds=facts["seconds"],
+        peak_buffered_frames=facts["peak"],
+        extra={"model": predictor.model_name, "preprocess": predictor.preprocess},
+    )
+
+
+SEGMENT_FIELDS = ["label", "start", "end", "duration", "confidence"]
+
+
+def write_timeline(
+    timeline: Timeline, out_dir: str | Path, *, plot: bool = True
+) -> dict[str, Path]:
+    """Write ``segments.json``, ``segments.csv``, ``windows.csv`` and ``timeline.png``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    segments = [_rounded(segment.to_dict()) for segment in timeline.segments]
+    paths = {
+        "segments_json": out / "segments.json",
+        "segments_csv": out / "segments.csv",
+        "windows_csv": out / "windows.csv",
+    }
+    summary = {
+        "video": timeline.video,
+        "model": timeline.extra.get("model"),
+        "fps": timeline.fps,
+        "duration": round(timeline.duration, 4),
+        "num_frames": timeline.num_frames,
+        "num_windows": len(timeline.starts),
+        "config": asdict(timeline.config),
+        "preprocess": timeline.extra.get("preprocess"),
+        "seconds": round(timeline.seconds, 3),
+        "segments": segments,
+    }
+    paths["segments_json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    with paths["segments_csv"].open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SEGMENT_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(segments)
+    _write_windows(timeline, paths["windows_csv"])
+    if plot:
+        from resaction.inference.plots import plot_timeline
+
+        paths["plot"] = plot_timeline(
+            timeline.times,
+            timeline.smoothed,
+            timeline.classes,
+            timeline.segments,
+            out / "timeline.png",
+            threshold=timeline.config.threshold,
+            title=Path(timeline.video).name,
+        )
+    return paths
+
+
+def _write_windows(timeline: Timeline, path: Path) -> None:
+    """One row per window: its span, raw and smoothed top label, and every smoothed probability."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            [
+                "start",
+                "end",
+                "first_frame",
+                "last_frame",
+                "label",
+                "prob",
+                "smoothed_label",
+                "smoothed_prob",
+                *timeline.classes,
+            ]
+        )
+        for row in range(len(timeline.starts)):
+            raw = int(timeline.probs[row].argmax())
+            smooth = int(timeline.smoothed[row].argmax())
+            writer.writerow(
+                [
+                    f"{timeline.starts[row]:.4f}",
+                    f"{timeline.ends[row]:.4f}",
+                    int(timeline.frame_indices[row].min()),
+                    int(timeline.frame_indices[row].max()),
+                    timeline.classes[raw],
+                    f"{timeline.probs[row, raw]:.5f}",
+                    timeline.classes[smooth],
+                    f"{timeline.smoothed[row, smooth]:.5f}",
+                    *(f"{p:.5f}" for p in timeline.smoothed[row]),
+                ]
+            )
+
+
+def _rounded(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
