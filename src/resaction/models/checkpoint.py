@@ -110,6 +110,10 @@ def load_checkpoint(path: str | Path) -> ModelBundle:
     model = create_model(
         payload["model_name"], num_classes=payload["num_classes"], **payload["model_kwargs"]
     )
+    if payload.get("pruned"):
+        from resaction.models.pruned import shrink_to_state_dict
+
+        shrink_to_state_dict(model, payload["state_dict"])
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as error:

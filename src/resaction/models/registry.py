@@ -129,15 +129,34 @@ def create_model(
     """
     _check_name(name)
     info = _INFOS[name]
+    builder = _checked_builder(name)
     if weights in (None, "", "none", "None"):
-        model = _BUILDERS[name](num_classes=num_classes or info.default_num_classes, **kwargs)
+        model = builder(num_classes=num_classes or info.default_num_classes, **kwargs)
         model.load_report = None
     else:
         from resaction.models.weights import build_with_weights
 
-        model = build_with_weights(name, _BUILDERS[name], info, num_classes, weights, kwargs)
+        model = build_with_weights(name, builder, info, num_classes, weights, kwargs)
     model.model_name = name
     return model
+
+
+def _checked_builder(name: str) -> Callable[..., nn.Module]:
+    """The builder, with an unknown option reported as a ``ModelError`` naming the model."""
+    builder = _BUILDERS[name]
+
+    @functools.wraps(builder)
+    def build(**kwargs: Any) -> nn.Module:
+        try:
+            return builder(**kwargs)
+        except TypeError as error:
+            message = str(error)
+            if "unexpected keyword argument" not in message and "multiple values" not in message:
+                raise
+            option = message.rsplit(" ", 1)[-1]
+            raise ModelError(f"model {name} has no option {option}") from None
+
+    return build
 
 
 @dataclass(frozen=True)
@@ -149,17 +168,36 @@ class ModelStats:
 
 @functools.cache
 def model_stats(name: str) -> ModelStats:
-    """Parameters and forward GFLOPs at the default input (batch 1), measured, never typed in."""
+    """Parameters and forward GFLOPs (2 FLOPs per multiply-add) at the default input, batch 1,
+    measured on the built model, never typed in; cached for the process."""
+    info = model_info(name)
+    shape = (1, 3, info.clip_len, info.input_size, info.input_size)
+    try:
+        params, flops = _count(name, shape, torch.device("meta"))
+    except Exception:  # a model that cannot run without data is counted on real tensors
+        params, flops = _count(name, shape, torch.device("cpu"))
+    return ModelStats(params=params, gflops=flops / 1e9, input_shape=shape)
+
+
+def _count(name: str, shape: tuple[int, ...], device: torch.device) -> tuple[int, int]:
+    """Parameters and FLOPs (2 per multiply-add) of one forward pass.
+
+    On the meta device no data is touched, so counting is instant; it also makes RNNs countable:
+    on CPU an LSTM runs as one oneDNN kernel that FlopCounterMode does not see, so there the
+    oneDNN path is switched off and the LSTM decomposes into the matmuls it counts.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
-    info = model_info(name)
-    model = _BUILDERS[name](num_classes=info.default_num_classes).eval()
-    params = sum(p.numel() for p in model.parameters())
-    shape = (1, 3, info.clip_len, info.input_size, info.input_size)
+    with device:
+        model = _BUILDERS[name](num_classes=_INFOS[name].default_num_classes).eval()
+        clip = torch.zeros(shape)
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(torch.zeros(shape))
-    return ModelStats(params=params, gflops=counter.get_total_flops() / 1e9, input_shape=shape)
+    no_onednn = torch.backends.mkldnn.flags(
+        enabled=False, deterministic=None, allow_tf32=None, fp32_precision=None
+    )
+    with torch.no_grad(), no_onednn, counter:
+        model(clip)
+    return sum(p.numel() for p in model.parameters()), counter.get_total_flops()
 
 
 def default_preprocess(name: str) -> dict[str, Any]:

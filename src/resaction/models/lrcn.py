@@ -1,0 +1,96 @@
+"""LRCN (Long-term Recurrent Convolutional Networks): per-frame ResNet features into an LSTM or GRU.
+
+The trunk keeps the 2D ResNet's keys, so ImageNet weights load directly; ``rnn`` and ``fc`` are
+the head. The classifier reads the mean of the RNN outputs over time ("mean") or the final hidden
+state of the last layer, both directions concatenated ("last").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from resaction.errors import ModelError
+from resaction.models.layers import frames_to_batch
+from resaction.models.registry import register_model
+from resaction.models.resnet2d import DEPTHS, ResNet
+
+RNN_TYPES = {"lstm": nn.LSTM, "gru": nn.GRU}
+POOLING = ("mean", "last")
+
+
+class LRCN(ResNet):
+    def __init__(
+        self,
+        depth: int,
+        num_classes: int,
+        *,
+        rnn: str = "lstm",
+        hidden_size: int = 512,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        pool: str = "mean",
+        dropout: float = 0.5,
+    ) -> None:
+        if rnn not in RNN_TYPES:
+            raise ModelError(f"rnn {rnn!r} is not one of {', '.join(RNN_TYPES)}")
+        if pool not in POOLING:
+            raise ModelError(f"pool {pool!r} is not one of {', '.join(POOLING)}")
+        block, layers = DEPTHS[depth]
+        super().__init__(block, layers, num_classes)
+        self.pool = pool
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = RNN_TYPES[rnn](
+            self.num_features,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.fc = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
+
+    def head_modules(self) -> list[nn.Module]:
+        return [self.rnn, self.fc]
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        frames, t = frames_to_batch(clip)
+        features = self.dropout(self.forward_features(frames)).unflatten(0, (-1, t))
+        outputs, state = self.rnn(features)
+        if self.pool == "mean":
+            pooled = outputs.mean(dim=1)
+        else:
+            hidden = state[0] if isinstance(state, tuple) else state
+            directions = 2 if self.rnn.bidirectional else 1
+            last_layer = hidden.unflatten(0, (self.rnn.num_layers, directions))[-1]
+            pooled = last_layer.transpose(0, 1).flatten(1)
+        return self.fc(self.dropout(pooled))
+
+
+_LRCN = {
+    "family": "lrcn",
+    "clip_len": 16,
+    "input_size": 112,
+    "resize": 128,
+    "frame_interval": 2,
+}
+
+
+@register_model(**_LRCN, weights=("imagenet",), backbone="resnet18")
+def lrcn_resnet18(num_classes: int = 400, **options: Any) -> LRCN:
+    """LRCN on ResNet-18: 16 frames (every 2nd) at 112 px into a 1-layer LSTM, mean of states."""
+    return LRCN(18, num_classes, **options)
+
+
+@register_model(**_LRCN, weights=("imagenet",), backbone="resnet34")
+def lrcn_resnet34(num_classes: int = 400, **options: Any) -> LRCN:
+    """LRCN on ResNet-34: 16 frames (every 2nd) at 112 px into a 1-layer LSTM, mean of states."""
+    return LRCN(34, num_classes, **options)
+
+
+@register_model(**_LRCN, weights=("imagenet", "imagenet_v2"), backbone="resnet50")
+def lrcn_resnet50(num_classes: int = 400, **options: Any) -> LRCN:
+    """LRCN on ResNet-50: 16 frames (every 2nd) at 112 px into a 1-layer LSTM, mean of states."""
+    return LRCN(50, num_classes, **options)

@@ -1,0 +1,194 @@
+"""2D ResNet 18/34/50/101 with torchvision's module names and shapes, so its checkpoints load as is.
+
+The image models take (N, C, H, W) images, and (N, C, T, H, W) clips too: every frame is
+classified and the logits are averaged over time (the frame-level baseline with no extra
+options; ``tsn_*`` adds sampling by segments, dropout and other consensus modes). TSN, TSM and
+LRCN subclass ``ResNet`` and keep its keys, so one 2D checkpoint seeds any of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from resaction.models.layers import ClassifierMixin, frames_to_batch
+from resaction.models.registry import register_model
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+
+
+class ResidualBlock(nn.Module):
+    """``relu(residual(x) + shortcut(x))``; subclasses define the residual branch."""
+
+    expansion = 1
+    downsample: nn.Module | None
+    relu: nn.Module
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.downsample is None else self.downsample(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.residual(x) + self.shortcut(x))
+
+
+class BasicBlock(ResidualBlock):
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.bn2(self.conv2(out))
+
+
+class Bottleneck(ResidualBlock):
+    """torchvision's V1.5 bottleneck: the stride sits on the 3x3 convolution."""
+
+    expansion = 4
+
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        self.conv1 = conv1x1(inplanes, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = conv1x1(planes, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.bn3(self.conv3(out))
+
+
+class ResNet(ClassifierMixin, nn.Module):
+    """torchvision's ResNet. ``block_kwargs`` go to every block (TSM passes its shift options)."""
+
+    def __init__(
+        self,
+        block: type[ResidualBlock],
+        layers: tuple[int, int, int, int],
+        num_classes: int = 1000,
+        **block_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64, layers[0], 1, block_kwargs)
+        self.layer2 = self._make_layer(block, 128, layers[1], 2, block_kwargs)
+        self.layer3 = self._make_layer(block, 256, layers[2], 2, block_kwargs)
+        self.layer4 = self._make_layer(block, 512, layers[3], 2, block_kwargs)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.num_features = 512 * block.expansion
+        self.fc = nn.Linear(self.num_features, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def _make_layer(
+        self,
+        block: type[ResidualBlock],
+        planes: int,
+        blocks: int,
+        stride: int,
+        block_kwargs: dict[str, Any],
+    ) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                conv1x1(self.inplanes, planes * block.expansion, stride),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        layers = [block(self.inplanes, planes, stride, downsample, **block_kwargs)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes, **block_kwargs) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) images -> (B, num_features) pooled features."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.avgpool(x), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:
+            return self.fc(self.forward_features(x))
+        frames, t = frames_to_batch(x)
+        return self.fc(self.forward_features(frames)).unflatten(0, (-1, t)).mean(dim=1)
+
+
+DEPTHS: dict[int, tuple[type[ResidualBlock], tuple[int, int, int, int]]] = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+}
+
+
+def resnet(depth: int, num_classes: int = 1000, **block_kwargs: Any) -> ResNet:
+    block, layers = DEPTHS[depth]
+    return ResNet(block, layers, num_classes, **block_kwargs)
+
+
+_IMAGE = {
+    "family": "resnet2d",
+    "clip_len": 1,
+    "input_size": 224,
+    "resize": 256,
+    "default_num_classes": 1000,
+    "sampling": "segments",
+}
+
+
+@register_model(**_IMAGE, weights=("imagenet",), backbone="resnet18")
+def resnet18(num_classes: int = 1000) -> ResNet:
+    """ResNet-18 image classifier (torchvision layout); clips: per-frame logits averaged."""
+    return resnet(18, num_classes)
+
+
+@register_model(**_IMAGE, weights=("imagenet",), backbone="resnet34")
+def resnet34(num_classes: int = 1000) -> ResNet:
+    """ResNet-34 image classifier (torchvision layout); clips: per-frame logits averaged."""
+    return resnet(34, num_classes)
+
+
+@register_model(**_IMAGE, weights=("imagenet", "imagenet_v2"), backbone="resnet50")
+def resnet50(num_classes: int = 1000) -> ResNet:
+    """ResNet-50 image classifier (torchvision layout); clips: per-frame logits averaged."""
+    return resnet(50, num_classes)
+
+
+@register_model(**_IMAGE, weights=("imagenet", "imagenet_v2"), backbone="resnet101")
+def resnet101(num_classes: int = 1000) -> ResNet:
+    """ResNet-101 image classifier (torchvision layout); clips: per-frame logits averaged."""
+    return resnet(101, num_classes)

@@ -1,0 +1,199 @@
+"""TSM (Temporal Shift Module): a 2D ResNet whose blocks shift some channels along time.
+
+The shift has no parameters, so a TSM model has exactly the 2D ResNet's keys and a 2D checkpoint
+loads into it unchanged. Each block shifts ``1/fold_div`` of its channels from the next frame and
+``1/fold_div`` from the previous one ("bidirectional", the paper's offline model), or only from
+the previous one ("past"), which is what a streaming model runs: in "online" mode each shift keeps
+the last frame's channels between calls, so feeding a clip one frame at a time gives the "past"
+model's per-frame outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from resaction.errors import ModelError
+from resaction.models.layers import TemporalConsensus, frames_to_batch
+from resaction.models.registry import register_model
+from resaction.models.resnet2d import DEPTHS, BasicBlock, Bottleneck, ResidualBlock, ResNet
+
+SHIFT_MODES = ("bidirectional", "past", "online")
+PLACEMENTS = ("residual", "inplace")
+
+
+class TemporalShift(nn.Module):
+    """Shift channels along time on frames stacked as (N*T, C, H, W), T in ``num_frames``.
+
+    The model sets ``num_frames`` before each forward. In "online" mode the input may be any
+    number of new frames per sample (usually one); ``reset()`` forgets the cached frame, as at the
+    start of a new stream.
+    """
+
+    def __init__(self, fold_div: int = 8, mode: str = "bidirectional") -> None:
+        super().__init__()
+        if mode not in SHIFT_MODES:
+            raise ModelError(f"shift mode {mode!r} is not one of {', '.join(SHIFT_MODES)}")
+        if fold_div < 2:
+            raise ModelError(f"fold_div must be at least 2 (got {fold_div})")
+        self.fold_div = fold_div
+        self.mode = mode
+        self.num_frames = 1
+        self._cache: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self._cache = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fold = x.shape[1] // self.fold_div
+        clip = x.unflatten(0, (-1, self.num_frames))
+        zeros = clip.new_zeros(clip[:, :1, :fold].shape)
+        previous = zeros
+        if self.mode == "online":
+            if self._cache is not None and self._cache.shape != zeros.shape:
+                raise ModelError(
+                    "online temporal shift got a batch of another shape than the last call; "
+                    "call reset() when a new stream starts"
+                )
+            previous = zeros if self._cache is None else self._cache
+            self._cache = clip[:, -1:, :fold].detach().clone()
+        from_past = torch.cat([previous, clip[:, :-1, :fold]], dim=1)
+        if self.mode != "bidirectional":
+            out = torch.cat([from_past, clip[:, :, fold:]], dim=2)
+        else:
+            from_future = torch.cat([clip[:, 1:, fold : 2 * fold], zeros], dim=1)
+            out = torch.cat([from_past, from_future, clip[:, :, 2 * fold :]], dim=2)
+        return out.flatten(0, 1)
+
+    def extra_repr(self) -> str:
+        return f"fold_div={self.fold_div}, mode={self.mode!r}"
+
+
+class _ShiftedBlock(ResidualBlock):
+    """A residual block that shifts its input in time: for the residual branch only ("residual")
+    or for the shortcut too ("inplace")."""
+
+    def _add_shift(self, fold_div: int, shift_mode: str, placement: str) -> None:
+        if placement not in PLACEMENTS:
+            raise ModelError(f"shift placement {placement!r} is not one of {', '.join(PLACEMENTS)}")
+        self.shift = TemporalShift(fold_div, shift_mode)
+        self.placement = placement
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shifted = self.shift(x)
+        shortcut = self.shortcut(shifted if self.placement == "inplace" else x)
+        return self.relu(self.residual(shifted) + shortcut)
+
+
+class ShiftedBasicBlock(_ShiftedBlock, BasicBlock):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        *,
+        fold_div: int = 8,
+        shift_mode: str = "bidirectional",
+        placement: str = "residual",
+    ) -> None:
+        BasicBlock.__init__(self, inplanes, planes, stride, downsample)
+        self._add_shift(fold_div, shift_mode, placement)
+
+
+class ShiftedBottleneck(_ShiftedBlock, Bottleneck):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        *,
+        fold_div: int = 8,
+        shift_mode: str = "bidirectional",
+        placement: str = "residual",
+    ) -> None:
+        Bottleneck.__init__(self, inplanes, planes, stride, downsample)
+        self._add_shift(fold_div, shift_mode, placement)
+
+
+_SHIFTED = {BasicBlock: ShiftedBasicBlock, Bottleneck: ShiftedBottleneck}
+
+
+class TSM(ResNet):
+    """ResNet with a temporal shift in every block -> dropout -> fc -> consensus over frames."""
+
+    def __init__(
+        self,
+        depth: int,
+        num_classes: int,
+        *,
+        fold_div: int = 8,
+        shift_mode: str = "bidirectional",
+        placement: str = "residual",
+        dropout: float = 0.5,
+        consensus: str = "avg",
+        num_segments: int = 8,
+    ) -> None:
+        block, layers = DEPTHS[depth]
+        super().__init__(
+            _SHIFTED[block],
+            layers,
+            num_classes,
+            fold_div=fold_div,
+            shift_mode=shift_mode,
+            placement=placement,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.consensus = TemporalConsensus(consensus, num_segments)
+
+    def shifts(self) -> list[TemporalShift]:
+        return [m for m in self.modules() if isinstance(m, TemporalShift)]
+
+    def set_shift_mode(self, mode: str) -> None:
+        """Switch every shift, e.g. a model trained with "past" to "online" for streaming."""
+        if mode not in SHIFT_MODES:
+            raise ModelError(f"shift mode {mode!r} is not one of {', '.join(SHIFT_MODES)}")
+        for shift in self.shifts():
+            shift.mode = mode
+            shift.reset()
+
+    def reset(self) -> None:
+        """Forget the cached frames of an online model (call at the start of every stream)."""
+        for shift in self.shifts():
+            shift.reset()
+
+    def head_modules(self) -> list[nn.Module]:
+        return [self.consensus, self.fc]
+
+    def forward_frames(self, clip: torch.Tensor) -> torch.Tensor:
+        """(N, C, T, H, W) -> per-frame logits (N, T, K)."""
+        frames, t = frames_to_batch(clip)
+        for shift in self.shifts():
+            shift.num_frames = t
+        return self.fc(self.dropout(self.forward_features(frames))).unflatten(0, (-1, t))
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        return self.consensus(self.forward_frames(clip))
+
+
+_TSM = {
+    "family": "tsm",
+    "clip_len": 8,
+    "input_size": 160,
+    "sampling": "segments",
+}
+
+
+@register_model(**_TSM, weights=("imagenet",), backbone="resnet18")
+def tsm_resnet18(num_classes: int = 400, **options: Any) -> TSM:
+    """TSM on ResNet-18: 8 segments, 1/8 + 1/8 channels shifted in every residual branch."""
+    return TSM(18, num_classes, **options)
+
+
+@register_model(**_TSM, weights=("imagenet", "imagenet_v2"), backbone="resnet50")
+def tsm_resnet50(num_classes: int = 400, **options: Any) -> TSM:
+    """TSM on ResNet-50: 8 segments, 1/8 + 1/8 channels shifted in every residual branch."""
+    return TSM(50, num_classes, **options)

@@ -1,0 +1,74 @@
+"""TSN (Temporal Segment Networks): a 2D ResNet scores one frame per segment; a consensus pools.
+
+The frame-level baseline: no temporal modelling beyond the consensus. Keys are the 2D ResNet's
+(plus ``consensus.weight`` for the weighted consensus), so ImageNet weights load directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from resaction.models.layers import TemporalConsensus, frames_to_batch
+from resaction.models.registry import register_model
+from resaction.models.resnet2d import DEPTHS, ResNet
+
+DEFAULT_SEGMENTS = 8
+DEFAULT_SIZE = 160
+
+
+class TSN(ResNet):
+    """ResNet per frame -> dropout -> fc -> consensus over the T frames of a clip."""
+
+    def __init__(
+        self,
+        depth: int,
+        num_classes: int,
+        *,
+        consensus: str = "avg",
+        num_segments: int = DEFAULT_SEGMENTS,
+        dropout: float = 0.5,
+    ) -> None:
+        block, layers = DEPTHS[depth]
+        super().__init__(block, layers, num_classes)
+        self.dropout = nn.Dropout(dropout)
+        self.consensus = TemporalConsensus(consensus, num_segments)
+
+    def head_modules(self) -> list[nn.Module]:
+        return [self.consensus, self.fc]
+
+    def forward_frames(self, clip: torch.Tensor) -> torch.Tensor:
+        """(N, C, T, H, W) -> per-frame logits (N, T, K)."""
+        frames, t = frames_to_batch(clip)
+        return self.fc(self.dropout(self.forward_features(frames))).unflatten(0, (-1, t))
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        return self.consensus(self.forward_frames(clip))
+
+
+_TSN = {
+    "family": "tsn",
+    "clip_len": DEFAULT_SEGMENTS,
+    "input_size": DEFAULT_SIZE,
+    "sampling": "segments",
+}
+
+
+@register_model(**_TSN, weights=("imagenet",), backbone="resnet18")
+def tsn_resnet18(num_classes: int = 400, **options: Any) -> TSN:
+    """TSN on ResNet-18: 8 segments, one frame each, logits averaged (frame-level baseline)."""
+    return TSN(18, num_classes, **options)
+
+
+@register_model(**_TSN, weights=("imagenet",), backbone="resnet34")
+def tsn_resnet34(num_classes: int = 400, **options: Any) -> TSN:
+    """TSN on ResNet-34: 8 segments, one frame each, logits averaged (frame-level baseline)."""
+    return TSN(34, num_classes, **options)
+
+
+@register_model(**_TSN, weights=("imagenet", "imagenet_v2"), backbone="resnet50")
+def tsn_resnet50(num_classes: int = 400, **options: Any) -> TSN:
+    """TSN on ResNet-50: 8 segments, one frame each, logits averaged (frame-level baseline)."""
+    return TSN(50, num_classes, **options)
