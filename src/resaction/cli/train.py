@@ -1,0 +1,168 @@
+"""``resaction train``: fine-tune or train any registered model on a folder or manifest."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from resaction.cli.app import app, console
+from resaction.errors import ConfigError
+
+
+def _pairs(values: list[str] | None, flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` flags as a dict; values are read as YAML (``16``, ``[128, 171]``, ``null``)."""
+    parsed: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} {item!r} is not KEY=VALUE")
+        try:
+            parsed[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"{flag} {item!r}: {raw!r} is not a valid value") from None
+    return parsed
+
+
+@app.command()
+def train(
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML config; flags override its keys."
+    ),
+    data: str | None = typer.Option(
+        None, "--data", "-d", help="Folder of class folders, or a manifest (CSV, list, split file)."
+    ),
+    model: str | None = typer.Option(None, "--model", "-m", help="Registered model name."),
+    weights: str | None = typer.Option(
+        None, "--weights", "-w", help="imagenet | kinetics400 | PATH | none."
+    ),
+    out: str | None = typer.Option(None, "--out", "-o", help="Run folder (runs/NAME)."),
+    epochs: int | None = typer.Option(None, "--epochs", "-e"),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b"),
+    val_data: str | None = typer.Option(None, "--val-data", help="Separate validation set."),
+    val_split: float | None = typer.Option(
+        None, "--val-split", help="Fraction held out for validation when no --val-data (0: none)."
+    ),
+    group_by: str | None = typer.Option(
+        None, "--group-by", help="Regex naming a clip's group, so a group stays on one side."
+    ),
+    optimizer: str | None = typer.Option(None, "--optimizer", help="sgd | adamw."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate of the head."),
+    weight_decay: float | None = typer.Option(None, "--weight-decay"),
+    momentum: float | None = typer.Option(None, "--momentum"),
+    warmup_epochs: float | None = typer.Option(None, "--warmup-epochs"),
+    label_smoothing: float | None = typer.Option(None, "--label-smoothing"),
+    backbone_lr_mult: float | None = typer.Option(
+        None, "--backbone-lr-mult", help="Backbone learning rate as a fraction of the head's."
+    ),
+    freeze_backbone_epochs: int | None = typer.Option(
+        None, "--freeze-backbone-epochs", help="Train only the head for this many epochs first."
+    ),
+    freeze_bn: bool | None = typer.Option(
+        None, "--freeze-bn/--no-freeze-bn", help="Keep BatchNorm statistics and affine fixed."
+    ),
+    balance: str | None = typer.Option(
+        None, "--balance", help="none | sampler (class-balanced draws) | loss (class weights)."
+    ),
+    grad_clip: float | None = typer.Option(None, "--grad-clip", help="Max gradient norm."),
+    accumulate: int | None = typer.Option(None, "--accumulate", help="Batches per optimiser step."),
+    amp: bool | None = typer.Option(
+        None, "--amp/--no-amp", help="Mixed precision (default: on CUDA only)."
+    ),
+    compile_model: bool | None = typer.Option(
+        None, "--compile/--no-compile", help="torch.compile the model (falls back if it fails)."
+    ),
+    seed: int | None = typer.Option(None, "--seed"),
+    workers: int | None = typer.Option(None, "--workers", help="Data loading processes."),
+    early_stopping: int | None = typer.Option(
+        None, "--early-stopping", help="Stop after this many epochs without improvement."
+    ),
+    monitor: str | None = typer.Option(
+        None, "--monitor", help="val_top1 | val_top5 | val_mean_class_accuracy | val_loss."
+    ),
+    max_steps_per_epoch: int | None = typer.Option(None, "--max-steps-per-epoch"),
+    checkpoint_every_steps: int | None = typer.Option(
+        None, "--checkpoint-every-steps", help="Also write last.pt every N optimiser steps."
+    ),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    select: str | None = typer.Option(
+        None, "--select", help="best | last: the checkpoint reported as the result."
+    ),
+    clips: int | None = typer.Option(None, "--clips", help="Validation clips per video."),
+    crops: int | None = typer.Option(None, "--crops", help="Validation crops per clip (1 or 3)."),
+    preprocess: list[str] | None = typer.Option(
+        None, "--preprocess", "-p", help="Preprocessing override KEY=VALUE, e.g. clip_len=8."
+    ),
+    model_kwarg: list[str] | None = typer.Option(
+        None, "--model-kwarg", help="Model option KEY=VALUE, e.g. dropout=0.3."
+    ),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress"),
+) -> None:
+    """Train a model; checkpoints, metrics.csv, TensorBoard logs and curves go to --out."""
+    from resaction.engine.config import load_config
+    from resaction.engine.trainer import train as run_training
+
+    protocol = {k: v for k, v in {"num_clips": clips, "num_crops": crops}.items() if v is not None}
+    if config is None and resume and out is not None and (Path(out) / "config.yaml").is_file():
+        config = Path(out) / "config.yaml"
+    resolved = load_config(
+        config,
+        data=data,
+        model=model,
+        weights=weights,
+        out=out,
+        epochs=epochs,
+        batch_size=batch_size,
+        val_data=val_data,
+        val_split=val_split,
+        group_by=group_by,
+        optimizer=optimizer,
+        lr=lr,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        warmup_epochs=warmup_epochs,
+        label_smoothing=label_smoothing,
+        backbone_lr_mult=backbone_lr_mult,
+        freeze_backbone_epochs=freeze_backbone_epochs,
+        freeze_bn=freeze_bn,
+        balance=balance,
+        grad_clip=grad_clip,
+        accumulate=accumulate,
+        amp=amp,
+        compile=compile_model,
+        seed=seed,
+        num_workers=workers,
+        early_stopping=early_stopping,
+        monitor=monitor,
+        max_steps_per_epoch=max_steps_per_epoch,
+        checkpoint_every_steps=checkpoint_every_steps,
+        device=device,
+        resume=resume or None,
+        select=select,
+        preprocess=_pairs(preprocess, "--preprocess") or None,
+        protocol=protocol or None,
+        model_kwargs=_pairs(model_kwarg, "--model-kwarg") or None,
+        progress=progress,
+    )
+    result = run_training(resolved)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    last = result.history[-1] if result.history else {}
+    console.print(f"trained {resolved.model} for {len(result.history)} epoch(s) on {resolved.data}")
+    if result.world_size > 1:
+        console.print(f"data parallel on {result.world_size} processes: identical weights on all")
+    if result.best_metric is not None:
+        console.print(f"best {resolved.monitor}: {result.best_metric:.4f}")
+    if last:
+        console.print(
+            f"last epoch: loss {last['train_loss']:.4f}, {last['train_clips_per_s']:.1f} clips/s, "
+            f"data wait {100 * last['train_data_wait']:.0f}%"
+        )
+    console.print(f"checkpoint: {result.checkpoint}")
+    console.print(f"run folder: {result.run_dir}")
+    if result.skipped:
+        console.print(f"[yellow]{len(result.skipped)} video(s) skipped[/] (see skipped.txt)")
