@@ -1,0 +1,319 @@
+"""The archive side of batch inference: which videos there are, and which are already done.
+
+A video is known by its resolved path, size and modification time (``VideoKey``): a file that
+is replaced or edited gets a new key and is scored again; an untouched one is never scored
+twice. ``BatchStore`` is the results folder. ``results.jsonl`` and ``failures.jsonl`` are
+appended one video at a time and synced to disk, so a run killed at any moment loses at most
+the line it was writing (a torn last line is cut off when the folder is opened again), and a
+lock keeps two runs from writing into one folder at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from resaction.data.manifests import VIDEO_EXTENSIONS
+from resaction.errors import ConfigError, DatasetError
+from resaction.inference.results import read_jsonl_text
+
+try:  # POSIX only; elsewhere two runs into one folder are not prevented
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+RESULTS_FILE = "results.jsonl"
+FAILURES_FILE = "failures.jsonl"
+SETTINGS_FILE = "batch.json"
+LOCK_FILE = ".lock"
+LIST_SUFFIXES = {".txt", ".lst", ".list"}
+_PATH_COLUMNS = ("path", "file", "filename", "video", "file_name")
+
+
+@dataclass(frozen=True)
+class VideoKey:
+    """A video's identity for resuming: absolute path, size in bytes, mtime in nanoseconds."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str | Path) -> VideoKey:
+        """The key of a file as it is now; ``OSError`` if it cannot be read."""
+        resolved = Path(path).expanduser().resolve()
+        stat = resolved.stat()
+        return cls(str(resolved), stat.st_size, stat.st_mtime_ns)
+
+    def fields(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "mtime_ns": self.mtime_ns}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> VideoKey:
+        return cls(str(row["path"]), int(row.get("size") or -1), int(row.get("mtime_ns") or -1))
+
+
+def list_videos(source: str | Path) -> list[Path]:
+    """The videos of an archive, in a stable order and without repeats.
+
+    ``source`` is a folder (searched recursively, hidden files skipped), one video file, a CSV
+    whose ``path`` column (or first column) names videos, or a text list with one video per line
+    (an optional label after the path is ignored). Relative paths in a list start at the list's
+    folder. Listed files that do not exist are kept: the run reports them as failures.
+    """
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DatasetError(f"{path} not found: give a folder of videos, a video, a CSV or a list")
+    if path.is_dir():
+        videos = list(_walk_videos(path))
+    elif path.suffix.lower() in VIDEO_EXTENSIONS:
+        videos = [path]
+    elif path.suffix.lower() == ".csv":
+        videos = [_under(path.parent, name) for name in _csv_paths(path)]
+    elif path.suffix.lower() in LIST_SUFFIXES:
+        videos = [_under(path.parent, name) for name in _list_paths(path)]
+    else:
+        raise DatasetError(
+            f"cannot read videos from {path}: give a folder, a video, a .csv or a .txt list"
+        )
+    unique = list({str(video.resolve()): video for video in videos}.values())
+    if not unique:
+        raise DatasetError(f"no video files found in {path}")
+    return unique
+
+
+def _walk_videos(folder: Path) -> Iterator[Path]:
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and Path(name).suffix.lower() in VIDEO_EXTENSIONS:
+                yield Path(root) / name
+
+
+def _under(base: Path, name: str) -> Path:
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _csv_paths(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    if not rows:
+        return []
+    header = [cell.strip().lower() for cell in rows[0]]
+    column = next((header.index(name) for name in _PATH_COLUMNS if name in header), None)
+    if column is None:
+        column = 0
+    else:
+        rows = rows[1:]
+    return [row[column].strip() for row in rows if len(row) > column and row[column].strip()]
+
+
+def _list_paths(path: Path) -> list[str]:
+    names = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if Path(text).suffix.lower() not in VIDEO_EXTENSIONS and len(text.split()) > 1:
+            text = text.rsplit(maxsplit=1)[0]  # "path label"
+        names.append(text)
+    return names
+
+
+class BatchStore:
+    """A results folder: what is done, and the files new outcomes are appended to.
+
+    ``settings`` (model digest, mode, top-k...) are kept in ``batch.json``; opening the folder
+    again with different settings is refused, because its rows would mix two kinds of result.
+    """
+
+    def __init__(self, out_dir: str | Path, settings: Mapping[str, Any]) -> None:
+        self.out_dir = Path(out_dir).expanduser()
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = (self.out_dir / LOCK_FILE).open("a")
+        except OSError as error:
+            raise ConfigError(
+                f"cannot write results to {self.out_dir}: {error.strerror or error}"
+            ) from None
+        self._take_lock()
+        self.settings = dict(settings)
+        self.record = self._check_settings()
+        self.done = {row["path"]: VideoKey.from_row(row) for row in self._read(RESULTS_FILE)}
+        self.failed = {row["path"]: row for row in self._read(FAILURES_FILE)}
+        self._results = self._append(RESULTS_FILE)
+        self._failures = self._append(FAILURES_FILE)
+
+    @property
+    def results_path(self) -> Path:
+        return self.out_dir / RESULTS_FILE
+
+    @property
+    def failures_path(self) -> Path:
+        return self.out_dir / FAILURES_FILE
+
+    def _take_lock(self) -> None:
+        if fcntl is None:
+            return
+        try:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            raise ConfigError(
+                f"another resaction batch is writing to {self.out_dir}: wait for it to finish "
+                "or choose another --out"
+            ) from None
+
+    def _check_settings(self) -> dict[str, Any]:
+        path = self.out_dir / SETTINGS_FILE
+        if not path.is_file():
+            record = {"settings": self.settings, "runs": []}
+            _write_json(path, record)
+            return record
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            saved = record["settings"]
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(
+                f"{path} is not a resaction batch record: choose another --out"
+            ) from None
+        changed = [key for key in self.settings if saved.get(key) != self.settings[key]]
+        if changed:
+            key = changed[0]
+            raise ConfigError(
+                f"{self.out_dir} holds results made with {key}={saved.get(key)!r}, this run has "
+                f"{key}={self.settings[key]!r}: use the same settings to resume, or another --out"
+            )
+        return record
+
+    def _read(self, name: str) -> list[dict[str, Any]]:
+        """The complete rows of a results file, after cutting off a line torn by a kill."""
+        path = self.out_dir / name
+        if not path.is_file():
+            return []
+        _cut_torn_tail(path)
+        try:
+            rows = read_jsonl_text(path.read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise ConfigError(
+                f"{path} is damaged ({error}): remove the bad line or choose another --out"
+            ) from None
+        return [row for row in rows if isinstance(row, dict) and "path" in row]
+
+    def _append(self, name: str) -> Any:
+        return (self.out_dir / name).open("a", encoding="utf-8")
+
+    def is_done(self, key: VideoKey, *, retry_failures: bool = False) -> bool:
+        """Whether this exact file has a result (or, unless retrying, a recorded failure)."""
+        if self.done.get(key.path) == key:
+            return True
+        failure = self.failed.get(key.path)
+        return not retry_failures and failure is not None and VideoKey.from_row(failure) == key
+
+    def commit(self, row: Mapping[str, Any]) -> None:
+        """Append one video's result and push it to disk before returning."""
+        _append_line(self._results, row)
+        self.done[str(row["path"])] = VideoKey.from_row(row)
+
+    def fail(self, row: Mapping[str, Any]) -> None:
+        """Append one video's failure (``path``, key fields, ``reason``) and push it to disk."""
+        _append_line(self._failures, row)
+        self.failed[str(row["path"])] = dict(row)
+
+    def open_failures(self) -> list[dict[str, Any]]:
+        """Failures not since resolved by a result for the same file."""
+        return [
+            row
+            for path, row in self.failed.items()
+            if self.done.get(path) != VideoKey.from_row(row)
+        ]
+
+    def close(self, run: Mapping[str, Any] | None = None) -> None:
+        """Rewrite ``failures.jsonl`` without resolved rows, log the run, release the lock."""
+        if self._lock.closed:
+            return
+        self._results.close()
+        self._failures.close()
+        _write_lines(self.failures_path, self.open_failures())
+        if run is not None:
+            self.record.setdefault("runs", []).append(dict(run))
+            _write_json(self.out_dir / SETTINGS_FILE, self.record)
+        self._lock.close()
+
+    def __enter__(self) -> BatchStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def load_results(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of a batch results folder, the latest per video (a changed file is scored again)."""
+    path = Path(out_dir).expanduser() / RESULTS_FILE
+    if not path.is_file():
+        return []
+    rows = read_jsonl_text(path.read_text(encoding="utf-8"))
+    return list({row["path"]: row for row in rows}.values())
+
+
+def load_failures(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The videos of a batch results folder that could not be scored, with the reason."""
+    path = Path(out_dir).expanduser() / FAILURES_FILE
+    if not path.is_file():
+        return []
+    return read_jsonl_text(path.read_text(encoding="utf-8"))
+
+
+def _append_line(handle: Any, row: Mapping[str, Any]) -> None:
+    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _cut_torn_tail(path: Path, chunk: int = 1 << 16) -> None:
+    """Drop the bytes after the last newline (half a line written when a run was killed)."""
+    with path.open("rb+") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        position = end
+        while position > 0:
+            start = max(0, position - chunk)
+            handle.seek(start)
+            newline = handle.read(position - start).rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            position = start
+        else:
+            keep = 0
+        if keep < end:
+            handle.truncate(keep)
+
+
+def _write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    _write_atomically(path, text)
+
+
+def _write_json(path: Path, record: Mapping[str, Any]) -> None:
+    _write_atomically(path, json.dumps(record, indent=2) + "\n")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
