@@ -34,3 +34,12 @@ def test_an_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str])
     code, output = run(capsys, "no-such-command")
     assert code == 2
     assert "Traceback" not in output
+
+
+def test_square_brackets_in_a_message_are_printed_as_they_are(
+    capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    missing = tmp_path / "clip[1].mp4"
+    code, output = run(capsys, "probe", str(missing))
+    assert code == 1
+    assert "clip[1].mp4" in output

@@ -7,6 +7,7 @@ import os
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from resaction.errors import ResactionError
 
@@ -63,7 +64,8 @@ def run_app(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except ResactionError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        message = escape(str(error))
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         return error.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -82,7 +84,7 @@ def run_app(argv: list[str] | None = None) -> int:
         if os.environ.get("RESACTION_DEBUG"):
             raise
         err_console.print(
-            f"[bold red]internal error:[/] {type(error).__name__}: {error} "
+            f"[bold red]internal error:[/] {type(error).__name__}: {escape(str(error))} "
             "(set RESACTION_DEBUG=1 for the traceback)",
             highlight=False,
             soft_wrap=True,
