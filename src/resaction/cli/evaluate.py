@@ -1,0 +1,185 @@
+"""``resaction evaluate`` (a checkpoint on labelled videos, optionally under stress) and
+``resaction crossval`` (K-fold cross-validation with groups kept whole)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from resaction.cli.app import app, console
+
+
+@app.command()
+def evaluate(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A resaction checkpoint."),
+    data: str = typer.Option(..., "--data", "-d", help="Folder of class folders, or a manifest."),
+    clips: int | None = typer.Option(
+        None, "--clips", min=1, help="Clips per video (default: the checkpoint's protocol)."
+    ),
+    crops: int | None = typer.Option(
+        None, "--crops", help="Spatial crops per clip: 1 (centre) or 3 (default: checkpoint's)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Output folder (default: eval/ beside the checkpoint)."
+    ),
+    stress: str | None = typer.Option(
+        None,
+        "--stress",
+        help="Also evaluate with these difficulties added, e.g. clutter,camera-motion,occlusion.",
+    ),
+    severity: float = typer.Option(0.5, "--severity", min=0.0, max=1.0, help="Stress strength."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Clips per forward pass."),
+    workers: int | None = typer.Option(None, "--workers", min=0, help="Decoding processes."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Evaluate a checkpoint: top-1/top-5, mean class accuracy, per-class F1, confusion matrix."""
+    from resaction.data.stress import parse_stress_kinds
+    from resaction.engine.evaluate import evaluate_checkpoint
+    from resaction.engine.report import (
+        ensure_output_dir,
+        metrics_table,
+        per_class_table,
+        protocol_line,
+        write_report,
+    )
+
+    if crops is not None and crops not in (1, 3):
+        from resaction.errors import ConfigError
+
+        raise ConfigError(f"--crops {crops} is not supported: use 1 (centre) or 3 (three-crop)")
+    kinds = parse_stress_kinds(stress) if stress else []
+    out_dir = ensure_output_dir(out if out is not None else checkpoint.parent / "eval")
+    result, bundle, entries = evaluate_checkpoint(
+        checkpoint,
+        data,
+        num_clips=clips,
+        num_crops=crops,
+        batch_size=batch_size,
+        num_workers=workers,
+        progress=progress,
+    )
+    files = write_report(result, out_dir)
+    console.print(metrics_table(result, title=f"{bundle.model_name} on {data}"))
+    if len(result.classes) <= 30:
+        console.print(per_class_table(result))
+    console.print(f"[dim]{protocol_line(result.protocol)}[/]")
+    for row in result.skipped:
+        console.print(f"[yellow]skipped[/] {row['path']}: {row['reason']}")
+    written = [files.results, files.confusion_csv, files.confusion_png, files.per_class]
+    if kinds:
+        from resaction.engine.robustness import (
+            robustness_table,
+            run_robustness,
+            write_robustness_report,
+        )
+
+        robustness = run_robustness(
+            bundle.model,
+            entries,
+            bundle.classes,
+            preprocess=result.preprocess,
+            protocol=result.view_protocol,
+            kinds=kinds,
+            severity=severity,
+            baseline=result,
+            batch_size=batch_size,
+            num_workers=workers,
+            progress=progress,
+        )
+        paths = write_robustness_report(robustness, out_dir)
+        console.print(robustness_table(robustness))
+        written += [paths["json"], paths["csv"], paths["png"]]
+    console.print("wrote " + ", ".join(str(path) for path in written))
+
+
+def _comma_list(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+@app.command()
+def crossval(
+    folds: int = typer.Option(5, "--folds", "-k", min=2, help="Number of folds."),
+    group_by: str | None = typer.Option(
+        None,
+        "--group-by",
+        help="Regex on file names giving each video's group, e.g. 'P(\\d)' (one person per "
+        "group). Default: the dataset's groups.csv, else one group per video.",
+    ),
+    exclude_groups: str | None = typer.Option(
+        None, "--exclude-groups", help="Comma-separated groups to leave out, e.g. g44,g45."
+    ),
+    only_folds: str | None = typer.Option(
+        None, "--only-folds", help="Run only these folds (1-based, comma-separated)."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML training config; flags override its keys."
+    ),
+    data: str | None = typer.Option(None, "--data", "-d", help="Folder of class folders, or CSV."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Registered model name."),
+    weights: str | None = typer.Option(None, "--weights", "-w", help="Initial weights or PATH."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Output folder (runs/crossval)."),
+    epochs: int | None = typer.Option(None, "--epochs", "-e"),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b"),
+    optimizer: str | None = typer.Option(None, "--optimizer", help="sgd | adamw."),
+    lr: float | None = typer.Option(None, "--lr"),
+    seed: int | None = typer.Option(None, "--seed", help="Seeds the folds and the training."),
+    workers: int | None = typer.Option(None, "--workers", help="Data loading processes."),
+    max_steps_per_epoch: int | None = typer.Option(None, "--max-steps-per-epoch"),
+    clips: int | None = typer.Option(None, "--clips", help="Test clips per video."),
+    crops: int | None = typer.Option(None, "--crops", help="Test crops per clip (1 or 3)."),
+    preprocess: list[str] | None = typer.Option(
+        None, "--preprocess", "-p", help="Preprocessing override KEY=VALUE, e.g. clip_len=8."
+    ),
+    resume: bool = typer.Option(
+        True, "--resume/--no-resume", help="Read back folds already finished in --out."
+    ),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress"),
+) -> None:
+    """Train and test K times on group-wise folds; report mean and standard deviation."""
+    from resaction.cli.train import _pairs
+    from resaction.engine.config import load_config
+    from resaction.engine.crossval import crossval_table, run_crossval
+    from resaction.errors import ConfigError
+
+    protocol = {k: v for k, v in {"num_clips": clips, "num_crops": crops}.items() if v is not None}
+    resolved = load_config(
+        config,
+        data=data,
+        model=model,
+        weights=weights,
+        out=out or (None if config else "runs/crossval"),
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        lr=lr,
+        seed=seed,
+        num_workers=workers,
+        max_steps_per_epoch=max_steps_per_epoch,
+        preprocess=_pairs(preprocess, "--preprocess") or None,
+        protocol=protocol or None,
+        progress=progress,
+    )
+    try:
+        chosen = [int(item) for item in _comma_list(only_folds)] or None
+    except ValueError:
+        raise ConfigError(f"--only-folds {only_folds!r} is not a comma-separated list") from None
+    result = run_crossval(
+        resolved,
+        folds,
+        group_by,
+        resolved.out,
+        exclude_groups=_comma_list(exclude_groups),
+        only_folds=chosen,
+        resume=resume,
+    )
+    console.print(crossval_table(result))
+    top1 = result.summary["top1"]
+    console.print(
+        f"video top-1: {100 * top1['mean']:.1f} ± {100 * top1['std']:.1f}% over "
+        f"{len(result.folds)} fold(s); pooled {100 * result.pooled['top1']:.1f}%"
+    )
+    console.print(
+        "wrote "
+        + ", ".join(str(result.out / name) for name in ("crossval.json", "folds.csv", "folds.png"))
+    )

@@ -1,0 +1,598 @@
+"""Benchmark models across backends: PyTorch eager, compiled, ONNX Runtime fp32 and int8, pruned.
+
+Every backend is measured in a fresh process (so peak memory is its own, and one backend's
+threads or caches cannot help another) on the same clip, with the same thread count. The
+machine's fp32 matrix-multiply peak is measured in the same run, so "achieved GFLOP/s" can be
+read against it, and speed-ups are ratios to eager PyTorch measured in the same run.
+
+With ``data``, every backend is scored on its videos from one decoded copy of their clips, so all
+backends see the same input; int8 models are calibrated on ``calibrate`` (default: some of
+``data``'s videos, which are then left out of the scoring). Models given by registry name have
+random weights: they get speed, not accuracy.
+"""
+
+from __future__ import annotations
+
+import copy
+import multiprocessing
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from resaction.errors import ConfigError, DeployError
+
+BACKENDS = ("eager", "compiled", "onnx", "int8", "pruned")
+MATMUL_SIZE = 2048
+
+
+@dataclass
+class ModelSpec:
+    """A model to benchmark, resolved to a module (or an ONNX file) and its pipeline."""
+
+    label: str
+    model_name: str
+    classes: list[str]
+    preprocess: dict[str, Any]
+    protocol: dict[str, Any]
+    model: nn.Module | None = None
+    onnx_path: Path | None = None
+    trained: bool = False
+    pruned: bool = False
+
+
+@dataclass
+class BenchRow:
+    """One model on one backend."""
+
+    model: str
+    backend: str
+    ms_p50: float | None = None
+    ms_p95: float | None = None
+    clips_per_s: float | None = None
+    peak_rss_mb: float | None = None
+    file_mb: float | None = None
+    params: int | None = None
+    gflops: float | None = None
+    gflops_per_s: float | None = None
+    peak_fraction: float | None = None
+    top1: float | None = None
+    speedup: float | None = None
+    setup_s: float | None = None
+    note: str = ""
+
+
+@dataclass
+class BenchReport:
+    rows: list[BenchRow]
+    peak_gflops: float
+    threads: int
+    batch_size: int
+    iterations: int
+    data: str | None
+    eval_videos: dict[str, int] = field(default_factory=dict)
+    calibration: dict[str, str] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_model(spec: str | Path) -> ModelSpec:
+    """A registry name (random weights, default input), a checkpoint or an ONNX file."""
+    from resaction.inference.predictor import DEFAULT_PROTOCOL
+    from resaction.models.registry import create_model, default_preprocess, list_models
+
+    text = str(spec)
+    path = Path(text)
+    if path.suffix.lower() == ".onnx":
+        from resaction.inference.onnx_backend import OnnxBackend
+
+        backend = OnnxBackend(path)
+        return ModelSpec(
+            label=f"{backend.model_name or path.stem} ({path.name})",
+            model_name=backend.model_name or path.stem,
+            classes=backend.classes,
+            preprocess=backend.preprocess,
+            protocol={**DEFAULT_PROTOCOL, **backend.protocol},
+            onnx_path=path,
+            trained=backend.has_metadata,
+        )
+    if path.suffix.lower() in {".pt", ".pth", ".ckpt"} or path.is_file():
+        from resaction.models.checkpoint import load_checkpoint
+
+        bundle = load_checkpoint(path)
+        return ModelSpec(
+            label=f"{bundle.model_name} ({path.name})",
+            model_name=bundle.model_name,
+            classes=bundle.classes,
+            preprocess={**default_preprocess(bundle.model_name), **bundle.preprocess},
+            protocol={**DEFAULT_PROTOCOL, **bundle.protocol},
+            model=bundle.model,
+            trained=True,
+            pruned=bool(bundle.extra.get("pruned")),
+        )
+    if text not in list_models():
+        create_model(text)  # raises the registry's one-line "unknown model" error
+    model = create_model(text).eval()
+    width = model.get_classifier().out_features
+    return ModelSpec(
+        label=text,
+        model_name=text,
+        classes=[f"class_{i}" for i in range(width)],
+        preprocess=default_preprocess(text),
+        protocol=dict(DEFAULT_PROTOCOL),
+        model=model,
+    )
+
+
+def parse_backends(text: str | Sequence[str]) -> list[str]:
+    names = [b.strip() for b in text.split(",")] if isinstance(text, str) else list(text)
+    names = [name for name in names if name]
+    unknown = [name for name in names if name not in BACKENDS]
+    if unknown or not names:
+        raise ConfigError(
+            f"unknown backend {unknown[0] if unknown else '(none)'!r}; "
+            f"choose from {','.join(BACKENDS)}"
+        )
+    return names
+
+
+def bench(
+    models: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    backends: Sequence[str] = BACKENDS,
+    data: str | Path | None = None,
+    calibrate: str | Path | None = None,
+    threads: int = 2,
+    batch_size: int = 1,
+    iterations: int = 20,
+    warmup: int = 3,
+    prune_ratio: float = 0.3,
+    calib_videos: int = 16,
+    eval_videos: int | None = None,
+    input_override: dict[str, Any] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> BenchReport:
+    """Measure every model on every backend; artefacts go to ``out_dir/artifacts``.
+
+    ``input_override`` replaces preprocessing keys (e.g. a smaller ``clip_len``/``crop`` for a
+    quick run) of the PyTorch models (an ONNX file keeps its fixed input); accuracy is only
+    measured at a model's own input.
+    """
+    if not models:
+        raise ConfigError("give at least one model (a registry name, a checkpoint or an .onnx)")
+    if threads < 1 or batch_size < 1 or iterations < 2:
+        raise ConfigError("threads and batch size must be at least 1, iterations at least 2")
+    backends = parse_backends(backends)
+    out_dir = Path(out_dir)
+    load_before = os.getloadavg()
+    peak = measure_in_subprocess(_measure_matmul_peak, {"threads": threads})["gflops"]
+    report = BenchReport(
+        rows=[],
+        peak_gflops=peak,
+        threads=threads,
+        batch_size=batch_size,
+        iterations=iterations,
+        data=str(data) if data is not None else None,
+    )
+    for spec_text in models:
+        spec = resolve_model(spec_text)
+        overridden = bool(input_override) and spec.onnx_path is None
+        if overridden:
+            spec.preprocess = {**spec.preprocess, **(input_override or {})}
+        work = out_dir / "artifacts" / _slug(spec.label)
+        work.mkdir(parents=True, exist_ok=True)
+        prepared = _prepare_model(
+            spec,
+            work,
+            backends,
+            data,
+            calibrate,
+            prune_ratio,
+            calib_videos,
+            eval_videos,
+            seed,
+            progress,
+            score=not overridden,
+        )
+        report.eval_videos[spec.label] = prepared.eval_count
+        report.calibration[spec.label] = prepared.calibration
+        rows = []
+        for backend in tqdm(backends, desc=spec.label, unit="backend", disable=not progress):
+            rows.append(
+                _run_backend(spec, backend, prepared, threads, batch_size, iterations, warmup)
+            )
+        eager = next((r for r in rows if r.backend == "eager" and r.ms_p50), None)
+        for row in rows:
+            if eager is not None and row.ms_p50:
+                row.speedup = eager.ms_p50 / row.ms_p50
+            if row.gflops and row.ms_p50:
+                row.gflops_per_s = row.gflops * batch_size / (row.ms_p50 * batch_size / 1000.0)
+                row.peak_fraction = row.gflops_per_s / peak if peak else None
+        report.rows += rows
+    report.machine = {
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "onnxruntime": _ort_version(),
+        "python": platform.python_version(),
+        "load_avg_before": list(load_before),
+        "load_avg_after": list(os.getloadavg()),
+    }
+    return report
+
+
+@dataclass
+class _Prepared:
+    """Files to run per backend, GFLOPs and parameters, and the held-out clips."""
+
+    files: dict[str, Path]
+    notes: dict[str, str]
+    gflops: dict[str, float]
+    params: dict[str, int]
+    eval_cache: Path | None
+    eval_count: int
+    calibration: str
+
+
+def _prepare_model(
+    spec: ModelSpec,
+    work: Path,
+    backends: Sequence[str],
+    data: str | Path | None,
+    calibrate: str | Path | None,
+    prune_ratio: float,
+    calib_videos: int,
+    eval_videos: int | None,
+    seed: int,
+    progress: bool,
+    *,
+    score: bool = True,
+) -> _Prepared:
+    from resaction.deploy.export import export_model
+    from resaction.deploy.prune import count_gflops, count_params, example_input, prune_model
+    from resaction.models.checkpoint import save_checkpoint
+
+    files: dict[str, Path] = {}
+    notes: dict[str, str] = {}
+    gflops: dict[str, float] = {}
+    params: dict[str, int] = {}
+    clip = example_input(spec.preprocess)
+    calibration_entries_used: list[Any] = []
+    calibration = "none"
+    save = {
+        "model_name": spec.model_name,
+        "classes": spec.classes,
+        "preprocess": spec.preprocess,
+        "protocol": spec.protocol,
+    }
+    if spec.model is not None:
+        base = spec.model.eval()
+        gflops["fp32"], params["fp32"] = count_gflops(base, clip), count_params(base)
+        if {"eager", "compiled"} & set(backends):
+            files["fp32.pt"] = save_checkpoint(work / "model.pt", base, pruned=spec.pruned, **save)
+        if {"onnx", "int8"} & set(backends):
+            files["fp32.onnx"] = export_model(base, work / "model.onnx", **save).path
+        if "pruned" in backends:
+            pruned = prune_model(copy.deepcopy(base), prune_ratio, clip).model
+            gflops["pruned"], params["pruned"] = count_gflops(pruned, clip), count_params(pruned)
+            files["pruned.pt"] = save_checkpoint(work / "pruned.pt", pruned, pruned=True, **save)
+            notes["pruned"] = f"{prune_ratio:.0%} channels, not fine-tuned"
+    elif spec.onnx_path is not None:
+        from resaction.inference.onnx_backend import OnnxBackend
+
+        quantized = bool(OnnxBackend(spec.onnx_path).metadata.get("quantization"))
+        files["int8.onnx" if quantized else "fp32.onnx"] = spec.onnx_path
+        calibration = "done before" if quantized else calibration
+    if "int8" in backends and "int8.onnx" not in files and "fp32.onnx" in files:
+        calibration_source = calibrate if calibrate is not None else data
+        files["int8.onnx"], calibration, calibration_entries_used = _quantize_for_bench(
+            spec, files["fp32.onnx"], work, calibration_source, calib_videos, seed, progress
+        )
+        if calibrate is not None:
+            calibration_entries_used = []
+        if calibration_source is None:
+            notes["int8"] = "calibrated on random clips: speed only"
+    eval_cache, eval_count = None, 0
+    if data is not None and spec.trained and score:
+        eval_cache, eval_count = _cache_eval_views(
+            spec,
+            data,
+            calibration_entries_used,
+            eval_videos,
+            work,
+            seed,
+            progress,  # type: ignore[arg-type]
+        )
+    elif data is not None:
+        notes["all"] = (
+            "input changed: no accuracy" if spec.trained else "random weights: no accuracy"
+        )
+    return _Prepared(files, notes, gflops, params, eval_cache, eval_count, calibration)
+
+
+def _quantize_for_bench(
+    spec: ModelSpec,
+    onnx_path: Path,
+    work: Path,
+    data: str | Path | None,
+    calib_videos: int,
+    seed: int,
+    progress: bool,
+) -> tuple[Path, str, list[Any]]:
+    from resaction.deploy.export import write_metadata
+    from resaction.deploy.quantize import (
+        ClipCalibrationReader,
+        calibration_entries,
+        first_conv_name,
+        load_calibration_clips,
+        quantize_qdq,
+    )
+    from resaction.inference.onnx_backend import OnnxBackend
+
+    source = OnnxBackend(onnx_path)
+    entries: list[Any] = []
+    if data is not None:
+        entries = calibration_entries(data, calib_videos, seed)
+        clips = load_calibration_clips(entries, source.preprocess, progress=progress).clips
+        calibration = f"{len(clips)} clips of {len(entries)} videos from {data}"
+    else:
+        rng = np.random.default_rng(seed)
+        shape = (1, *source.input_shape[1:])
+        clips = [rng.standard_normal(shape, dtype=np.float32) for _ in range(8)]
+        calibration = "random clips (speed only)"
+    out = work / "model.int8.onnx"
+    quantize_qdq(
+        onnx_path,
+        out,
+        ClipCalibrationReader(clips, source.input_name),
+        nodes_to_exclude=[name for name in [first_conv_name(onnx_path)] if name],
+    )
+    write_metadata(out, {**source.metadata, "quantization": {"calibration": calibration}})
+    return out, calibration, entries
+
+
+def _cache_eval_views(
+    spec: ModelSpec,
+    data: str | Path,
+    calibration_entries: Sequence[Any],
+    max_videos: int | None,
+    work: Path,
+    seed: int,
+    progress: bool,
+) -> tuple[Path, int]:
+    """Decode the held-out videos' views once; every backend then reads the same arrays."""
+    from resaction.data.dataset import VideoClipDataset
+    from resaction.data.loader import make_loader
+    from resaction.data.sampling import build_sampler
+    from resaction.data.transforms import build_transform
+    from resaction.deploy.quantize import held_out_entries
+
+    used = {str(Path(entry.path).resolve()) for entry in calibration_entries}
+    entries = held_out_entries(data, spec.classes, used, max_videos, seed)
+    num_crops = int(spec.protocol.get("num_crops", 1))
+    dataset = VideoClipDataset(
+        entries,
+        build_sampler(spec.preprocess, spec.protocol, train=False),
+        build_transform(spec.preprocess, train=False, num_crops=num_crops),
+        multi_view=True,
+    )
+    views, owners, labels = [], [], []
+    loader = make_loader(dataset, 1, train=False)
+    for batch in tqdm(loader, desc="held-out clips", unit="video", disable=not progress):
+        if batch.clips is None:
+            continue
+        flat = batch.clips.flatten(0, 1).numpy()
+        views.append(flat)
+        owners += [len(labels)] * len(flat)
+        labels.append(int(batch.labels[0]))
+    if not views:
+        raise DeployError(f"none of the held-out videos of {data} could be decoded")
+    cache = work / "heldout"
+    cache.mkdir(exist_ok=True)
+    np.save(cache / "views.npy", np.concatenate(views))
+    np.save(cache / "owners.npy", np.asarray(owners, dtype=np.int64))
+    np.save(cache / "labels.npy", np.asarray(labels, dtype=np.int64))
+    return cache, len(labels)
+
+
+def _run_backend(
+    spec: ModelSpec,
+    backend: str,
+    prepared: _Prepared,
+    threads: int,
+    batch_size: int,
+    iterations: int,
+    warmup: int,
+) -> BenchRow:
+    source = {
+        "eager": "fp32.pt",
+        "compiled": "fp32.pt",
+        "onnx": "fp32.onnx",
+        "int8": "int8.onnx",
+        "pruned": "pruned.pt",
+    }[backend]
+    row = BenchRow(model=spec.label, backend=backend, note=prepared.notes.get(backend, ""))
+    path = prepared.files.get(source)
+    if path is None:
+        row.note = "not applicable to this model"
+        return row
+    if "all" in prepared.notes:
+        row.note = "; ".join(n for n in (row.note, prepared.notes["all"]) if n)
+    task = {
+        "backend": backend,
+        "path": str(path),
+        "threads": threads,
+        "shape": [batch_size, *_clip_shape(spec.preprocess)],
+        "iterations": iterations,
+        "warmup": warmup,
+        "eval_cache": str(prepared.eval_cache) if prepared.eval_cache else None,
+    }
+    try:
+        measured = measure_in_subprocess(_measure_backend, task)
+    except Exception as error:  # a backend that fails is reported in its row, not fatal
+        row.note = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}"
+        return row
+    times = np.asarray(measured["seconds"]) * 1000.0 / batch_size
+    row.ms_p50 = float(np.percentile(times, 50))
+    row.ms_p95 = float(np.percentile(times, 95))
+    row.clips_per_s = 1000.0 / row.ms_p50
+    row.peak_rss_mb = measured["peak_rss_mb"]
+    row.file_mb = path.stat().st_size / 1e6
+    kind = "pruned" if backend == "pruned" else "fp32"
+    row.gflops = prepared.gflops.get(kind)
+    row.params = prepared.params.get(kind)
+    row.top1 = measured.get("top1")
+    row.setup_s = measured.get("setup_s")
+    if measured.get("note"):
+        row.note = "; ".join(n for n in (row.note, measured["note"]) if n)
+    return row
+
+
+def _clip_shape(preprocess: dict[str, Any]) -> tuple[int, ...]:
+    from resaction.deploy.export import clip_shape
+
+    return clip_shape(preprocess)
+
+
+def measure_in_subprocess(function: Callable[[dict[str, Any]], dict[str, Any]], task: dict) -> dict:
+    """Run ``function(task)`` in a fresh spawned process and return its result.
+
+    A process that dies (out of memory, a crash in a native library) raises instead of hanging.
+    """
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(function, task).result()
+
+
+def _set_threads(threads: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def _measure_matmul_peak(task: dict[str, Any]) -> dict[str, float]:
+    """fp32 GEMM GFLOP/s with the benchmark's threads: the best of a few square multiplies."""
+    _set_threads(int(task["threads"]))
+    n = int(task.get("size", MATMUL_SIZE))
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = float("inf")
+    for _ in range(6):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return {"gflops": 2.0 * n**3 / best / 1e9}
+
+
+def _measure_backend(task: dict[str, Any]) -> dict[str, Any]:
+    """Load one backend, time it on a fixed random batch, score the held-out clips."""
+    _set_threads(int(task["threads"]))
+    started = time.perf_counter()
+    run, describe = _load_runner(task["backend"], Path(task["path"]), int(task["threads"]))
+    clips = torch.from_numpy(
+        np.random.default_rng(0).standard_normal(task["shape"], dtype=np.float32)
+    )
+    run(clips)
+    setup = time.perf_counter() - started
+    for _ in range(int(task["warmup"])):
+        run(clips)
+    seconds = []
+    for _ in range(int(task["iterations"])):
+        start = time.perf_counter()
+        run(clips)
+        seconds.append(time.perf_counter() - start)
+    result: dict[str, Any] = {"seconds": seconds, "setup_s": setup}
+    if task.get("eval_cache"):
+        result["top1"] = _heldout_top1(run, Path(task["eval_cache"]))
+    result["note"] = describe()
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ``ru_maxrss`` it is not inherited
+    from the parent across fork and exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _load_runner(
+    backend: str, path: Path, threads: int
+) -> tuple[Callable[[torch.Tensor], np.ndarray], Callable[[], str]]:
+    """A function from a clip batch to logits, and one describing anything worth noting."""
+    if backend in {"onnx", "int8"}:
+        from resaction.inference.onnx_backend import OnnxBackend
+
+        return OnnxBackend(path, threads=threads), str
+    from resaction.models.checkpoint import load_checkpoint
+
+    model = load_checkpoint(path).model.eval()
+    if backend == "compiled":
+        from resaction.inference.compile import compile_model
+
+        compiled = compile_model(model)
+
+        def describe() -> str:
+            return "" if compiled.compiled else "torch.compile failed: eager fallback"
+
+        return (lambda clips: compiled(clips).numpy()), describe
+
+    def run_eager(clips: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return model(clips).numpy()
+
+    return run_eager, str
+
+
+def _heldout_top1(run: Callable, cache: Path, batch: int = 8) -> float:
+    views = np.load(cache / "views.npy", mmap_mode="r")
+    owners = np.load(cache / "owners.npy")
+    labels = np.load(cache / "labels.npy")
+    logits = np.concatenate(
+        [
+            np.asarray(run(torch.from_numpy(np.array(views[i : i + batch]))))
+            for i in range(0, len(views), batch)
+        ]
+    )
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = shifted / shifted.sum(axis=1, keepdims=True)
+    video = np.zeros((len(labels), probs.shape[1]))
+    np.add.at(video, owners, probs)
+    return float((video.argmax(axis=1) == labels).mean())
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip("_")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__

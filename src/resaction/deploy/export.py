@@ -1,0 +1,236 @@
+"""Export a model to ONNX with everything a predictor needs, checked against PyTorch.
+
+The graph takes ``clips`` (N, 3, T, H, W) float32 with a dynamic batch axis and returns
+``logits`` (N, K). T, H and W are fixed at the exported preprocessing: the 2D-trunk models fold
+time into the batch with the clip length as a constant. Class names, model name, preprocessing
+and protocol go into ``metadata_props`` as JSON (read back by ``inference.onnx_backend``).
+
+The exporter is torch's TorchScript one (``dynamo=False``): it needs no extra package, handles
+every family here (TSM's shifts and LRCN's LSTM included), and ONNX Runtime's quantiser
+works well on its graphs. After export the file is run with ONNX Runtime on a batch of another
+size than the traced one, and the largest difference from PyTorch's logits is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from resaction.errors import DeployError
+from resaction.inference.onnx_backend import FORMAT_KEY, METADATA_FORMAT
+
+# ONNX Runtime 1.17+ runs opset 17 everywhere, and its QDQ quantiser supports per-channel
+# weights from opset 13; torch's TorchScript exporter is tested best up to 17.
+DEFAULT_OPSET = 17
+INPUT_NAME = "clips"
+OUTPUT_NAME = "logits"
+CHECK_BATCH = 3
+
+
+@dataclass
+class ExportResult:
+    """Where the model went and how closely ONNX Runtime reproduces PyTorch."""
+
+    path: Path
+    model_name: str
+    opset: int
+    input_shape: tuple[Any, ...]
+    num_classes: int
+    max_abs_diff: float | None
+    seconds: float
+    metadata: dict[str, Any]
+
+    @property
+    def size_mb(self) -> float:
+        return self.path.stat().st_size / 1e6
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    check: bool = True,
+) -> ExportResult:
+    """Export a resaction checkpoint (pruned ones included) to an ONNX file."""
+    from resaction.inference.predictor import DEFAULT_PROTOCOL
+    from resaction.models.checkpoint import load_checkpoint
+    from resaction.models.registry import default_preprocess
+
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        raise DeployError(f"{checkpoint} is already an ONNX model; export takes a checkpoint (.pt)")
+    bundle = load_checkpoint(checkpoint)
+    return export_model(
+        bundle.model,
+        out,
+        model_name=bundle.model_name,
+        classes=bundle.classes,
+        preprocess={**default_preprocess(bundle.model_name), **bundle.preprocess},
+        protocol={**DEFAULT_PROTOCOL, **bundle.protocol},
+        opset=opset,
+        check=check,
+        extra_metadata={
+            "source": Path(checkpoint).name,
+            "pruned": bool(bundle.extra.get("pruned", False)),
+        },
+    )
+
+
+def export_model(
+    model: nn.Module,
+    out: str | Path,
+    *,
+    model_name: str,
+    classes: list[str],
+    preprocess: dict[str, Any],
+    protocol: dict[str, Any],
+    opset: int = DEFAULT_OPSET,
+    check: bool = True,
+    extra_metadata: dict[str, Any] | None = None,
+) -> ExportResult:
+    """Export ``model`` (in eval mode) for clips shaped by ``preprocess``; see the module doc."""
+    started = time.perf_counter()
+    out = Path(out)
+    require("onnx", "ONNX export")
+    _check_exportable(model, model_name)
+    model.eval()
+    shape = clip_shape(preprocess)
+    generator = torch.Generator().manual_seed(0)
+    traced_input = torch.randn((1, *shape), generator=generator)
+    metadata = {
+        FORMAT_KEY: METADATA_FORMAT,
+        "model_name": model_name,
+        "classes": list(classes),
+        "preprocess": dict(preprocess),
+        "protocol": dict(protocol),
+        "opset": opset,
+        "resaction_version": _version(),
+        **(extra_metadata or {}),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _torch_export(model, traced_input, tmp, opset, model_name)
+        write_metadata(tmp, metadata)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    diff = None
+    if check:
+        check_input = torch.randn((CHECK_BATCH, *shape), generator=generator)
+        diff = compare_with_torch(model, out, check_input)
+        with torch.no_grad():
+            scale = float(model(check_input).abs().max())
+        if not diff <= 1e-3 * (1.0 + scale):
+            raise DeployError(
+                f"the exported {model_name} disagrees with PyTorch (max abs difference {diff:.3g} "
+                f"on logits up to {scale:.3g}); {out} is not reliable"
+            )
+    return ExportResult(
+        path=out,
+        model_name=model_name,
+        opset=opset,
+        input_shape=("N", *shape),
+        num_classes=len(classes),
+        max_abs_diff=diff,
+        seconds=time.perf_counter() - started,
+        metadata=metadata,
+    )
+
+
+def require(module: str, purpose: str, package: str = "resaction[onnx]") -> None:
+    """A one-line ``DeployError`` naming the install command when an optional package is
+    missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise DeployError(f"{purpose} needs the {module} package: pip install '{package}'")
+
+
+def clip_shape(preprocess: dict[str, Any]) -> tuple[int, int, int, int]:
+    """(C, T, H, W) of one clip as the preprocessing dict makes it."""
+    crop = preprocess.get("crop") or 112
+    height, width = (crop, crop) if isinstance(crop, int) else (int(crop[0]), int(crop[1]))
+    return 3, int(preprocess.get("clip_len", 16)), height, width
+
+
+def compare_with_torch(model: nn.Module, path: str | Path, clips: torch.Tensor) -> float:
+    """Largest absolute difference between PyTorch's and ONNX Runtime's logits on ``clips``."""
+    from resaction.inference.onnx_backend import OnnxBackend
+
+    with torch.no_grad():
+        expected = model(clips).float().numpy()
+    got = OnnxBackend(path)(clips.numpy())
+    return float(np.abs(got - expected).max())
+
+
+def write_metadata(path: str | Path, metadata: dict[str, Any]) -> None:
+    """Set ``metadata_props`` of an ONNX file: one JSON value per key, replacing those keys."""
+    import onnx
+
+    model = onnx.load(str(path))
+    kept = [prop for prop in model.metadata_props if prop.key not in metadata]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key = key
+        entry.value = json.dumps(value)
+    onnx.save(model, str(path))
+
+
+def _torch_export(
+    model: nn.Module, clips: torch.Tensor, path: Path, opset: int, model_name: str
+) -> None:
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (clips,),
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                do_constant_folding=True,
+            )
+    except Exception as error:  # the exporter raises many types, all meaning "cannot export"
+        text = str(error).strip().splitlines()
+        reason = text[0][:200] if text else type(error).__name__
+        raise DeployError(f"cannot export {model_name} to ONNX: {reason}") from None
+
+
+def _check_exportable(model: nn.Module, model_name: str) -> None:
+    """Refuse, with the reason, models an ONNX graph cannot represent."""
+    from resaction.models.tsm import TemporalShift
+
+    if any(isinstance(m, TemporalShift) and m.mode == "online" for m in model.modules()):
+        raise DeployError(
+            f"cannot export {model_name} in online shift mode: it keeps the last frame between "
+            "calls, which a stateless ONNX graph cannot; export it in 'past' mode instead"
+        )
+    if not isinstance(model, nn.Module):
+        raise DeployError(f"cannot export {model_name}: it is not a torch module")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("resaction")
+    except Exception:  # not installed, e.g. run from a source tree
+        return "unknown"

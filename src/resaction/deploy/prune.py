@@ -1,0 +1,418 @@
+"""Structured channel pruning: remove whole channels so the network really gets smaller.
+
+Torch-Pruning's dependency graph finds every group of layers whose channels must be removed
+together (a convolution's outputs, its batch norm, the next convolution's inputs, and across
+residual additions the whole stage), and ``MagnitudePruner`` drops the channels with the smallest
+L1 weight in each group. The classifier and any recurrent layer keep their outputs.
+
+A pruned model has other layer widths than its registered builder, so its checkpoint carries
+``pruned=True`` and ``models.pruned.shrink_to_state_dict`` rebuilds it from the saved shapes:
+a pruned checkpoint works wherever a checkpoint does.
+
+TSM shifts the first channels of each block's input in time by position, so pruning the
+channels a shift sees would change which features move; for models with temporal shifts only the
+channels inside residual branches are pruned (``keep_residual``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from resaction.errors import ConfigError, DatasetError, DeployError
+
+log = logging.getLogger(__name__)
+
+MIN_RATIO = 0.05
+MAX_RATIO = 0.9
+ROUND_TO = 8
+
+
+@dataclass
+class PruneResult:
+    """A pruned model and what pruning changed."""
+
+    model: nn.Module
+    ratio: float
+    params_before: int
+    params_after: int
+    gflops_before: float
+    gflops_after: float
+    keep_residual: bool
+    widths: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def param_ratio(self) -> float:
+        return self.params_after / max(1, self.params_before)
+
+    @property
+    def flop_ratio(self) -> float:
+        return self.gflops_after / max(1e-12, self.gflops_before)
+
+
+@dataclass
+class PruneReport:
+    """What ``prune_checkpoint`` wrote."""
+
+    path: Path
+    result: PruneResult
+    finetune_history: list[dict[str, float]] = field(default_factory=list)
+
+
+def check_ratio(ratio: float) -> float:
+    """A pruning ratio in range, or a one-line ``ConfigError``."""
+    if not (isinstance(ratio, int | float) and math.isfinite(ratio)):
+        raise ConfigError(f"pruning ratio {ratio!r} is not a number; use e.g. --ratio 0.3")
+    if not MIN_RATIO <= ratio <= MAX_RATIO:
+        raise ConfigError(
+            f"pruning ratio {ratio} is out of range: give the fraction of channels to remove, "
+            f"between {MIN_RATIO} and {MAX_RATIO} (e.g. 0.3)"
+        )
+    return float(ratio)
+
+
+def example_input(preprocess: dict[str, Any], batch: int = 1) -> torch.Tensor:
+    """A zero clip batch shaped as the preprocessing dict's clips, (N, 3, T, crop, crop)."""
+    crop = preprocess.get("crop") or 112
+    height, width = (crop, crop) if isinstance(crop, int) else tuple(crop)
+    return torch.zeros(batch, 3, int(preprocess.get("clip_len", 16)), height, width)
+
+
+def count_gflops(model: nn.Module, clip: torch.Tensor) -> float:
+    """Forward GFLOPs (2 per multiply-add) of ``model`` on ``clip``, counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    no_onednn = torch.backends.mkldnn.flags(
+        enabled=False, deterministic=None, allow_tf32=None, fp32_precision=None
+    )
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), no_onednn, counter:
+        model(clip)
+    model.train(was_training)
+    return counter.get_total_flops() / 1e9
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def prune_model(
+    model: nn.Module,
+    ratio: float,
+    clip: torch.Tensor,
+    *,
+    keep_residual: bool | None = None,
+    round_to: int = ROUND_TO,
+) -> PruneResult:
+    """Remove ``ratio`` of the channels of every prunable group of ``model``, in place.
+
+    ``clip`` is an example input (its shape, not its values, matters). ``keep_residual``
+    (default: only for models with temporal shifts) prunes inside residual branches only.
+    Channel counts are rounded to multiples of ``round_to``, which vector units run fastest.
+    """
+    from resaction.deploy.export import require
+
+    require("torch_pruning", "pruning", "torch-pruning==1.6.1")
+    import torch_pruning as tp
+
+    ratio = check_ratio(ratio)
+    if keep_residual is None:
+        keep_residual = _has_temporal_shift(model)
+    model.eval()
+    params_before, gflops_before = count_params(model), count_gflops(model, clip)
+    ignored = _ignored_layers(model)
+    try:
+        with _shifts_hidden(model):
+            pruner = tp.pruner.MagnitudePruner(
+                model,
+                clip,
+                importance=tp.importance.MagnitudeImportance(p=1),
+                pruning_ratio=ratio,
+                ignored_layers=ignored,
+                round_to=round_to,
+            )
+            for group in pruner.step(interactive=True):
+                if keep_residual and _crosses_residual_add(group):
+                    continue
+                group.prune()
+    except Exception as error:
+        name = getattr(model, "model_name", type(model).__name__)
+        raise DeployError(
+            f"cannot prune {name}: {type(error).__name__}: {_first_line(error)}"
+        ) from None
+    model.eval()
+    return PruneResult(
+        model=model,
+        ratio=ratio,
+        params_before=params_before,
+        params_after=count_params(model),
+        gflops_before=gflops_before,
+        gflops_after=count_gflops(model, clip),
+        keep_residual=keep_residual,
+        widths=layer_widths(model),
+    )
+
+
+def layer_widths(model: nn.Module) -> dict[str, int]:
+    """Output channels of every convolution and input features of the classifier."""
+    widths = {
+        name: module.out_channels
+        for name, module in model.named_modules()
+        if isinstance(module, nn.modules.conv._ConvNd)
+    }
+    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if isinstance(classifier, nn.Linear):
+        widths["classifier_in"] = classifier.in_features
+    return widths
+
+
+def _ignored_layers(model: nn.Module) -> list[nn.Module]:
+    """The classifier (its outputs are the classes) and recurrent layers (their hidden size)."""
+    ignored: list[nn.Module] = [m for m in model.modules() if isinstance(m, nn.RNNBase)]
+    if hasattr(model, "get_classifier"):
+        ignored.append(model.get_classifier())
+    return ignored
+
+
+def _has_temporal_shift(model: nn.Module) -> bool:
+    from resaction.models.tsm import TemporalShift
+
+    return any(isinstance(module, TemporalShift) for module in model.modules())
+
+
+@contextmanager
+def _shifts_hidden(model: nn.Module) -> Iterator[None]:
+    """Trace temporal shifts as identities: a shift moves features in time, never across
+    channels, so channel dependencies are those of the identity (and tracing its slices and
+    concatenations makes Torch-Pruning's graph search very slow)."""
+    from resaction.models.tsm import TemporalShift
+
+    swapped: list[tuple[nn.Module, str, nn.Module]] = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, TemporalShift):
+                swapped.append((parent, name, child))
+                setattr(parent, name, nn.Identity())
+    try:
+        yield
+    finally:
+        for parent, name, child in swapped:
+            setattr(parent, name, child)
+
+
+def _crosses_residual_add(group: Any) -> bool:
+    """Whether a Torch-Pruning group's channels pass through a residual addition."""
+    from torch_pruning import ops
+
+    for dep, _ in group:
+        for node in (dep.source, dep.target):
+            module = node.module
+            if isinstance(module, ops._ElementWiseOp) and "Add" in str(module._grad_fn):
+                return True
+    return False
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else ""
+
+
+def prune_checkpoint(
+    checkpoint: str | Path,
+    ratio: float,
+    out: str | Path,
+    *,
+    finetune_epochs: int = 0,
+    data: str | Path | None = None,
+    val_data: str | Path | None = None,
+    val_split: float = 0.2,
+    group_by: str | None = None,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    num_workers: int | None = None,
+    keep_residual: bool | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> PruneReport:
+    """Prune a resaction checkpoint, optionally fine-tune it, and save a pruned checkpoint.
+
+    Fine-tuning needs ``data`` (the training videos); ``val_data`` (or a ``val_split`` of
+    ``data``, grouped as the data's groups say) selects the best epoch.
+    """
+    from resaction.models.checkpoint import load_checkpoint, save_checkpoint
+    from resaction.models.registry import default_preprocess
+
+    ratio = check_ratio(ratio)
+    if finetune_epochs < 0:
+        raise ConfigError(f"--finetune-epochs must be 0 or more, got {finetune_epochs}")
+    if finetune_epochs and data is None:
+        raise ConfigError("fine-tuning needs the training videos: pass --data DIR")
+    bundle = load_checkpoint(checkpoint)
+    preprocess = {**default_preprocess(bundle.model_name), **bundle.preprocess}
+    result = prune_model(
+        bundle.model, ratio, example_input(preprocess), keep_residual=keep_residual
+    )
+    history: list[dict[str, float]] = []
+    if finetune_epochs:
+        history = finetune(
+            result.model,
+            data,  # type: ignore[arg-type]
+            bundle.classes,
+            preprocess,
+            bundle.protocol,
+            epochs=finetune_epochs,
+            val_data=val_data,
+            val_split=val_split,
+            group_by=group_by,
+            batch_size=batch_size,
+            lr=lr,
+            num_workers=num_workers,
+            seed=seed,
+            progress=progress,
+        )
+    path = save_checkpoint(
+        out,
+        result.model,
+        model_name=bundle.model_name,
+        classes=bundle.classes,
+        model_kwargs=bundle.model_kwargs,
+        preprocess=bundle.preprocess,
+        protocol=bundle.protocol,
+        pruned=True,
+        prune={
+            "ratio": ratio,
+            "from": str(checkpoint),
+            "keep_residual": result.keep_residual,
+            "params_before": result.params_before,
+            "params_after": result.params_after,
+            "gflops_before": result.gflops_before,
+            "gflops_after": result.gflops_after,
+            "finetune_epochs": finetune_epochs,
+        },
+    )
+    return PruneReport(path=path, result=result, finetune_history=history)
+
+
+def finetune(
+    model: nn.Module,
+    data: str | Path,
+    classes: Sequence[str],
+    preprocess: dict[str, Any],
+    protocol: dict[str, Any],
+    *,
+    epochs: int,
+    val_data: str | Path | None = None,
+    val_split: float = 0.2,
+    group_by: str | None = None,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    num_workers: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """Fine-tune a pruned model in place; keeps the weights of the best validation epoch.
+
+    ``engine.trainer.train`` builds its model with ``create_model`` and so cannot take a pruned
+    one; this is a plain SGD loop over the same data pipeline (dataset, sampler, transform,
+    loader) with validation by ``engine.evaluate.evaluate``.
+    """
+    from resaction.data.dataset import VideoClipDataset
+    from resaction.data.loader import make_loader
+    from resaction.data.sampling import build_sampler
+    from resaction.data.transforms import build_transform
+    from resaction.engine.evaluate import evaluate
+
+    train_entries, val_entries = _finetune_split(data, val_data, classes, val_split, group_by, seed)
+    dataset = VideoClipDataset(
+        train_entries,
+        build_sampler(preprocess, train=True),
+        build_transform(preprocess, train=True),
+        seed=seed,
+    )
+    loader = make_loader(dataset, batch_size, train=True, num_workers=num_workers, seed=seed)
+    steps = max(1, epochs * len(loader))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    history: list[dict[str, float]] = []
+    best: tuple[float, dict[str, torch.Tensor]] | None = None
+    for epoch in range(1, epochs + 1):
+        loader.set_epoch(epoch)
+        model.train()
+        total, seen = 0.0, 0
+        bar = tqdm(loader, desc=f"fine-tune {epoch}/{epochs}", disable=not progress, leave=False)
+        for clips, labels, _ in bar:
+            loss = loss_fn(model(clips), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(labels)
+            seen += len(labels)
+            bar.set_postfix(loss=f"{total / max(1, seen):.3f}")
+        row = {"epoch": float(epoch), "train_loss": total / max(1, seen)}
+        if val_entries:
+            result = evaluate(
+                model,
+                val_entries,
+                list(classes),
+                preprocess=preprocess,
+                protocol=protocol,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                progress=progress,
+            )
+            row["val_top1"] = result.top1
+            if best is None or result.top1 > best[0]:
+                best = (result.top1, copy.deepcopy(model.state_dict()))
+        history.append(row)
+        log.info("fine-tune epoch %d: %s", epoch, row)
+    if best is not None:
+        model.load_state_dict(best[1])
+    model.eval()
+    return history
+
+
+def _finetune_split(
+    data: str | Path,
+    val_data: str | Path | None,
+    classes: Sequence[str],
+    val_split: float,
+    group_by: str | None,
+    seed: int,
+) -> tuple[list[Any], list[Any]]:
+    """Training and validation entries labelled in the checkpoint's class order; the split
+    keeps groups (``group_by`` regex, else the data's groups.csv) on one side."""
+    from resaction.data.manifests import read_manifest
+    from resaction.data.splits import train_test_split
+
+    def labelled(source: str | Path) -> Any:
+        found = read_manifest(source)
+        unknown = [name for name in found.classes if name not in classes]
+        if unknown:
+            raise DatasetError(
+                f"{source} has class {unknown[0]!r}, which the checkpoint was not trained on"
+            )
+        return read_manifest(source, classes=list(classes))
+
+    manifest = labelled(data)
+    if not manifest.entries:
+        raise DatasetError(f"{data} has no videos to fine-tune on")
+    if val_data is not None:
+        return list(manifest.entries), list(labelled(val_data).entries)
+    if val_split <= 0:
+        return list(manifest.entries), []
+    train, val = train_test_split(manifest, test_size=val_split, group_by=group_by, seed=seed)
+    return list(train.entries), list(val.entries)

@@ -1,0 +1,370 @@
+"""Evaluate a model on a list of videos with multi-view testing.
+
+Each video gives ``num_clips`` uniformly spaced clips times ``num_crops`` spatial crops ("views").
+Views of several videos are packed into one forward pass of ``batch_size`` clips, the softmax of
+every view is averaged into a video score, and metrics are computed at both levels. The protocol
+that produced the numbers travels with them in ``EvalResult.protocol``.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from resaction.data.dataset import VideoClipDataset
+from resaction.data.loader import make_loader
+from resaction.data.manifests import VideoEntry
+from resaction.data.sampling import build_sampler
+from resaction.data.transforms import ClipTransform, build_transform
+from resaction.engine.metrics import classification_metrics, softmax
+from resaction.errors import DatasetError
+
+DEFAULT_PROTOCOL: dict[str, Any] = {"num_clips": 5, "num_crops": 1, "aggregate": "mean_softmax"}
+
+
+class ClipScorer(Protocol):
+    """Anything that turns a batch of clips into class probabilities (a Predictor, a backend)."""
+
+    def predict_clips(self, batch: torch.Tensor) -> Any: ...
+
+
+@dataclass
+class EvalResult:
+    """Scores of every view and video, their metrics, and how they were measured.
+
+    ``metrics`` are video-level (views averaged), ``clip_metrics`` count every view on its own.
+    Rows of ``video_probs`` and ``labels`` follow ``paths`` (the videos that decoded); the videos
+    that did not are listed in ``skipped`` with the reason.
+    """
+
+    clip_logits: np.ndarray
+    clip_video_index: np.ndarray
+    video_probs: np.ndarray
+    labels: np.ndarray
+    metrics: dict[str, Any]
+    clip_metrics: dict[str, Any]
+    protocol: dict[str, Any]
+    classes: list[str]
+    paths: list[str]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    preprocess: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def view_protocol(self) -> dict[str, Any]:
+        """The clips-and-crops part of the protocol, to evaluate again the same way."""
+        return {key: self.protocol[key] for key in DEFAULT_PROTOCOL if key in self.protocol}
+
+    @property
+    def top1(self) -> float:
+        return float(self.metrics["top1"])
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.video_probs.argmax(axis=1)
+
+    def accuracy_on(self, class_names: Sequence[str]) -> float:
+        """Video-level accuracy on the videos whose true class is one of ``class_names``."""
+        wanted = [self.classes.index(name) for name in class_names]
+        mask = np.isin(self.labels, wanted)
+        if not mask.any():
+            return float("nan")
+        return float((self.predictions[mask] == self.labels[mask]).mean())
+
+
+class StressedTransform:
+    """Adds one difficulty (``data.stress``) to the uint8 clip, then runs the usual transform.
+
+    The seed comes from the item's random generator, which the dataset seeds from the video's
+    index (or, called without one, from the clip's pixels), so the same video gets the same
+    stress in every run, worker and batch, and different videos get different draws.
+    """
+
+    def __init__(self, transform: ClipTransform, kind: str, severity: float) -> None:
+        self.transform = transform
+        self.kind = kind
+        self.severity = severity
+        self.num_views = transform.num_views
+
+    def decode_hint(self, force: bool = False) -> dict[str, Any]:
+        return self.transform.decode_hint(force)
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        from resaction.data.stress import apply_stress
+
+        if rng is not None:
+            seed = int(rng.integers(2**31))
+        else:
+            seed = zlib.crc32(clip[:, ::16, ::16].contiguous().numpy().tobytes())
+        stressed = apply_stress(clip, self.kind, self.severity, seed)
+        return self.transform(stressed, rng)
+
+    def __repr__(self) -> str:
+        return f"StressedTransform({self.kind!r}, {self.severity}, {self.transform!r})"
+
+
+def measurement_protocol(preprocess: dict[str, Any], protocol: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation protocol merged with the preprocessing that defines a clip."""
+    merged = {**DEFAULT_PROTOCOL, **protocol}
+    keys = ("clip_len", "sampling", "frame_interval", "target_fps", "resize", "crop")
+    merged.update({key: preprocess.get(key) for key in keys})
+    merged["input_size"] = preprocess.get("crop")
+    return merged
+
+
+def _model_runner(
+    model: nn.Module | ClipScorer,
+) -> tuple[Callable[[torch.Tensor], np.ndarray], Any]:
+    """A function from a clip batch to logits, and a restore hook for the model's train mode."""
+    if isinstance(model, nn.Module):
+        was_training = model.training
+        model.eval()
+        parameter = next(model.parameters(), None)
+        device = parameter.device if parameter is not None else torch.device("cpu")
+
+        def run(batch: torch.Tensor) -> np.ndarray:
+            with torch.inference_mode():
+                return model(batch.to(device)).float().cpu().numpy()
+
+        return run, lambda: model.train(was_training)
+
+    def run_scorer(batch: torch.Tensor) -> np.ndarray:
+        probs = np.asarray(model.predict_clips(batch), dtype=np.float64)
+        return np.log(np.clip(probs, 1e-12, None))
+
+    return run_scorer, lambda: None
+
+
+def _packed_batches(
+    loader: Any, batch_size: int
+) -> Iterator[tuple[torch.Tensor, np.ndarray, np.ndarray]]:
+    """Flatten each video's views and repack them into batches of about ``batch_size`` clips.
+
+    Yields ``(clips, dataset_index_per_clip, label_per_clip)``.
+    """
+    clips: list[torch.Tensor] = []
+    owners: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    pending = 0
+    for views, label, index in loader:
+        if views.ndim == 5:
+            views = views.unsqueeze(1)
+        count = views.shape[1]
+        clips.append(views.flatten(0, 1))
+        owners.append(np.repeat(np.asarray(index), count))
+        labels.append(np.repeat(np.asarray(label), count))
+        pending += clips[-1].shape[0]
+        if pending >= batch_size:
+            yield torch.cat(clips), np.concatenate(owners), np.concatenate(labels)
+            clips, owners, labels, pending = [], [], [], 0
+    if clips:
+        yield torch.cat(clips), np.concatenate(owners), np.concatenate(labels)
+
+
+def evaluate(
+    model: nn.Module | ClipScorer,
+    entries: Sequence[VideoEntry],
+    classes: Sequence[str],
+    *,
+    preprocess: dict[str, Any],
+    protocol: dict[str, Any],
+    batch_size: int = 8,
+    num_workers: int | None = None,
+    stress: str | None = None,
+    stress_severity: float = 0.5,
+    progress: bool = True,
+) -> EvalResult:
+    """Score ``entries`` with multi-view testing and compute clip- and video-level metrics.
+
+    ``model`` is a torch module taking ``(N, C, T, H, W)`` and returning logits, or any object
+    with ``predict_clips(batch) -> probabilities``. ``stress`` names a ``data.stress`` kind added to
+    every clip before the transform. A module's train/eval mode is restored afterwards.
+    """
+    if not entries:
+        raise DatasetError("nothing to evaluate: the dataset has no videos")
+    started = time.perf_counter()
+    protocol = {**DEFAULT_PROTOCOL, **protocol}
+    num_crops = int(protocol.get("num_crops", 1))
+    sampler = build_sampler(preprocess, protocol, train=False)
+    transform: ClipTransform | StressedTransform = build_transform(
+        preprocess, train=False, num_crops=num_crops
+    )
+    if stress:
+        transform = StressedTransform(transform, stress, stress_severity)
+    dataset = VideoClipDataset(list(entries), sampler, transform, multi_view=True)
+    views_per_video = max(1, int(protocol.get("num_clips", 1)) * num_crops)
+    loader = make_loader(
+        dataset,
+        batch_size=max(1, batch_size // views_per_video),
+        train=False,
+        num_workers=num_workers,
+    )
+    run, restore = _model_runner(model)
+    logits_parts: list[np.ndarray] = []
+    owner_parts: list[np.ndarray] = []
+    label_by_index: dict[int, int] = {}
+    label = f"evaluate[{stress}]" if stress else "evaluate"
+    bar = tqdm(total=len(entries), desc=label, unit="video", disable=not progress, leave=False)
+    try:
+        for clips, owners, labels in _packed_batches(loader, batch_size):
+            logits_parts.append(run(clips))
+            owner_parts.append(owners)
+            for owner, video_label in zip(owners.tolist(), labels.tolist(), strict=True):
+                label_by_index[owner] = video_label
+            bar.update(len(np.unique(owners)))
+    finally:
+        bar.close()
+        restore()
+    skipped = skipped_videos(dataset)
+    if not logits_parts:
+        raise DatasetError(
+            f"none of the {len(entries)} videos could be decoded "
+            f"(first: {skipped[0]['path']}: {skipped[0]['reason']})"
+            if skipped
+            else "nothing to evaluate: the dataset gave no clips"
+        )
+    clip_logits = np.concatenate(logits_parts)
+    owners = np.concatenate(owner_parts)
+    evaluated = np.unique(owners)
+    position = {index: row for row, index in enumerate(evaluated.tolist())}
+    clip_video_index = np.array([position[i] for i in owners.tolist()], dtype=np.int64)
+    clip_probs = softmax(clip_logits.astype(np.float64))
+    video_probs = np.zeros((len(evaluated), clip_logits.shape[1]))
+    np.add.at(video_probs, clip_video_index, clip_probs)
+    video_probs /= np.bincount(clip_video_index, minlength=len(evaluated))[:, None]
+    labels = np.array([label_by_index[i] for i in evaluated.tolist()], dtype=np.int64)
+    _check_class_count(clip_logits.shape[1], classes)
+    measured = measurement_protocol(preprocess, protocol)
+    measured.update(
+        num_videos=len(entries),
+        num_evaluated=len(evaluated),
+        num_skipped=len(skipped),
+        num_views=len(clip_logits),
+        stress=stress,
+        stress_severity=stress_severity if stress else None,
+    )
+    return EvalResult(
+        clip_logits=clip_logits,
+        clip_video_index=clip_video_index,
+        video_probs=video_probs,
+        labels=labels,
+        metrics=classification_metrics(video_probs, labels),
+        clip_metrics=classification_metrics(clip_probs, labels[clip_video_index]),
+        protocol=measured,
+        classes=list(classes),
+        paths=[str(entries[i].path) for i in evaluated.tolist()],
+        skipped=skipped,
+        seconds=time.perf_counter() - started,
+        preprocess=dict(preprocess),
+    )
+
+
+def _check_class_count(width: int, classes: Sequence[str]) -> None:
+    if width != len(classes):
+        from resaction.errors import ModelError
+
+        raise ModelError(
+            f"the model outputs {width} classes but the data has {len(classes)} "
+            f"({', '.join(list(classes)[:5])}...); evaluate a checkpoint trained on these classes"
+        )
+
+
+def skipped_videos(dataset: Any) -> list[dict[str, str]]:
+    """``{"path", "reason"}`` rows for the videos a dataset could not decode."""
+    rows = []
+    for item in getattr(dataset, "skipped", []) or []:
+        if isinstance(item, dict):
+            rows.append({"path": str(item.get("path")), "reason": str(item.get("reason", ""))})
+        elif isinstance(item, tuple | list) and len(item) == 2:
+            rows.append({"path": str(item[0]), "reason": str(item[1])})
+        else:
+            rows.append(
+                {
+                    "path": str(getattr(item, "path", item)),
+                    "reason": str(getattr(item, "reason", "")),
+                }
+            )
+    return rows
+
+
+def entries_from_paths(paths: Sequence[str | Path], label: int = 0) -> list[VideoEntry]:
+    """Entries for unlabelled videos (the label is a placeholder)."""
+    return [VideoEntry(path=Path(p), label=label, group=None) for p in paths]
+
+
+def load_for_evaluation(checkpoint: str | Path, data: str | Path) -> tuple[Any, list[VideoEntry]]:
+    """The checkpoint's model bundle and the data's entries, labelled in the checkpoint's order.
+
+    Every class of the data must be one the model knows; the model may know more.
+    """
+    from resaction.data.manifests import read_manifest
+    from resaction.models.checkpoint import load_checkpoint
+
+    bundle = load_checkpoint(checkpoint)
+    found = read_manifest(data)
+    unknown = [name for name in found.classes if name not in bundle.classes]
+    if unknown:
+        raise DatasetError(
+            f"{data} has class {unknown[0]!r}, which checkpoint {checkpoint} was not trained on "
+            f"(it knows {len(bundle.classes)}: {', '.join(bundle.classes[:6])}"
+            f"{'...' if len(bundle.classes) > 6 else ''})"
+        )
+    manifest = read_manifest(data, classes=bundle.classes)
+    if not manifest.entries:
+        raise DatasetError(f"{data} has no videos to evaluate")
+    return bundle, manifest.entries
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str | Path,
+    *,
+    num_clips: int | None = None,
+    num_crops: int | None = None,
+    batch_size: int = 8,
+    num_workers: int | None = None,
+    progress: bool = True,
+) -> tuple[EvalResult, Any, list[VideoEntry]]:
+    """Evaluate a checkpoint on a dataset with its own preprocessing and protocol.
+
+    ``num_clips`` and ``num_crops`` override the protocol saved in the checkpoint. Returns the
+    result (its protocol names the checkpoint and the data), the model bundle and the entries,
+    so robustness runs can reuse them.
+    """
+    from resaction.models.registry import default_preprocess
+
+    bundle, entries = load_for_evaluation(checkpoint, data)
+    preprocess = {**default_preprocess(bundle.model_name), **bundle.preprocess}
+    protocol = {**DEFAULT_PROTOCOL, **bundle.protocol}
+    if num_clips is not None:
+        protocol["num_clips"] = num_clips
+    if num_crops is not None:
+        protocol["num_crops"] = num_crops
+    result = evaluate(
+        bundle.model,
+        entries,
+        bundle.classes,
+        preprocess=preprocess,
+        protocol=protocol,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+    )
+    result.protocol.update(
+        checkpoint=str(Path(checkpoint).resolve()),
+        model=bundle.model_name,
+        data=str(Path(data).resolve()),
+    )
+    return result, bundle, entries
+
+
+_skipped_videos = skipped_videos  # the trainer imports this name

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from resaction.cli import run_app
+
+
+def cli(args: list, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = run_app([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def test_export_prints_the_checked_difference(
+    r3d_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "model.onnx"
+    code, stdout, stderr = cli(["export", r3d_checkpoint, "--out", out], capsys)
+    assert code == 0, stderr
+    assert out.is_file()
+    assert "max abs difference from PyTorch" in stdout and "opset 17" in stdout
+
+
+def test_quantize_refuses_a_file_that_is_not_onnx(
+    gt_videos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = tmp_path / "model.onnx"
+    fake.write_text("hello")
+    code, _, stderr = cli(["quantize", fake, "--calibrate", gt_videos], capsys)
+    assert code == 1
+    assert "is not a usable ONNX model" in one_line(stderr)
+
+
+def test_quantize_refuses_onnx_without_our_metadata(
+    gt_videos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "plain.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            nn.Sequential(nn.Flatten(), nn.Linear(12, 2)).eval(),
+            (torch.zeros(1, 3, 1, 2, 2),),
+            str(path),
+            dynamo=False,
+        )
+    with pytest.warns(UserWarning, match="no resaction metadata"):
+        code, _, stderr = cli(["quantize", path, "--calibrate", gt_videos], capsys)
+    assert code == 1
+    assert "has no resaction metadata" in one_line(stderr)
+
+
+def test_quantize_with_too_little_data(
+    r3d_onnx: Path, videos_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["quantize", r3d_onnx, "--calibrate", videos_dir / "kinetics400_samples"]
+    code, _, stderr = cli([*args, "--no-progress"], capsys)
+    assert code == 1
+    assert "too little calibration data" in one_line(stderr)
+
+
+@pytest.mark.parametrize("ratio", ["1.5", "0", "-0.2"])
+def test_prune_ratio_out_of_range(
+    r3d_checkpoint: Path, tmp_path: Path, ratio: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "pruned.pt"
+    code, _, stderr = cli(["prune", r3d_checkpoint, "--ratio", ratio, "--out", out], capsys)
+    assert code == 1
+    assert "out of range" in one_line(stderr)
+    assert not out.exists()
+
+
+def test_bench_unknown_backend(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, stderr = cli(["bench", "r3d_18", "--backends", "gpu", "--out", tmp_path], capsys)
+    assert code == 1
+    assert "unknown backend 'gpu'" in one_line(stderr)
+
+
+@pytest.mark.slow
+def test_quantize_and_bench_commands(
+    r3d_onnx: Path, gt_videos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    int8 = tmp_path / "int8.onnx"
+    args = ["quantize", r3d_onnx, "--calibrate", gt_videos, "--out", int8]
+    code, stdout, stderr = cli(
+        [
+            *args,
+            "--calib-videos",
+            8,
+            "--eval",
+            gt_videos,
+            "--eval-videos",
+            3,
+            "--workers",
+            0,
+            "--no-progress",
+        ],
+        capsys,
+    )
+    assert code == 0, stderr
+    assert "fp32 vs int8 on 3 held-out videos" in stdout and "as fast" in stdout
+
+    out = tmp_path / "bench"
+    args = ["bench", r3d_onnx, int8, "--backends", "onnx,int8", "--quick", "--out", out]
+    code, stdout, stderr = cli([*args, "--no-progress"], capsys)
+    assert code == 0, stderr
+    rows = json.loads((out / "bench.json").read_text())["rows"]
+    measured = [(row["model"], row["backend"]) for row in rows if row["ms_p50"]]
+    assert measured == [
+        ("r3d_10 (r3d_10.onnx)", "onnx"),
+        ("r3d_10 (r3d_10.onnx)", "int8"),  # quantised by bench, on random clips
+        ("r3d_10 (int8.onnx)", "int8"),
+    ]
+    assert "random clips" in rows[1]["note"]

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from resaction.cli import run_app
+from resaction.data.manifests import read_manifest
+from resaction.data.synthetic import generate_dataset
+from resaction.engine import trainer
+from resaction.engine.config import TrainConfig
+from resaction.engine.crossval import run_crossval
+from resaction.errors import DatasetError
+
+CLASSES = ["grow", "shrink", "still"]
+TINY = {"clip_len": 2, "resize": 28, "crop": 28}
+
+
+@pytest.fixture(scope="module")
+def manifest_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cv") / "data"
+    return generate_dataset(out, 3, size=36, num_frames=8, classes=CLASSES, progress=False, seed=2)
+
+
+def tiny_config(data: Path, out: Path) -> TrainConfig:
+    return TrainConfig(
+        data=str(data),
+        model="tsn_resnet18",
+        out=str(out),
+        epochs=1,
+        batch_size=4,
+        preprocess=TINY,
+        protocol={"num_clips": 1, "num_crops": 1},
+        num_workers=0,
+        progress=False,
+    )
+
+
+def read_groups(path: Path) -> set[str]:
+    with path.open() as handle:
+        return {row["group"] for row in csv.DictReader(handle)}
+
+
+@pytest.mark.slow
+def test_folds_test_every_video_once_keep_groups_whole_and_resume(
+    manifest_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "cv"
+    result = run_crossval(tiny_config(manifest_path, out), 2, None, out)
+
+    manifest = read_manifest(manifest_path)
+    tested = sorted(path for fold in result.folds for path in fold.paths)
+    assert tested == sorted(str(entry.path) for entry in manifest)
+    for fold in result.folds:
+        fold_dir = out / f"fold_{fold.fold}"
+        assert not read_groups(fold_dir / "train.csv") & read_groups(fold_dir / "test.csv")
+        assert fold.checkpoint.name == "last.pt"
+        record = json.loads((fold_dir / "eval" / "results.json").read_text())
+        assert record["protocol"]["checkpoint"].endswith("last.pt")
+        assert record["metrics"]["video"]["num_samples"] == fold.test_videos
+
+    saved = json.loads((out / "crossval.json").read_text())
+    folds_top1 = [fold["top1"] for fold in saved["folds"]]
+    assert saved["summary"]["top1"]["mean"] == pytest.approx(sum(folds_top1) / 2)
+    assert saved["pooled"]["num_samples"] == len(manifest)
+    assert saved["protocol"]["selection"].startswith("last epoch")
+    for name in ("folds.csv", "folds.png", "confusion.png"):
+        assert (out / name).is_file()
+
+    def no_training(config: TrainConfig) -> None:
+        raise AssertionError("a finished fold was trained again")
+
+    monkeypatch.setattr(trainer, "train", no_training)
+    again = run_crossval(tiny_config(manifest_path, out), 2, None, out)
+    assert again.summary["top1"] == result.summary["top1"]
+
+
+@pytest.mark.slow
+def test_excluded_groups_are_left_out_and_one_fold_can_run(
+    manifest_path: Path, tmp_path: Path
+) -> None:
+    manifest = read_manifest(manifest_path)
+    excluded = manifest.entries[0].group
+    out = tmp_path / "cv"
+    result = run_crossval(
+        tiny_config(manifest_path, out),
+        2,
+        None,
+        out,
+        exclude_groups=[excluded],
+        only_folds=[2],
+    )
+    assert [fold.fold for fold in result.folds] == [2]
+    used = read_groups(out / "fold_2" / "train.csv") | read_groups(out / "fold_2" / "test.csv")
+    assert excluded not in used
+    assert len(used) == len({entry.group for entry in manifest}) - 1
+
+
+def test_unknown_excluded_group_is_a_dataset_error(manifest_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="g99"):
+        run_crossval(
+            tiny_config(manifest_path, tmp_path), 2, None, tmp_path, exclude_groups=["g99"]
+        )
+
+
+def test_cli_group_regex_that_matches_nothing_is_one_line(
+    manifest_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run_app(
+        [
+            "crossval",
+            "--data",
+            str(manifest_path),
+            "--model",
+            "tsn_resnet18",
+            "--out",
+            str(tmp_path / "cv"),
+            "--folds",
+            "2",
+            "--group-by",
+            r"person(\d)",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "person" in err
+
+
+def test_cli_more_folds_than_groups_is_one_line(
+    manifest_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run_app(
+        ["crossval", "-d", str(manifest_path), "-o", str(tmp_path / "cv"), "--folds", "50"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and "lower k" in err
