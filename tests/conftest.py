@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import os
+
+# Before torch loads OpenMP: with the default policy its threads spin at every barrier, which makes
+# a shared 2-core machine (CI, parallel jobs) several times slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
 from pathlib import Path
 
 import pytest
 
 from resaction.paths import reference_dir, shared_dir, shared_videos_dir
-
-os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 @pytest.fixture(scope="session")
