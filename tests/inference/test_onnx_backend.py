@@ -122,6 +122,23 @@ def test_same_top1_as_pytorch_on_real_videos(
     assert len(labels) > 1
 
 
+def test_onnx_file_is_accepted_wherever_a_checkpoint_is(
+    exported: tuple[Path, Path], videos_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from resaction.cli import run_app
+
+    checkpoint, onnx_path = exported
+    video = next((videos_dir / "kth_samples" / "boxing").iterdir())
+    from_torch = Predictor.from_checkpoint(checkpoint).predict(video)
+    predictor = Predictor.from_checkpoint(onnx_path, protocol={"num_clips": 2})
+    assert isinstance(predictor.backend, OnnxBackend) and predictor.model_name == "r3d_10"
+    from_onnx = predictor.predict(video)
+    assert from_onnx.label == from_torch.label
+    np.testing.assert_allclose(from_onnx.probabilities, from_torch.probabilities, atol=1e-4)
+    assert run_app(["predict", "--checkpoint", str(onnx_path), str(video)]) == 0
+    assert from_onnx.label in capsys.readouterr().out
+
+
 def test_model_without_metadata_runs_with_a_warning(
     foreign_onnx: Path, videos_dir: Path, tmp_path: Path
 ) -> None:

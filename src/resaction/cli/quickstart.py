@@ -25,8 +25,8 @@ def quickstart(
     result = run_quickstart(out, quick=quick, seed=seed, progress=progress, num_workers=workers)
     console.print(quickstart_table(result))
     console.print(
-        f"Reversed-pair classes are one another played backwards: a model blind to frame order "
-        f"scores about {100 * result.chance:.0f}% on them at best."
+        "Reversed-pair classes are one another played backwards (move_left is move_right in "
+        "reverse), so only a model that sees frame order can tell them apart."
     )
     prediction = result.prediction
     best, confidence = prediction["top"][0]

@@ -343,19 +343,22 @@ def first_conv_name(path: str | Path) -> str | None:
 
 
 def _prepare(model: Path, out: Path) -> Path:
-    """ONNX Runtime's recommended pre-processing (shape inference, graph clean-up)."""
+    """ONNX Runtime's recommended pre-processing (shape inference, graph clean-up).
+
+    Its symbolic shape inference fails on reshapes with a dynamic batch (TSM, LRCN fold time into
+    the batch); ONNX's own shape inference is then used instead.
+    """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quant_pre_process(str(model), str(out))
-        return out
-    except Exception as error:  # it is an optimisation; quantising without it still works
-        log.warning(
-            "quantisation pre-processing of %s failed (%s); going on without it", model, error
-        )
-        return model
+    for skip_symbolic in (False, True):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                quant_pre_process(str(model), str(out), skip_symbolic_shape=skip_symbolic)
+            return out
+        except Exception as error:  # an optimisation: quantising without it still works
+            log.info("quantisation pre-processing of %s failed: %s", model, error)
+    return model
 
 
 def compare_accuracy(

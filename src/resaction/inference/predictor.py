@@ -125,14 +125,24 @@ class Predictor:
         expect_model: str | None = None,
         device: str = "cpu",
         protocol: dict[str, Any] | None = None,
+        classes: list[str] | None = None,
     ) -> Predictor:
         """The model, classes, preprocessing and protocol stored in a resaction checkpoint.
 
         ``expect_model`` refuses a checkpoint of another model with one line; ``protocol``
-        overrides keys of the stored one (``num_clips``, ``num_crops``).
+        overrides keys of the stored one (``num_clips``, ``num_crops``). An ``.onnx`` file runs
+        on ONNX Runtime (``OnnxBackend``); ``classes`` names the outputs of one without
+        resaction metadata.
         """
         from resaction.models.checkpoint import load_checkpoint
         from resaction.models.registry import default_preprocess
+
+        if Path(path).suffix.lower() == ".onnx":
+            from resaction.inference.onnx_backend import OnnxBackend
+
+            onnx = OnnxBackend(path, classes=classes)
+            stored = {**onnx.protocol, **(protocol or {})}
+            return cls(onnx, onnx.classes, onnx.preprocess, stored, model_name=onnx.model_name)
 
         bundle = load_checkpoint(path)
         if expect_model is not None and bundle.model_name != expect_model:
