@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -16,16 +15,6 @@ from resaction.models.inflation import inflate_state_dict
 from resaction.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 I3D_MODELS = [name for name in list_models() if model_info(name).family == "i3d"]
-
-
-@pytest.fixture(scope="module")
-def reference_weights(reference: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "reference_weights", reference / "reference_weights.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def pretrained_like_2d_resnet(

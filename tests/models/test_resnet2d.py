@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import importlib.util
-import json
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -13,22 +10,6 @@ from resaction.errors import ModelError
 from resaction.models import create_model, model_info
 
 REFERENCE_MODELS = ["resnet18", "resnet34", "resnet50"]
-
-
-@pytest.fixture(scope="module")
-def torchvision_reference(reference: Path) -> dict[str, Any]:
-    return json.loads((reference / "torchvision_reference.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def reference_weights(reference: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "reference_weights", reference / "reference_weights.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("name", REFERENCE_MODELS)

@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import importlib.util
-import json
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -19,21 +16,6 @@ RESNET3D_MODELS = [name for name in list_models() if model_info(name).family == 
 
 # torchvision's weight metadata (`_ops`, GMACs per 16x112x112 clip) for its Kinetics-400 models.
 TORCHVISION_GMACS = {"r3d_18": 40.697, "mc3_18": 43.343, "r2plus1d_18": 40.519}
-
-
-@pytest.fixture(scope="module")
-def torchvision_reference(reference: Path) -> dict[str, Any]:
-    return json.loads((reference / "torchvision_reference.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def reference_weights(reference: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "reference_weights", reference / "reference_weights.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_registers_the_whole_family() -> None:
