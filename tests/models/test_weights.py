@@ -332,3 +332,11 @@ def test_missing_corrupt_and_unsafe_files_are_weights_errors(tmp_path: Path) -> 
     ]:
         with pytest.raises(WeightsError, match=reason):
             create_model("resnet18", weights=str(path))
+
+
+@pytest.mark.parametrize("name", ["r3d_18", "mc3_18", "r2plus1d_18"])
+def test_kinetics_weights_carry_torchvisions_video_preprocessing(name: str) -> None:
+    from resaction.data.transforms import kinetics_preprocess
+    from resaction.models.weights import weights_preprocess
+
+    assert weights_preprocess(name, "kinetics400") == kinetics_preprocess()

@@ -101,6 +101,7 @@ def _kinetics(file: str, source: str) -> WeightSpec:
             "target_fps": 15,
             "resize": [128, 171],
             "crop": 112,
+            "antialias": False,
             "mean": list(KINETICS_MEAN),
             "std": list(KINETICS_STD),
         },
