@@ -23,7 +23,7 @@ def test_bench_measures_every_backend_on_held_out_videos(
     report = bench(
         [r3d_checkpoint],
         tmp_path,
-        backends=["eager", "onnx", "int8", "pruned"],
+        backends=["eager", "onnx", "int8", "pruned", "pruned-int8"],
         data=gt_videos,
         iterations=2,
         warmup=0,
@@ -32,7 +32,7 @@ def test_bench_measures_every_backend_on_held_out_videos(
         progress=False,
     )
     rows = {row.backend: row for row in report.rows}
-    assert set(rows) == {"eager", "onnx", "int8", "pruned"}
+    assert set(rows) == {"eager", "onnx", "int8", "pruned", "pruned-int8"}
     assert report.peak_gflops > 0 and report.eval_videos["r3d_10 (r3d_10.pt)"] == 4
     for row in rows.values():
         assert row.ms_p50 and row.ms_p95 >= row.ms_p50 and row.peak_rss_mb > 50
@@ -41,10 +41,11 @@ def test_bench_measures_every_backend_on_held_out_videos(
     assert rows["int8"].file_mb < 0.35 * rows["onnx"].file_mb
     assert rows["pruned"].gflops < 0.75 * rows["eager"].gflops
     assert rows["pruned"].params < rows["eager"].params
+    assert rows["pruned-int8"].file_mb < rows["int8"].file_mb
     assert rows["onnx"].top1 == rows["eager"].top1
 
     files = write_bench_report(report, tmp_path)
     saved = json.loads(files["json"].read_text())
     assert [row["backend"] for row in saved["rows"]] == [row.backend for row in report.rows]
     assert files["png"].stat().st_size > 10_000
-    assert bench_table(report).row_count == 4
+    assert bench_table(report).row_count == 5

@@ -112,14 +112,12 @@ def test_quantize_and_bench_commands(
     assert "fp32 vs int8 on 3 held-out videos" in stdout and "as fast" in stdout
 
     out = tmp_path / "bench"
-    args = ["bench", r3d_onnx, int8, "--backends", "onnx,int8", "--quick", "--out", out]
+    args = ["bench", int8, "--backends", "onnx,int8", "--iterations", 2, "--out", out]
     code, stdout, stderr = cli([*args, "--no-progress"], capsys)
     assert code == 0, stderr
     rows = json.loads((out / "bench.json").read_text())["rows"]
-    measured = [(row["model"], row["backend"]) for row in rows if row["ms_p50"]]
-    assert measured == [
-        ("r3d_10 (r3d_10.onnx)", "onnx"),
-        ("r3d_10 (r3d_10.onnx)", "int8"),  # quantised by bench, on random clips
-        ("r3d_10 (int8.onnx)", "int8"),
+    assert [(row["backend"], bool(row["ms_p50"])) for row in rows] == [
+        ("onnx", False),  # an int8 file has no float model to run
+        ("int8", True),
     ]
-    assert "random clips" in rows[1]["note"]
+    assert rows[1]["model"] == "r3d_10 (int8.onnx)" and (out / "bench.png").is_file()

@@ -170,7 +170,9 @@ def bench(
         None, "--calibrate", help="Videos to calibrate int8 on (default: part of --data)."
     ),
     backends: str = typer.Option(
-        "eager,compiled,onnx,int8,pruned", "--backends", help="Comma-separated backends."
+        "eager,compiled,onnx,int8,pruned",
+        "--backends",
+        help="Comma-separated; also pruned-onnx and pruned-int8 (the pruned model on ORT).",
     ),
     out: Path = typer.Option(Path("bench"), "--out", "-o", help="Output folder."),
     threads: int = typer.Option(2, "--threads", min=1, help="Threads for every backend."),

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from resaction.errors import ConfigError, DeployError
 
 BACKENDS = ("eager", "compiled", "onnx", "int8", "pruned")
+EXTRA_BACKENDS = ("pruned-onnx", "pruned-int8")
 MATMUL_SIZE = 2048
 
 
@@ -139,11 +140,11 @@ def resolve_model(spec: str | Path) -> ModelSpec:
 def parse_backends(text: str | Sequence[str]) -> list[str]:
     names = [b.strip() for b in text.split(",")] if isinstance(text, str) else list(text)
     names = [name for name in names if name]
-    unknown = [name for name in names if name not in BACKENDS]
+    unknown = [name for name in names if name not in BACKENDS + EXTRA_BACKENDS]
     if unknown or not names:
         raise ConfigError(
             f"unknown backend {unknown[0] if unknown else '(none)'!r}; "
-            f"choose from {','.join(BACKENDS)}"
+            f"choose from {','.join(BACKENDS + EXTRA_BACKENDS)}"
         )
     return names
 
@@ -177,6 +178,10 @@ def bench(
     if threads < 1 or batch_size < 1 or iterations < 2:
         raise ConfigError("threads and batch size must be at least 1, iterations at least 2")
     backends = parse_backends(backends)
+    if any(backend.startswith("pruned") for backend in backends):
+        from resaction.deploy.prune import check_ratio
+
+        check_ratio(prune_ratio)
     out_dir = Path(out_dir)
     load_before = os.getloadavg()
     peak = measure_in_subprocess(_measure_matmul_peak, {"threads": threads})["gflops"]
@@ -220,7 +225,7 @@ def bench(
             if eager is not None and row.ms_p50:
                 row.speedup = eager.ms_p50 / row.ms_p50
             if row.gflops and row.ms_p50:
-                row.gflops_per_s = row.gflops * batch_size / (row.ms_p50 * batch_size / 1000.0)
+                row.gflops_per_s = row.gflops / (row.ms_p50 / 1000.0)
                 row.peak_fraction = row.gflops_per_s / peak if peak else None
         report.rows += rows
     report.machine = {
@@ -271,8 +276,7 @@ def _prepare_model(
     gflops: dict[str, float] = {}
     params: dict[str, int] = {}
     clip = example_input(spec.preprocess)
-    calibration_entries_used: list[Any] = []
-    calibration = "none"
+    wanted = set(backends)
     save = {
         "model_name": spec.model_name,
         "classes": spec.classes,
@@ -282,30 +286,40 @@ def _prepare_model(
     if spec.model is not None:
         base = spec.model.eval()
         gflops["fp32"], params["fp32"] = count_gflops(base, clip), count_params(base)
-        if {"eager", "compiled"} & set(backends):
+        if {"eager", "compiled"} & wanted:
             files["fp32.pt"] = save_checkpoint(work / "model.pt", base, pruned=spec.pruned, **save)
-        if {"onnx", "int8"} & set(backends):
+        if {"onnx", "int8"} & wanted:
             files["fp32.onnx"] = export_model(base, work / "model.onnx", **save).path
-        if "pruned" in backends:
+        if {"pruned", "pruned-onnx", "pruned-int8"} & wanted:
             pruned = prune_model(copy.deepcopy(base), prune_ratio, clip).model
             gflops["pruned"], params["pruned"] = count_gflops(pruned, clip), count_params(pruned)
             files["pruned.pt"] = save_checkpoint(work / "pruned.pt", pruned, pruned=True, **save)
-            notes["pruned"] = f"{prune_ratio:.0%} channels, not fine-tuned"
+            if {"pruned-onnx", "pruned-int8"} & wanted:
+                files["pruned.onnx"] = export_model(pruned, work / "pruned.onnx", **save).path
+            for backend in ("pruned", "pruned-onnx", "pruned-int8"):
+                notes[backend] = f"{prune_ratio:.0%} channels, not fine-tuned"
     elif spec.onnx_path is not None:
         from resaction.inference.onnx_backend import OnnxBackend
 
         quantized = bool(OnnxBackend(spec.onnx_path).metadata.get("quantization"))
         files["int8.onnx" if quantized else "fp32.onnx"] = spec.onnx_path
-        calibration = "done before" if quantized else calibration
-    if "int8" in backends and "int8.onnx" not in files and "fp32.onnx" in files:
-        calibration_source = calibrate if calibrate is not None else data
-        files["int8.onnx"], calibration, calibration_entries_used = _quantize_for_bench(
-            spec, files["fp32.onnx"], work, calibration_source, calib_videos, seed, progress
-        )
-        if calibrate is not None:
-            calibration_entries_used = []
-        if calibration_source is None:
-            notes["int8"] = "calibrated on random clips: speed only"
+    calibration_source = calibrate if calibrate is not None else data
+    calibration, calibration_entries_used = "none", []
+    for backend, source, target in (
+        ("int8", "fp32.onnx", "int8.onnx"),
+        ("pruned-int8", "pruned.onnx", "pruned.int8.onnx"),
+    ):
+        if backend in wanted and target not in files and source in files:
+            calibration, calibration_entries_used = _quantize_for_bench(
+                files[source], work / target, calibration_source, calib_videos, seed, progress
+            )
+            files[target] = work / target
+            if calibration_source is None:
+                notes[backend] = "; ".join(
+                    n for n in (notes.get(backend), "calibrated on random clips: speed only") if n
+                )
+    if calibrate is not None:
+        calibration_entries_used = []
     eval_cache, eval_count = None, 0
     if data is not None and spec.trained and score:
         eval_cache, eval_count = _cache_eval_views(
@@ -325,14 +339,15 @@ def _prepare_model(
 
 
 def _quantize_for_bench(
-    spec: ModelSpec,
     onnx_path: Path,
-    work: Path,
+    out: Path,
     data: str | Path | None,
     calib_videos: int,
     seed: int,
     progress: bool,
-) -> tuple[Path, str, list[Any]]:
+) -> tuple[str, list[Any]]:
+    """Quantise like ``quantize_onnx``, on ``data``'s clips or, without data, on random clips
+    (enough for timing; the int8 model's accuracy is then meaningless)."""
     from resaction.deploy.export import write_metadata
     from resaction.deploy.quantize import (
         ClipCalibrationReader,
@@ -354,7 +369,6 @@ def _quantize_for_bench(
         shape = (1, *source.input_shape[1:])
         clips = [rng.standard_normal(shape, dtype=np.float32) for _ in range(8)]
         calibration = "random clips (speed only)"
-    out = work / "model.int8.onnx"
     quantize_qdq(
         onnx_path,
         out,
@@ -362,7 +376,7 @@ def _quantize_for_bench(
         nodes_to_exclude=[name for name in [first_conv_name(onnx_path)] if name],
     )
     write_metadata(out, {**source.metadata, "quantization": {"calibration": calibration}})
-    return out, calibration, entries
+    return calibration, entries
 
 
 def _cache_eval_views(
@@ -424,6 +438,8 @@ def _run_backend(
         "onnx": "fp32.onnx",
         "int8": "int8.onnx",
         "pruned": "pruned.pt",
+        "pruned-onnx": "pruned.onnx",
+        "pruned-int8": "pruned.int8.onnx",
     }[backend]
     row = BenchRow(model=spec.label, backend=backend, note=prepared.notes.get(backend, ""))
     path = prepared.files.get(source)
@@ -452,7 +468,7 @@ def _run_backend(
     row.clips_per_s = 1000.0 / row.ms_p50
     row.peak_rss_mb = measured["peak_rss_mb"]
     row.file_mb = path.stat().st_size / 1e6
-    kind = "pruned" if backend == "pruned" else "fp32"
+    kind = "pruned" if backend.startswith("pruned") else "fp32"
     row.gflops = prepared.gflops.get(kind)
     row.params = prepared.params.get(kind)
     row.top1 = measured.get("top1")
@@ -537,7 +553,7 @@ def _load_runner(
     backend: str, path: Path, threads: int
 ) -> tuple[Callable[[torch.Tensor], np.ndarray], Callable[[], str]]:
     """A function from a clip batch to logits, and one describing anything worth noting."""
-    if backend in {"onnx", "int8"}:
+    if path.suffix == ".onnx":
         from resaction.inference.onnx_backend import OnnxBackend
 
         return OnnxBackend(path, threads=threads), str
