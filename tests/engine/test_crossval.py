@@ -12,7 +12,7 @@ from resaction.data.synthetic import generate_dataset
 from resaction.engine import trainer
 from resaction.engine.config import TrainConfig
 from resaction.engine.crossval import run_crossval
-from resaction.errors import DatasetError
+from resaction.errors import DatasetError, ResactionError
 
 CLASSES = ["grow", "shrink", "still"]
 TINY = {"clip_len": 2, "resize": 28, "crop": 28}
@@ -75,6 +75,35 @@ def test_folds_test_every_video_once_keep_groups_whole_and_resume(
     monkeypatch.setattr(trainer, "train", no_training)
     again = run_crossval(tiny_config(manifest_path, out), 2, None, out)
     assert again.summary["top1"] == result.summary["top1"]
+
+
+@pytest.mark.slow
+def test_a_fold_killed_during_training_continues_from_its_checkpoint(
+    manifest_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "cv"
+    run_crossval(tiny_config(manifest_path, out), 2, None, out)
+    fold_dir = out / "fold_2"
+    (fold_dir / "fold.json").unlink()  # as if killed after the checkpoint, before the test
+    last = (fold_dir / "train" / "last.pt").read_bytes()
+
+    real_train = trainer.train
+    resumed: list[bool] = []
+
+    def recording_train(config: TrainConfig):
+        resumed.append(bool(config.resume))
+        return real_train(config)
+
+    monkeypatch.setattr(trainer, "train", recording_train)
+    again = run_crossval(tiny_config(manifest_path, out), 2, None, out)
+    assert resumed == [True] and len(again.folds) == 2
+    assert (fold_dir / "train" / "last.pt").read_bytes() == last  # finished run, nothing retrained
+
+    (fold_dir / "fold.json").unlink()
+    changed = tiny_config(manifest_path, out)
+    changed.lr = 0.5
+    with pytest.raises(ResactionError, match="already holds a run"):
+        run_crossval(changed, 2, None, out, only_folds=[2])
 
 
 @pytest.mark.slow

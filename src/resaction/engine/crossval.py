@@ -115,16 +115,12 @@ def run_crossval(
     CSVs, training run and evaluation report); with ``resume`` a fold whose report exists is read
     back instead of rerun. ``only_folds`` (1-based) runs a subset, e.g. for a smoke test.
     """
-    from resaction.engine.trainer import train
-    from resaction.models.checkpoint import load_checkpoint
-    from resaction.models.registry import default_preprocess
-
     out = ensure_output_dir(out)
     manifest = _without_groups(read_manifest(config.data), group_by, exclude_groups)
     splits = kfold(manifest, folds, group_by=group_by, seed=config.seed)
     groups = entry_groups(manifest, group_by) or [str(e.path.name) for e in manifest]
     group_of = {str(entry.path): group for entry, group in zip(manifest, groups, strict=True)}
-    protocol = {**DEFAULT_PROTOCOL, **config.protocol}
+    key = _config_key(config)
     wanted = only_folds or list(range(1, folds + 1))
     results: list[FoldResult] = []
     for fold, (train_part, test_part) in enumerate(splits, start=1):
@@ -132,82 +128,109 @@ def run_crossval(
             continue
         fold_dir = out / f"fold_{fold}"
         test_groups = sorted({group_of[str(e.path)] for e in test_part})
-        key = _config_key(config)
         cached = _read_fold(fold_dir, fold, len(train_part), test_groups, key) if resume else None
         if cached is not None:
             tqdm.write(f"fold {fold}/{folds}: read back from {fold_dir}")
             results.append(cached)
             continue
         _check_fold(train_part, test_part, manifest.classes, fold)
-        train_csv = train_part.to_csv(fold_dir / "train.csv")
-        test_part.to_csv(fold_dir / "test.csv")
-        fold_config = dataclasses.replace(
-            config,
-            data=str(train_csv),
-            val_data=None,
-            val_split=0.0,
-            early_stopping=None,
-            monitor="train_loss",
-            select="last",
-            out=str(fold_dir / "train"),
-            resume=False,
-        )
         tqdm.write(
             f"fold {fold}/{folds}: training on {len(train_part)} videos, "
             f"testing on {len(test_part)} (groups {', '.join(test_groups)})"
         )
-        started = time.perf_counter()
-        trained = train(fold_config)
-        train_seconds = time.perf_counter() - started
-        bundle = load_checkpoint(trained.last_checkpoint)
-        if list(bundle.classes) != list(manifest.classes):
-            raise DatasetError(
-                f"fold {fold} trained on classes {bundle.classes}, expected {manifest.classes}"
-            )
-        preprocess = {**default_preprocess(bundle.model_name), **bundle.preprocess}
-        result = evaluate(
-            bundle.model,
-            test_part.entries,
-            manifest.classes,
-            preprocess=preprocess,
-            protocol=protocol,
-            batch_size=eval_batch_size or config.batch_size,
-            num_workers=config.num_workers,
-            progress=config.progress,
+        result = _run_fold(
+            config, fold, train_part, test_part, test_groups, fold_dir, key, eval_batch_size, resume
         )
-        result.protocol.update(
-            checkpoint=str(trained.last_checkpoint), model=bundle.model_name, data=config.data
-        )
-        write_report(result, fold_dir / "eval", extra={"fold": fold, "test_groups": test_groups})
-        np.savez(
-            fold_dir / "eval" / "scores.npz", video_probs=result.video_probs, labels=result.labels
-        )
-        fold_result = FoldResult(
-            fold=fold,
-            train_videos=len(train_part),
-            test_videos=len(test_part),
-            test_groups=test_groups,
-            checkpoint=Path(trained.last_checkpoint),
-            metrics=result.metrics,
-            clip_top1=result.clip_metrics["top1"],
-            video_probs=result.video_probs,
-            labels=result.labels,
-            paths=result.paths,
-            skipped=result.skipped,
-            train_seconds=train_seconds,
-            eval_seconds=result.seconds,
-        )
-        _write_fold_record(fold_dir, fold_result, result.protocol, key)
-        tqdm.write(f"fold {fold}/{folds}: video top-1 {100 * result.top1:.1f}%")
-        results.append(fold_result)
+        tqdm.write(f"fold {fold}/{folds}: video top-1 {100 * result.metrics['top1']:.1f}%")
+        results.append(result)
     if not results:
         raise DatasetError(f"no fold ran: --only-folds {only_folds} is outside 1..{folds}")
-    fold_protocol = json.loads((out / f"fold_{results[0].fold}" / "fold.json").read_text())[
-        "protocol"
-    ]
+    record = json.loads((out / f"fold_{results[0].fold}" / "fold.json").read_text())
     return _summarise(
-        results, manifest, config, folds, group_by, exclude_groups, out, fold_protocol
+        results, manifest, config, folds, group_by, exclude_groups, out, record["protocol"]
     )
+
+
+def _run_fold(
+    config: TrainConfig,
+    fold: int,
+    train_part: Manifest,
+    test_part: Manifest,
+    test_groups: list[str],
+    fold_dir: Path,
+    key: dict[str, Any],
+    eval_batch_size: int | None,
+    resume: bool = True,
+) -> FoldResult:
+    """Train on ``train_part`` (all of it, last epoch kept), test once on ``test_part``.
+
+    A fold whose training was interrupted continues from its last checkpoint when ``resume`` and
+    it was started with the same settings (``fold_dir/settings.json``)."""
+    from resaction.engine.trainer import train
+    from resaction.models.checkpoint import load_checkpoint
+    from resaction.models.registry import default_preprocess
+
+    fold_config = dataclasses.replace(
+        config,
+        data=str(train_part.to_csv(fold_dir / "train.csv")),
+        val_data=None,
+        val_split=0.0,
+        early_stopping=None,
+        monitor="train_loss",
+        select="last",
+        out=str(fold_dir / "train"),
+        resume=resume and _same_settings(fold_dir, key),
+    )
+    test_part.to_csv(fold_dir / "test.csv")
+    write_json(key, fold_dir / "settings.json")
+    started = time.perf_counter()
+    trained = train(fold_config)
+    train_seconds = time.perf_counter() - started
+    bundle = load_checkpoint(trained.last_checkpoint)
+    if list(bundle.classes) != list(test_part.classes):
+        raise DatasetError(
+            f"fold {fold} trained on classes {bundle.classes}, expected {test_part.classes}"
+        )
+    result = evaluate(
+        bundle.model,
+        test_part.entries,
+        test_part.classes,
+        preprocess={**default_preprocess(bundle.model_name), **bundle.preprocess},
+        protocol={**DEFAULT_PROTOCOL, **config.protocol},
+        batch_size=eval_batch_size or config.batch_size,
+        num_workers=config.num_workers,
+        progress=config.progress,
+    )
+    result.protocol.update(
+        checkpoint=str(trained.last_checkpoint), model=bundle.model_name, data=config.data
+    )
+    write_report(result, fold_dir / "eval", extra={"fold": fold, "test_groups": test_groups})
+    np.savez(fold_dir / "eval" / "scores.npz", video_probs=result.video_probs, labels=result.labels)
+    fold_result = FoldResult(
+        fold=fold,
+        train_videos=len(train_part),
+        test_videos=len(test_part),
+        test_groups=test_groups,
+        checkpoint=Path(trained.last_checkpoint),
+        metrics=result.metrics,
+        clip_top1=result.clip_metrics["top1"],
+        video_probs=result.video_probs,
+        labels=result.labels,
+        paths=result.paths,
+        skipped=result.skipped,
+        train_seconds=train_seconds,
+        eval_seconds=result.seconds,
+    )
+    _write_fold_record(fold_dir, fold_result, result.protocol, key)
+    return fold_result
+
+
+def _same_settings(fold_dir: Path, key: dict[str, Any]) -> bool:
+    """Whether an interrupted fold in ``fold_dir`` was started with the settings ``key``."""
+    settings, last = fold_dir / "settings.json", fold_dir / "train" / "last.pt"
+    if not (settings.is_file() and last.is_file()):
+        return False
+    return json.loads(settings.read_text()) == json.loads(json.dumps(key))
 
 
 def _without_groups(

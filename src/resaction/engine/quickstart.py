@@ -50,12 +50,12 @@ FULL = QuickstartSize(
     videos_per_class=32, frame_size=32, num_frames=16, clip_len=8, crop=32, epochs=12
 )
 QUICK = QuickstartSize(
-    videos_per_class=24,
+    videos_per_class=48,
     frame_size=32,
     num_frames=16,
     clip_len=8,
     crop=32,
-    epochs=10,
+    epochs=6,
     classes=("move_left", "move_right", "rotate_anticlockwise", "rotate_clockwise", "still"),
 )
 
