@@ -153,3 +153,17 @@ def test_real_dataset_groups_csv_folds(videos_dir: Path) -> None:
         fight_share = np.mean([entry.label == 0 for entry in test])
         assert 0.35 < fight_share < 0.65
     assert len(seen) == len(set(seen)) == 45
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        (r"_g(\d+", "is not a valid regex"),
+        (r"_x(\d+)_", "gives no group for file v_Action0_g01_c00.avi"),
+        (r"_g(9)?\d+_", "gives no group for file v_Action0_g01_c00.avi"),  # optional capture
+    ],
+)
+def test_group_pattern_without_a_group_is_a_one_line_error(pattern: str, message: str) -> None:
+    with pytest.raises(DatasetError, match=re.escape(message)) as caught:
+        entry_groups(_ucf_like(), pattern)
+    assert "\n" not in str(caught.value)

@@ -121,3 +121,23 @@ def test_quantize_and_bench_commands(
         ("int8", True),
     ]
     assert rows[1]["model"] == "r3d_10 (int8.onnx)" and (out / "bench.png").is_file()
+
+
+def test_evaluate_takes_an_onnx_file_and_agrees_with_the_checkpoint(
+    r3d_checkpoint: Path, r3d_onnx: Path, gt_videos: Path, tmp_path: Path, capsys
+) -> None:
+    results = {}
+    for name, model in (("pt", r3d_checkpoint), ("onnx", r3d_onnx)):
+        out = tmp_path / name
+        args = ["evaluate", "--checkpoint", model, "--data", gt_videos, "--out", out]
+        code, _, stderr = cli([*args, "--no-progress"], capsys)
+        assert code == 0, stderr
+        results[name] = json.loads((out / "results.json").read_text())
+    assert results["onnx"]["metrics"]["video"]["num_samples"] == 27
+    assert results["onnx"]["metrics"]["video"] == results["pt"]["metrics"]["video"]
+    pairs = zip(results["onnx"]["predictions"], results["pt"]["predictions"], strict=True)
+    for onnx, torch_row in pairs:
+        assert onnx["path"] == torch_row["path"] and onnx["predicted"] == torch_row["predicted"]
+        assert onnx["confidence"] == pytest.approx(torch_row["confidence"], abs=1e-4)
+    assert len({row["confidence"] for row in results["pt"]["predictions"]}) > 20  # not constant
+    assert results["onnx"]["protocol"]["checkpoint"].endswith("r3d_10.onnx")

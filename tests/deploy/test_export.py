@@ -96,3 +96,15 @@ def test_export_refuses_onnx_and_missing_files(r3d_onnx: Path, tmp_path: Path) -
         export_checkpoint(r3d_onnx, tmp_path / "again.onnx")
     with pytest.raises(CheckpointError, match="does not exist"):
         export_checkpoint(tmp_path / "missing.pt", tmp_path / "out.onnx")
+
+
+def test_an_export_that_disagrees_with_pytorch_writes_nothing(
+    r3d_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from resaction.deploy import export
+
+    monkeypatch.setattr(export, "compare_with_torch", lambda model, path, clips: 1e6)
+    out = tmp_path / "model.onnx"
+    with pytest.raises(DeployError, match=r"disagrees with PyTorch.*was not written"):
+        export.export_checkpoint(r3d_checkpoint, out)
+    assert list(tmp_path.iterdir()) == []

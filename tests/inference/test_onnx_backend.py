@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -193,3 +194,23 @@ def test_classes_file_errors(tmp_path: Path) -> None:
     empty.write_text("\n\n")
     with pytest.raises(ConfigError, match="is empty"):
         read_classes_file(empty)
+
+
+def test_predict_names_the_outputs_of_a_foreign_model_with_classes_file(
+    foreign_onnx: Path, videos_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from resaction.cli import run_app
+
+    names = tmp_path / "classes.txt"
+    names.write_text("run\njump\nsit\nstand\nwave\n")
+    video = next((videos_dir / "kth_samples" / "walking").iterdir())
+    out = tmp_path / "out.jsonl"
+    args = ["predict", str(video), "--checkpoint", str(foreign_onnx), "--classes", str(names)]
+    assert run_app([*args, "--json", str(out), "--no-progress"]) == 0, capsys.readouterr().err
+    record = json.loads(out.read_text().splitlines()[0])
+    assert record["label"] in {"run", "jump", "sit", "stand", "wave"}
+    assert sorted(row["label"] for row in record["topk"]) == ["jump", "run", "sit", "stand", "wave"]
+
+    pt_file = ["--checkpoint", str(tmp_path / "x.pt"), "--classes", str(names)]
+    code = run_app(["predict", str(video), *pt_file])
+    assert code == 1 and "--classes names the outputs of an .onnx file" in capsys.readouterr().err

@@ -1,8 +1,8 @@
 """``resaction predict``: top-k labels for video files, folders and glob patterns.
 
-Results are appended to ``--json`` (JSON lines: one object per video) or ``--csv`` and flushed
-after every video, so an interrupted run keeps what it finished; ``--resume`` skips the videos
-already in the file.
+Results are written to ``--json`` (JSON lines: one object per video) or ``--csv`` and flushed
+after every video, so an interrupted run keeps what it finished; ``--resume`` appends to the file
+and skips the videos already in it (without it the file is started afresh).
 """
 
 from __future__ import annotations
@@ -33,9 +33,14 @@ def load_predictor(
     *,
     clips: int | None = None,
     crops: int | None = None,
+    classes: Path | None = None,
 ) -> Predictor:
-    """A predictor from ``--checkpoint`` (with ``--model`` as a check), or ``--model --weights``."""
+    """A predictor from ``--checkpoint`` (with ``--model`` as a check), or ``--model --weights``.
+
+    ``classes`` (one name per line) names the outputs of an ONNX file without resaction metadata.
+    """
     from resaction.inference import Predictor
+    from resaction.inference.onnx_backend import read_classes_file
 
     protocol: dict[str, Any] = {}
     if clips is not None:
@@ -47,7 +52,14 @@ def load_predictor(
     if checkpoint is not None:
         if weights is not None:
             raise ConfigError("give either --checkpoint or --model with --weights, not both")
-        return Predictor.from_checkpoint(checkpoint, expect_model=model, protocol=protocol)
+        if classes is not None and checkpoint.suffix.lower() != ".onnx":
+            raise ConfigError(
+                f"--classes names the outputs of an .onnx file; {checkpoint} stores its classes"
+            )
+        names = read_classes_file(classes) if classes is not None else None
+        return Predictor.from_checkpoint(
+            checkpoint, expect_model=model, protocol=protocol, classes=names
+        )
     if model is None or weights is None:
         raise ConfigError(
             "no model given: pass --checkpoint CKPT, or --model NAME --weights kinetics400"
@@ -148,11 +160,16 @@ def predict(
     weights: str | None = typer.Option(
         None, "--weights", help="Named weights for --model, e.g. kinetics400."
     ),
+    classes: Path | None = typer.Option(
+        None, "--classes", help="Class names, one per line, for an .onnx file without metadata."
+    ),
     topk: int = typer.Option(5, "--topk", "-k", min=1, help="Labels per video."),
     json_out: Path | None = typer.Option(
-        None, "--json", help="Append results as JSON lines (one object per video)."
+        None, "--json", help="Write results as JSON lines, one object per video (--resume appends)."
     ),
-    csv_out: Path | None = typer.Option(None, "--csv", help="Append results as CSV rows."),
+    csv_out: Path | None = typer.Option(
+        None, "--csv", help="Write results as CSV rows (--resume appends)."
+    ),
     resume: bool = typer.Option(
         False, "--resume", help="Keep the results already in --json/--csv and skip those videos."
     ),
@@ -178,7 +195,9 @@ def predict(
         err_console.print(f"[yellow]no videos match[/] {pattern}", highlight=False)
     if not videos:
         raise ConfigError(f"no video files found in {', '.join(paths)}")
-    predictor = load_predictor(checkpoint, model, weights, clips=clips, crops=crops)
+    predictor = load_predictor(
+        checkpoint, model, weights, clips=clips, crops=crops, classes=classes
+    )
     writers = _open_writers(json_out, csv_out, topk, resume)
     done = _already_done(writers)
     todo = [video for video in videos if str(video.resolve()) not in done]

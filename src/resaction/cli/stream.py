@@ -74,6 +74,9 @@ def stream(
         "refuse a checkpoint of another model.",
     ),
     weights: str | None = typer.Option(None, "--weights", help="Named weights for --model."),
+    classes: Path | None = typer.Option(
+        None, "--classes", help="Class names, one per line, for an .onnx file without metadata."
+    ),
     realtime: bool = typer.Option(
         False,
         "--realtime",
@@ -130,7 +133,7 @@ def stream(
         stats_every=stats_every,
     )
     config.check()
-    predictor = load_predictor(checkpoint, model, weights)
+    predictor = load_predictor(checkpoint, model, weights, classes=classes)
     summary = run_stream(predictor, source, config, on_event=_print_event)
     table = Table(title="stream summary", show_header=False)
     table.add_column("statistic")

@@ -25,6 +25,9 @@ def timeline(
         "refuse a checkpoint of another model.",
     ),
     weights: str | None = typer.Option(None, "--weights", help="Named weights for --model."),
+    classes: Path | None = typer.Option(
+        None, "--classes", help="Class names, one per line, for an .onnx file without metadata."
+    ),
     window: int | None = typer.Option(
         None, "--window", min=1, help="Frames per window (default: the model's clip length)."
     ),
@@ -66,7 +69,7 @@ def timeline(
         batch_size=batch_size,
     )
     config.check()
-    predictor = load_predictor(checkpoint, model, weights)
+    predictor = load_predictor(checkpoint, model, weights, classes=classes)
     result = run_timeline(predictor, video, config, progress=progress)
     out_dir = out if out is not None else Path(f"{video.stem}_timeline")
     files = write_timeline(result, out_dir)

@@ -40,16 +40,20 @@ def entry_groups(manifest: Manifest, group_by: GroupBy = None) -> list[str] | No
         return None
     if callable(group_by) and not isinstance(group_by, re.Pattern):
         return [str(group_by(entry)) for entry in manifest]
-    pattern = re.compile(group_by) if isinstance(group_by, str) else group_by
+    try:
+        pattern = re.compile(group_by) if isinstance(group_by, str) else group_by
+    except re.error as error:
+        raise DatasetError(f"group_by pattern {group_by!r} is not a valid regex: {error}") from None
     groups = []
     for entry in manifest:
         match = pattern.search(entry.path.name)
-        if match is None:
+        group = None if match is None else match.group(1) if pattern.groups else match.group(0)
+        if group is None:
             raise DatasetError(
-                f"group_by pattern {pattern.pattern!r} does not match file {entry.path.name}: "
-                "fix the pattern so every file name has a group"
+                f"group_by pattern {pattern.pattern!r} gives no group for file {entry.path.name}: "
+                "fix the pattern so every file name has one (a capture group that always matches)"
             )
-        groups.append(match.group(1) if pattern.groups else match.group(0))
+        groups.append(group)
     return groups
 
 

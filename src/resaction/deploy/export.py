@@ -121,23 +121,23 @@ def export_model(
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    diff = None
     try:
         _torch_export(model, traced_input, tmp, opset, model_name)
         write_metadata(tmp, metadata)
+        if check:
+            check_input = torch.randn((CHECK_BATCH, *shape), generator=generator)
+            diff = compare_with_torch(model, tmp, check_input)
+            with torch.no_grad():
+                scale = float(model(check_input).abs().max())
+            if not diff <= 1e-3 * (1.0 + scale):
+                raise DeployError(
+                    f"the exported {model_name} disagrees with PyTorch (max abs difference "
+                    f"{diff:.3g} on logits up to {scale:.3g}); {out} was not written"
+                )
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    diff = None
-    if check:
-        check_input = torch.randn((CHECK_BATCH, *shape), generator=generator)
-        diff = compare_with_torch(model, out, check_input)
-        with torch.no_grad():
-            scale = float(model(check_input).abs().max())
-        if not diff <= 1e-3 * (1.0 + scale):
-            raise DeployError(
-                f"the exported {model_name} disagrees with PyTorch (max abs difference {diff:.3g} "
-                f"on logits up to {scale:.3g}); {out} is not reliable"
-            )
     return ExportResult(
         path=out,
         model_name=model_name,

@@ -126,7 +126,7 @@ def prune_model(
     """
     from resaction.deploy.export import require
 
-    require("torch_pruning", "pruning", "torch-pruning==1.6.1")
+    require("torch_pruning", "pruning", "resaction[deploy]")
     import torch_pruning as tp
 
     ratio = check_ratio(ratio)

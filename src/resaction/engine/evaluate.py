@@ -307,9 +307,8 @@ def load_for_evaluation(checkpoint: str | Path, data: str | Path) -> tuple[Any, 
     Every class of the data must be one the model knows; the model may know more.
     """
     from resaction.data.manifests import read_manifest
-    from resaction.models.checkpoint import load_checkpoint
 
-    bundle = load_checkpoint(checkpoint)
+    bundle = _load_scorer(checkpoint)
     found = read_manifest(data)
     unknown = [name for name in found.classes if name not in bundle.classes]
     if unknown:
@@ -322,6 +321,25 @@ def load_for_evaluation(checkpoint: str | Path, data: str | Path) -> tuple[Any, 
     if not manifest.entries:
         raise DatasetError(f"{data} has no videos to evaluate")
     return bundle, manifest.entries
+
+
+def _load_scorer(checkpoint: str | Path) -> Any:
+    """A checkpoint's ``ModelBundle``; for an ``.onnx`` file, one whose model is an ONNX Runtime
+    ``Predictor`` (a ``ClipScorer``) with the classes, preprocessing and protocol it stores."""
+    from resaction.models.checkpoint import ModelBundle, load_checkpoint
+
+    if Path(checkpoint).suffix.lower() != ".onnx":
+        return load_checkpoint(checkpoint)
+    from resaction.inference.predictor import Predictor
+
+    predictor = Predictor.from_checkpoint(checkpoint)
+    return ModelBundle(
+        model=predictor,  # type: ignore[arg-type]
+        model_name=predictor.model_name or Path(checkpoint).stem,
+        classes=predictor.classes,
+        preprocess=predictor.preprocess,
+        protocol=predictor.protocol,
+    )
 
 
 def evaluate_checkpoint(
@@ -343,7 +361,10 @@ def evaluate_checkpoint(
     from resaction.models.registry import default_preprocess
 
     bundle, entries = load_for_evaluation(checkpoint, data)
-    preprocess = {**default_preprocess(bundle.model_name), **bundle.preprocess}
+    defaults = (
+        {} if not isinstance(bundle.model, nn.Module) else default_preprocess(bundle.model_name)
+    )
+    preprocess = {**defaults, **bundle.preprocess}
     protocol = {**DEFAULT_PROTOCOL, **bundle.protocol}
     if num_clips is not None:
         protocol["num_clips"] = num_clips

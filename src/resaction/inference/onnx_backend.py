@@ -111,7 +111,7 @@ class OnnxBackend:
         if width is None:
             raise ModelError(
                 f"{self.path} has no resaction metadata and no fixed number of outputs; "
-                "pass its class names (classes= or --classes FILE)"
+                "pass its class names (classes= or --classes FILE, one name per line)"
             )
         warnings.warn(
             f"{self.path} has no resaction metadata (not made by `resaction export`): its "
