@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -61,6 +62,28 @@ def test_own_weights_bring_their_preprocessing_and_trunk_weights_only_normalisat
     assert kinetics["target_fps"] == 15 and kinetics["clip_len"] == 16
     assert trunk["crop"] == model_info("tsn_resnet50").input_size
     assert trunk["mean"] == list(WEIGHTS["resnet50"]["imagenet_v2"].preprocess["mean"])
+
+
+def test_fine_tuning_uses_the_named_weights_preprocessing(tmp_path: Path) -> None:
+    from resaction.engine.config import TrainConfig
+    from resaction.engine.trainer import Trainer
+    from resaction.models.registry import default_preprocess
+    from resaction.models.weights import training_preprocess
+
+    assert training_preprocess("r2plus1d_18", "kinetics400") == weights_preprocess(
+        "r2plus1d_18", "kinetics400"
+    )
+    assert training_preprocess("r2plus1d_18", "kinetics400")["antialias"] is False
+    checkpoint = tmp_path / "mine.pt"
+    checkpoint.write_bytes(b"")
+    for weights in (None, "none", str(checkpoint)):
+        assert training_preprocess("r2plus1d_18", weights) == default_preprocess("r2plus1d_18")
+    config = TrainConfig(
+        data="x", model="r2plus1d_18", weights="kinetics400", preprocess={"crop": 96}
+    )
+    preprocess, _ = Trainer._pipeline(SimpleNamespace(config=config))  # type: ignore[arg-type]
+    assert preprocess["resize"] == [128, 171] and preprocess["antialias"] is False
+    assert preprocess["crop"] == 96
 
 
 def test_unknown_weight_name_lists_the_available_ones() -> None:

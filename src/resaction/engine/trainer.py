@@ -246,9 +246,9 @@ class Trainer:
         return _Data(classes=list(manifest.classes), train=list(manifest.entries), val=val)
 
     def _pipeline(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        from resaction.models.registry import default_preprocess
+        from resaction.models.weights import training_preprocess
 
-        defaults = default_preprocess(self.config.model)
+        defaults = training_preprocess(self.config.model, self.config.weights)
         check_preprocess_keys(self.config.preprocess, defaults)
         preprocess = {**defaults, **self.config.preprocess}
         protocol = {**DEFAULT_PROTOCOL, **self.config.protocol}

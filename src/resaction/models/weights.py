@@ -207,6 +207,16 @@ def weights_preprocess(name: str, tag: str | None) -> dict[str, Any]:
     return preprocess
 
 
+def training_preprocess(name: str, weights: str | None) -> dict[str, Any]:
+    """The preprocessing to fine-tune ``name`` from ``weights`` with: named weights bring their
+    own (``weights_preprocess``), a file or no weights the model's default."""
+    if weights in (None, "", "none") or Path(str(weights)).expanduser().exists():
+        return default_preprocess(name)
+    if not _looks_like_tag(str(weights)):
+        return default_preprocess(name)
+    return weights_preprocess(name, str(weights))
+
+
 _VERIFIED: set[tuple[str, int, float]] = set()
 
 
