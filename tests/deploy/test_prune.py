@@ -141,3 +141,13 @@ def test_finetune_needs_data(tmp_path: Path) -> None:
     checkpoint = make_checkpoint(tmp_path / "resnet18.pt", "resnet18", clip_len=2)
     with pytest.raises(ConfigError, match="--data"):
         prune_checkpoint(checkpoint, 0.3, tmp_path / "p.pt", finetune_epochs=1)
+
+
+def test_each_layer_keeps_the_nearest_multiple_of_sixteen_channels() -> None:
+    model = create_model("r3d_10", num_classes=3).eval()
+    result = prune_model(model, 0.3, example_input(tiny_preprocess()))
+    convs = {name: width for name, width in result.widths.items() if name != "classifier_in"}
+    assert all(width % 16 == 0 for width in convs.values()), convs
+    # 70% of 64, 128, 256, 512 is 44.8, 89.6, 179.2, 358.4: nearest multiples 48, 96, 176, 352
+    assert sorted(set(convs.values())) == [48, 96, 176, 352]
+    assert 0.4 < result.param_ratio < 0.6
