@@ -81,13 +81,15 @@ def train(
         None, "--early-stopping", help="Stop after this many epochs without improvement."
     ),
     monitor: str | None = typer.Option(
-        None, "--monitor", help="val_top1 | val_top5 | val_mean_class_accuracy | val_loss."
+        None,
+        "--monitor",
+        help="val_top1 | val_top5 | val_mean_class_accuracy | val_loss | train_loss | train_top1.",
     ),
     max_steps_per_epoch: int | None = typer.Option(None, "--max-steps-per-epoch"),
     checkpoint_every_steps: int | None = typer.Option(
         None, "--checkpoint-every-steps", help="Also write last.pt every N optimiser steps."
     ),
-    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | mps | cuda | cuda:N."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
     select: str | None = typer.Option(
         None, "--select", help="best | last: the checkpoint reported as the result."
