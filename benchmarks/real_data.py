@@ -138,7 +138,13 @@ def main() -> None:
     parser.add_argument("--only", default="fight,ps7,fight_no_g44_g45")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--starts", default="scratch,synthetic")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the saved results as a Markdown table"
+    )
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown_table(json.loads(RESULTS.read_text())["rows"]))
+        return
     datasets, models = args.only.split(","), args.models.split(",")
     starts = args.starts.split(",")
     rows = json.loads(RESULTS.read_text())["rows"] if RESULTS.is_file() else []
@@ -160,6 +166,21 @@ def main() -> None:
                 )
     print_table(rows)
     print(f"{time.perf_counter() - started:.0f} s; results in {RESULTS}")
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = [
+        "| dataset | model | start | videos | top-1 mean ± std | folds | vs baseline (55%) |",
+        "| --- | --- | --- | ---: | ---: | --- | ---: |",
+    ]
+    for row in sorted(rows, key=lambda r: (r["dataset"], r["model"], r["start"])):
+        folds = ", ".join(f"{100 * value:.1f}" for value in row["top1_folds"])
+        lines.append(
+            f"| {row['dataset']} | {row['model']} | {row['start']} | {row['videos']} | "
+            f"{100 * row['top1_mean']:.1f} ± {100 * row['top1_std']:.1f}% | {folds} | "
+            f"{row['vs_baseline_points']:+.1f} pts |"
+        )
+    return "\n".join(lines)
 
 
 def print_table(rows: list[dict]) -> None:
