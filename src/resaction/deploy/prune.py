@@ -181,10 +181,7 @@ def _nearest_multiple_ratios(
             continue
         channels = module.out_channels
         keep = max(round_to, round(channels * (1.0 - ratio) / round_to) * round_to)
-        if keep < channels:
-            ratios[module] = 1.0 - (keep + 0.5) / channels
-        else:
-            ratios[module] = 0.0
+        ratios[module] = max(0.0, 1.0 - (keep + 0.5) / channels)
     return ratios
 
 

@@ -225,12 +225,17 @@ def _run_fold(
     return fold_result
 
 
+def _as_saved(key: dict[str, Any]) -> Any:
+    """``key`` as it reads back from JSON (tuples become lists), to compare with a saved one."""
+    return json.loads(json.dumps(key))
+
+
 def _same_settings(fold_dir: Path, key: dict[str, Any]) -> bool:
     """Whether an interrupted fold in ``fold_dir`` was started with the settings ``key``."""
     settings, last = fold_dir / "settings.json", fold_dir / "train" / "last.pt"
     if not (settings.is_file() and last.is_file()):
         return False
-    return json.loads(settings.read_text()) == json.loads(json.dumps(key))
+    return json.loads(settings.read_text()) == _as_saved(key)
 
 
 def _without_groups(
@@ -292,7 +297,7 @@ def _read_fold(
     record = json.loads(record_path.read_text())
     same_split = record.get("test_groups") == test_groups
     same_split = same_split and record.get("train_videos") == train_videos
-    if not same_split or record.get("config") != json.loads(json.dumps(key)):
+    if not same_split or record.get("config") != _as_saved(key):
         return None
     scores = np.load(scores_path)
     metrics = record["metrics"]

@@ -210,9 +210,7 @@ def weights_preprocess(name: str, tag: str | None) -> dict[str, Any]:
 def training_preprocess(name: str, weights: str | None) -> dict[str, Any]:
     """The preprocessing to fine-tune ``name`` from ``weights`` with: named weights bring their
     own (``weights_preprocess``), a file or no weights the model's default."""
-    if weights in (None, "", "none") or Path(str(weights)).expanduser().exists():
-        return default_preprocess(name)
-    if not _looks_like_tag(str(weights)):
+    if weights in (None, "", "none") or _is_weights_file(str(weights)):
         return default_preprocess(name)
     return weights_preprocess(name, str(weights))
 
@@ -523,6 +521,11 @@ def _looks_like_tag(text: str) -> bool:
     return "/" not in text and "\\" not in text and "." not in text
 
 
+def _is_weights_file(weights: str) -> bool:
+    """Whether ``--weights`` names a file rather than a tag such as ``kinetics400``."""
+    return Path(weights).expanduser().exists() or not _looks_like_tag(weights)
+
+
 def build_with_weights(
     name: str,
     builder: Callable[..., nn.Module],
@@ -538,7 +541,7 @@ def build_with_weights(
     """
     weights = str(weights)
     path = Path(weights).expanduser()
-    if path.exists() or not _looks_like_tag(weights):
+    if _is_weights_file(weights):
         contents = read_weights_file(path)
         state, source, source_model = contents.state_dict, str(path), contents.model_name
         classes = contents.classes
