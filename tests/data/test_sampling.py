@@ -114,6 +114,27 @@ def test_segments_of_a_video_shorter_than_the_segments() -> None:
     assert np.all(np.diff(clip) >= 0)
 
 
+def test_segments_of_several_frames_are_runs_of_consecutive_frames() -> None:
+    sampler = SegmentSampler(12, train=True, segment_len=3, frame_interval=2)
+    assert sampler.num_segments == 4
+    starts = set()
+    for seed in range(100):
+        (clip,) = sampler(44, 25.0, _rng(seed))
+        runs = clip.reshape(4, 3)
+        assert np.all(np.diff(runs, axis=1) == 2)
+        assert [int(first) // 10 for first in runs[:, 0]] == [0, 1, 2, 3]
+        assert clip.max() <= 43
+        starts.add(int(runs[0, 0]))
+    assert starts == set(range(10))
+    (centre,) = SegmentSampler(4, segment_len=2)(41, 25.0, _rng())
+    assert centre.tolist() == [10, 11, 30, 31]
+
+
+def test_segments_of_several_frames_in_a_video_shorter_than_one_run() -> None:
+    (clip,) = SegmentSampler(6, segment_len=3)(2, 25.0, _rng())
+    assert clip.tolist() == [0, 1, 1, 0, 1, 1]
+
+
 def test_sliding_windows_cover_the_video_with_times() -> None:
     timestamps = np.cumsum(np.r_[0.0, np.full(9, 0.1), np.full(10, 0.05)])
     sampler = SlidingWindowSampler(4, stride=5)
@@ -144,6 +165,8 @@ def test_build_sampler_from_preprocess_and_protocol() -> None:
     tsn = {"clip_len": 8, "sampling": "segments"}
     assert build_sampler(tsn, train=True) == SegmentSampler(8, train=True)
     assert build_sampler(tsn, {"num_clips": 2}) == SegmentSampler(8, num_clips=2)
+    diff = {"clip_len": 16, "sampling": "segments", "segment_len": 2, "frame_interval": 3}
+    assert build_sampler(diff) == SegmentSampler(16, segment_len=2, frame_interval=3)
     kinetics = build_sampler({"clip_len": 16, "target_fps": 15}, {"num_clips": 1})
     assert kinetics.step(30.0) == 2.0
 
@@ -157,6 +180,8 @@ def test_build_sampler_from_preprocess_and_protocol() -> None:
         lambda: UniformClipSampler(4, num_clips=0),
         lambda: RandomClipSampler(4, target_fps=-1),
         lambda: SlidingWindowSampler(4, stride=0),
+        lambda: SegmentSampler(8, segment_len=3),
+        lambda: SegmentSampler(8, segment_len=2, frame_interval=0),
     ],
 )
 def test_bad_sampler_settings(make) -> None:

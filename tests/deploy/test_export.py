@@ -79,6 +79,25 @@ def test_every_family_exports(name: str, preprocess: dict, tmp_path: Path) -> No
     assert (got.argmax(1) == expected.argmax(1)).all()
 
 
+@pytest.mark.parametrize("name", ["tsn_diff_resnet18", "tsm_diff_resnet18"])
+def test_difference_models_export_with_a_dynamic_batch(name: str, tmp_path: Path) -> None:
+    checkpoint = make_checkpoint(
+        tmp_path / f"{name}.pt",
+        name,
+        model_kwargs={"segment_len": 2},
+        sampling="segments",
+        segment_len=2,
+    )
+    result = export_checkpoint(checkpoint, tmp_path / f"{name}.onnx")
+    bundle = load_checkpoint(checkpoint)
+    assert read_metadata(result.path)["preprocess"]["segment_len"] == 2
+    for batch in (1, 3):
+        clips = torch.randn(batch, 3, 4, 32, 32)
+        with torch.no_grad():
+            expected = bundle.model(clips).numpy()
+        np.testing.assert_allclose(OnnxBackend(result.path)(clips), expected, rtol=1e-3, atol=1e-3)
+
+
 def test_online_tsm_cannot_export_and_says_why(tmp_path: Path) -> None:
     checkpoint = make_checkpoint(
         tmp_path / "tsm.pt",

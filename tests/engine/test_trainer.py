@@ -280,3 +280,28 @@ def test_cli_trains_and_reports_bad_input_in_one_line(
     error = capsys.readouterr().err.strip()
     assert "optimizer" in error and len(error.splitlines()) == 1
     assert run_app(["train", "--out", str(tmp_path / "run"), "--resume", *flags]) == 0
+
+
+def test_a_difference_model_trains_on_runs_of_frames_and_refuses_a_mismatch(
+    dataset: Path, tmp_path: Path
+) -> None:
+    config = tiny(
+        dataset,
+        tmp_path / "diff",
+        model="tsn_diff_resnet18",
+        model_kwargs={"segment_len": 2},
+        preprocess={"clip_len": 4, "resize": 32, "crop": 32},
+    )
+    result = train(config)
+    bundle = load_checkpoint(result.checkpoint)
+    assert bundle.preprocess["segment_len"] == bundle.model.segment_len == 2
+    assert bundle.preprocess["sampling"] == "segments"
+
+    mismatch = tiny(
+        dataset,
+        tmp_path / "mismatch",
+        model="tsn_diff_resnet18",
+        preprocess={"clip_len": 4, "segment_len": 2, "resize": 32, "crop": 32},
+    )
+    with pytest.raises(ConfigError, match="segments of 3 frames but the preprocessing samples 2"):
+        train(mismatch)

@@ -39,13 +39,17 @@ def test_registers_every_2d_trunk_model() -> None:
         "lrcn_resnet50",
         "tsm_resnet18",
         "tsm_resnet50",
+        "tsn_diff_resnet18",
+        "tsn_diff_resnet50",
+        "tsm_diff_resnet18",
+        "tsm_diff_resnet50",
     }
 
 
 @pytest.mark.parametrize("name", HEAVY)
 def test_trains_a_step_on_a_tiny_clip_and_swaps_its_classifier(name: str) -> None:
     model = create_model(name, num_classes=5)
-    clip = torch.randn(2, 3, 2, 32, 32)
+    clip = torch.randn(2, 3, 2 * default_preprocess(name).get("segment_len", 1), 32, 32)
 
     logits = model(clip)
     logits.logsumexp(dim=1).sum().backward()
@@ -96,6 +100,16 @@ def test_tsn_costs_its_segments_times_one_frame_of_the_image_model() -> None:
     one_frame = _flops(frame, torch.zeros(1, 3, size, size))
 
     assert model_stats("tsn_resnet18").gflops * 1e9 == 8 * one_frame
+
+
+def test_a_difference_model_costs_little_more_than_its_rgb_model() -> None:
+    """Only the first convolution grows (2 differences, 6 channels); the trunk runs 8 times."""
+    rgb, diff = model_stats("tsn_resnet18"), model_stats("tsn_diff_resnet18")
+    size = model_info("tsn_resnet18").input_size
+    stem = 2 * 64 * 3 * 7 * 7 * (size // 2) ** 2 * 8
+
+    assert diff.params - rgb.params == 64 * 3 * 7 * 7
+    assert diff.gflops * 1e9 == pytest.approx(rgb.gflops * 1e9 + stem, rel=1e-3)
 
 
 def test_lrcn_flops_include_the_lstm() -> None:

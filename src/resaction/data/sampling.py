@@ -111,36 +111,58 @@ class UniformClipSampler(DenseClipSampler):
 
 @dataclass(frozen=True)
 class SegmentSampler:
-    """TSN: the video cut into ``clip_len`` equal segments, one frame from each.
+    """TSN: the video cut into equal segments, ``segment_len`` consecutive frames from each.
 
-    Training takes a random frame in every segment (``num_clips`` independent draws); testing
-    takes the centre, or for ``num_clips`` > 1 the frames at ``(k + 0.5) / num_clips`` of each
-    segment. Videos with fewer frames than segments repeat frames evenly.
+    ``clip_len`` is the frames of one clip, so there are ``clip_len // segment_len`` segments;
+    with ``segment_len`` > 1 the frames of a segment are ``frame_interval`` apart (the RGB
+    difference models read them as motion). Training takes a random position in every segment
+    (``num_clips`` independent draws); testing takes the centre, or for ``num_clips`` > 1 the
+    positions at ``(k + 0.5) / num_clips`` of each segment. Videos with fewer frames than
+    segments repeat frames evenly.
     """
 
     clip_len: int
     _: KW_ONLY
     train: bool = False
     num_clips: int = 1
+    segment_len: int = 1
+    frame_interval: int = 1
 
     def __post_init__(self) -> None:
         if self.clip_len < 1:
             raise ConfigError(f"the number of segments must be at least 1, got {self.clip_len}")
         if self.num_clips < 1:
             raise ConfigError(f"num_clips must be at least 1, got {self.num_clips}")
+        if self.segment_len < 1 or self.clip_len % self.segment_len:
+            raise ConfigError(
+                f"segment_len must divide clip_len: {self.segment_len} does not divide "
+                f"{self.clip_len}"
+            )
+        if self.frame_interval < 1:
+            raise ConfigError(f"frame_interval must be at least 1, got {self.frame_interval}")
+
+    @property
+    def num_segments(self) -> int:
+        return self.clip_len // self.segment_len
 
     def __call__(
         self, num_frames: int, fps: float | None, rng: np.random.Generator
     ) -> list[np.ndarray]:
         _check_frames(num_frames)
-        length = num_frames / self.clip_len
-        starts = np.arange(self.clip_len) * length
+        within = np.arange(self.segment_len) * self.frame_interval
+        usable = max(num_frames - int(within[-1]), 1)
+        segments = self.num_segments
+        length = usable / segments
+        starts = np.arange(segments) * length
         if self.train:
-            fractions = [rng.random(self.clip_len) for _ in range(self.num_clips)]
+            fractions = [rng.random(segments) for _ in range(self.num_clips)]
         else:
             fractions = [(k + 0.5) / self.num_clips for k in range(self.num_clips)]
-        positions = [starts + fraction * length for fraction in fractions]
-        return [np.clip(np.floor(p), 0, num_frames - 1).astype(np.int64) for p in positions]
+        clips = []
+        for fraction in fractions:
+            first = np.clip(np.floor(starts + fraction * length), 0, usable - 1).astype(np.int64)
+            clips.append(np.minimum(first[:, None] + within, num_frames - 1).reshape(-1))
+        return clips
 
 
 class Window(NamedTuple):
@@ -215,7 +237,13 @@ def build_sampler(
     sampling = preprocess.get("sampling", "dense")
     clips = 1 if train else int((protocol or {}).get("num_clips", 1))
     if sampling == "segments":
-        return SegmentSampler(clip_len, train=train, num_clips=clips)
+        return SegmentSampler(
+            clip_len,
+            train=train,
+            num_clips=clips,
+            segment_len=int(preprocess.get("segment_len", 1) or 1),
+            frame_interval=int(preprocess.get("frame_interval", 1) or 1),
+        )
     if sampling != "dense":
         raise ConfigError(f"unknown sampling {sampling!r}: use 'dense' or 'segments'")
     target_fps = preprocess.get("target_fps")

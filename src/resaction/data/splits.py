@@ -112,6 +112,23 @@ def kfold(
     return folds
 
 
+def without_groups(manifest: Manifest, group_by: GroupBy, exclude: Sequence[str]) -> Manifest:
+    """The manifest without the videos of the ``exclude`` groups (all of them must exist)."""
+    if not exclude:
+        return manifest
+    groups = entry_groups(manifest, group_by)
+    if groups is None:
+        raise DatasetError(
+            f"cannot exclude groups {', '.join(exclude)}: the data has no groups "
+            "(add groups.csv or pass --group-by)"
+        )
+    unknown = sorted(set(exclude) - set(groups))
+    if unknown:
+        raise DatasetError(f"group {unknown[0]!r} to exclude is not in the data")
+    keep = [i for i, group in enumerate(groups) if group not in set(exclude)]
+    return manifest.subset(keep)
+
+
 def shared_groups(first: Manifest, second: Manifest, group_by: GroupBy = None) -> set[str]:
     """Groups found on both sides: a leak check for any pair of manifests."""
     a = entry_groups(first, group_by) or []

@@ -33,6 +33,7 @@ MONITORS = (
 PREPROCESS_KEYS = (
     "clip_len",
     "sampling",
+    "segment_len",
     "frame_interval",
     "target_fps",
     "resize",

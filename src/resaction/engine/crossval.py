@@ -23,7 +23,7 @@ from rich.table import Table
 from tqdm.auto import tqdm
 
 from resaction.data.manifests import Manifest, read_manifest
-from resaction.data.splits import entry_groups, kfold
+from resaction.data.splits import entry_groups, kfold, without_groups
 from resaction.engine.config import TrainConfig
 from resaction.engine.evaluate import DEFAULT_PROTOCOL, evaluate
 from resaction.engine.metrics import classification_metrics, mean_and_std
@@ -116,7 +116,7 @@ def run_crossval(
     back instead of rerun. ``only_folds`` (1-based) runs a subset, e.g. for a smoke test.
     """
     out = ensure_output_dir(out)
-    manifest = _without_groups(read_manifest(config.data), group_by, exclude_groups)
+    manifest = without_groups(read_manifest(config.data), group_by, exclude_groups)
     splits = kfold(manifest, folds, group_by=group_by, seed=config.seed)
     groups = entry_groups(manifest, group_by) or [str(e.path.name) for e in manifest]
     group_of = {str(entry.path): group for entry, group in zip(manifest, groups, strict=True)}
@@ -236,24 +236,6 @@ def _same_settings(fold_dir: Path, key: dict[str, Any]) -> bool:
     if not (settings.is_file() and last.is_file()):
         return False
     return json.loads(settings.read_text()) == _as_saved(key)
-
-
-def _without_groups(
-    manifest: Manifest, group_by: str | None, exclude: tuple[str, ...] | list[str]
-) -> Manifest:
-    if not exclude:
-        return manifest
-    groups = entry_groups(manifest, group_by)
-    if groups is None:
-        raise DatasetError(
-            f"cannot exclude groups {', '.join(exclude)}: the data has no groups "
-            "(add groups.csv or pass --group-by)"
-        )
-    unknown = sorted(set(exclude) - set(groups))
-    if unknown:
-        raise DatasetError(f"group {unknown[0]!r} to exclude is not in the data")
-    keep = [i for i, group in enumerate(groups) if group not in set(exclude)]
-    return manifest.subset(keep)
 
 
 def _check_fold(train_part: Manifest, test_part: Manifest, classes: list[str], fold: int) -> None:

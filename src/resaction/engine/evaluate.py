@@ -117,6 +117,8 @@ def measurement_protocol(preprocess: dict[str, Any], protocol: dict[str, Any]) -
     merged = {**DEFAULT_PROTOCOL, **protocol}
     keys = ("clip_len", "sampling", "frame_interval", "target_fps", "resize", "crop")
     merged.update({key: preprocess.get(key) for key in keys})
+    if preprocess.get("segment_len", 1) != 1:
+        merged["segment_len"] = preprocess["segment_len"]
     merged["input_size"] = preprocess.get("crop")
     return merged
 

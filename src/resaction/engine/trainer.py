@@ -251,6 +251,11 @@ class Trainer:
         defaults = training_preprocess(self.config.model, self.config.weights)
         check_preprocess_keys(self.config.preprocess, defaults)
         preprocess = {**defaults, **self.config.preprocess}
+        if (
+            "segment_len" in self.config.model_kwargs
+            and "segment_len" not in self.config.preprocess
+        ):
+            preprocess["segment_len"] = int(self.config.model_kwargs["segment_len"])
         protocol = {**DEFAULT_PROTOCOL, **self.config.protocol}
         return preprocess, protocol
 
@@ -262,6 +267,14 @@ class Trainer:
         model = create_model(
             config.model, num_classes=len(self.classes), weights=weights, **config.model_kwargs
         )
+        wanted = int(self.preprocess.get("segment_len", 1) or 1)
+        reads = getattr(model, "segment_len", 1)
+        if reads != wanted:
+            raise ConfigError(
+                f"{config.model} reads segments of {reads} frames but the "
+                f"preprocessing samples {wanted}: set --model-kwarg segment_len=N and "
+                "-p segment_len=N together"
+            )
         report = getattr(model, "load_report", None)
         if report is not None:
             self._say(report.summary() if hasattr(report, "summary") else str(report))

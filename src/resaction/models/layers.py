@@ -16,8 +16,8 @@ def frames_to_batch(clip: torch.Tensor) -> tuple[torch.Tensor, int]:
     """(N, C, T, H, W) -> (N*T, C, H, W) with frames of one clip adjacent, and T."""
     if clip.dim() != 5:
         raise ModelError(f"expected a clip batch (N, C, T, H, W), got shape {tuple(clip.shape)}")
-    n, c, t, h, w = clip.shape
-    return clip.transpose(1, 2).reshape(n * t, c, h, w), t
+    _, c, t, h, w = clip.shape
+    return clip.transpose(1, 2).reshape(-1, c, h, w), t
 
 
 class TemporalConsensus(nn.Module):

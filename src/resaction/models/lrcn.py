@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from resaction.errors import ModelError
-from resaction.models.layers import frames_to_batch
 from resaction.models.registry import register_model
 from resaction.models.resnet2d import DEPTHS, ResNet
 
@@ -33,13 +32,15 @@ class LRCN(ResNet):
         bidirectional: bool = False,
         pool: str = "mean",
         dropout: float = 0.5,
+        modality: str = "rgb",
+        segment_len: int = 1,
     ) -> None:
         if rnn not in RNN_TYPES:
             raise ModelError(f"rnn {rnn!r} is not one of {', '.join(RNN_TYPES)}")
         if pool not in POOLING:
             raise ModelError(f"pool {pool!r} is not one of {', '.join(POOLING)}")
         block, layers = DEPTHS[depth]
-        super().__init__(block, layers, num_classes)
+        super().__init__(block, layers, num_classes, modality=modality, segment_len=segment_len)
         self.pool = pool
         self.dropout = nn.Dropout(dropout)
         self.rnn = RNN_TYPES[rnn](
@@ -56,7 +57,7 @@ class LRCN(ResNet):
         return [self.rnn, self.fc]
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        frames, t = frames_to_batch(clip)
+        frames, t = self.clip_frames(clip)
         features = self.dropout(self.forward_features(frames)).unflatten(0, (-1, t))
         outputs, state = self.rnn(features)
         if self.pool == "mean":

@@ -203,7 +203,7 @@ def _count(name: str, shape: tuple[int, ...], device: torch.device) -> tuple[int
 def default_preprocess(name: str) -> dict[str, Any]:
     """The preprocessing dict (see docs/architecture.md) a model expects by default."""
     info = model_info(name)
-    return {
+    preprocess = {
         "clip_len": info.clip_len,
         "sampling": info.extra.get("sampling", "dense"),
         "frame_interval": info.extra.get("frame_interval", 1),
@@ -213,3 +213,6 @@ def default_preprocess(name: str) -> dict[str, Any]:
         "mean": list(info.mean),
         "std": list(info.std),
     }
+    if info.extra.get("segment_len", 1) != 1:
+        preprocess["segment_len"] = info.extra["segment_len"]
+    return preprocess

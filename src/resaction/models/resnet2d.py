@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from resaction.models.layers import ClassifierMixin, frames_to_batch
+from resaction.models.modality import frame_input, input_channels
 from resaction.models.registry import register_model
 
 
@@ -86,18 +87,36 @@ class Bottleneck(ResidualBlock):
 
 
 class ResNet(ClassifierMixin, nn.Module):
-    """torchvision's ResNet. ``block_kwargs`` go to every block (TSM passes its shift options)."""
+    """torchvision's ResNet. ``block_kwargs`` go to every block (TSM passes its shift options).
+
+    ``modality`` and ``segment_len`` choose what a clip's frames become before the trunk (see
+    ``modality.py``): RGB frames as they are, or TSN's RGB difference, for which the first
+    convolution takes the stacked differences' channels.
+    """
 
     def __init__(
         self,
         block: type[ResidualBlock],
         layers: tuple[int, int, int, int],
         num_classes: int = 1000,
+        *,
+        modality: str = "rgb",
+        segment_len: int = 1,
         **block_kwargs: Any,
     ) -> None:
         super().__init__()
+        self.modality = modality
+        self.segment_len = segment_len
+        self.frame_input = frame_input(modality, segment_len)
         self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.conv1 = nn.Conv2d(
+            input_channels(modality, segment_len),
+            64,
+            kernel_size=7,
+            stride=2,
+            padding=3,
+            bias=False,
+        )
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
@@ -140,10 +159,14 @@ class ResNet(ClassifierMixin, nn.Module):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.avgpool(x), 1)
 
+    def clip_frames(self, clip: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(N, C, T, H, W) -> the trunk's input frames (N*T', C', H, W) and T'."""
+        return frames_to_batch(self.frame_input(clip))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4:
             return self.fc(self.forward_features(x))
-        frames, t = frames_to_batch(x)
+        frames, t = self.clip_frames(x)
         return self.fc(self.forward_features(frames)).unflatten(0, (-1, t)).mean(dim=1)
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from resaction.errors import ModelError
-from resaction.models.layers import TemporalConsensus, frames_to_batch
+from resaction.models.layers import TemporalConsensus
 from resaction.models.registry import register_model
 from resaction.models.resnet2d import DEPTHS, BasicBlock, Bottleneck, ResidualBlock, ResNet
 
@@ -136,12 +136,16 @@ class TSM(ResNet):
         dropout: float = 0.5,
         consensus: str = "avg",
         num_segments: int = 8,
+        modality: str = "rgb",
+        segment_len: int = 1,
     ) -> None:
         block, layers = DEPTHS[depth]
         super().__init__(
             _SHIFTED[block],
             layers,
             num_classes,
+            modality=modality,
+            segment_len=segment_len,
             fold_div=fold_div,
             shift_mode=shift_mode,
             placement=placement,
@@ -170,7 +174,7 @@ class TSM(ResNet):
 
     def forward_frames(self, clip: torch.Tensor) -> torch.Tensor:
         """(N, C, T, H, W) -> per-frame logits (N, T, K)."""
-        frames, t = frames_to_batch(clip)
+        frames, t = self.clip_frames(clip)
         for shift in self.shifts():
             shift.num_frames = t
         return self.fc(self.dropout(self.forward_features(frames))).unflatten(0, (-1, t))
@@ -197,3 +201,28 @@ def tsm_resnet18(num_classes: int = 400, **options: Any) -> TSM:
 def tsm_resnet50(num_classes: int = 400, **options: Any) -> TSM:
     """TSM on ResNet-50: 8 segments, 1/8 + 1/8 channels shifted in every residual branch."""
     return TSM(50, num_classes, **options)
+
+
+DIFF_SEGMENT_LEN = 3
+_TSM_DIFF = {
+    **_TSM,
+    "clip_len": 8 * DIFF_SEGMENT_LEN,
+    "segment_len": DIFF_SEGMENT_LEN,
+    "modality": "rgb_diff",
+}
+
+
+@register_model(**_TSM_DIFF, weights=("imagenet",), backbone="resnet18")
+def tsm_diff_resnet18(num_classes: int = 400, **options: Any) -> TSM:
+    """TSM on RGB differences, ResNet-18: 8 segments of 3 frames, shifts between segments."""
+    return TSM(
+        18, num_classes, **{"modality": "rgb_diff", "segment_len": DIFF_SEGMENT_LEN, **options}
+    )
+
+
+@register_model(**_TSM_DIFF, weights=("imagenet", "imagenet_v2"), backbone="resnet50")
+def tsm_diff_resnet50(num_classes: int = 400, **options: Any) -> TSM:
+    """TSM on RGB differences, ResNet-50: 8 segments of 3 frames, shifts between segments."""
+    return TSM(
+        50, num_classes, **{"modality": "rgb_diff", "segment_len": DIFF_SEGMENT_LEN, **options}
+    )

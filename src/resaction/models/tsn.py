@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from resaction.models.layers import TemporalConsensus, frames_to_batch
+from resaction.models.layers import TemporalConsensus
 from resaction.models.registry import register_model
 from resaction.models.resnet2d import DEPTHS, ResNet
 
@@ -30,9 +30,11 @@ class TSN(ResNet):
         consensus: str = "avg",
         num_segments: int = DEFAULT_SEGMENTS,
         dropout: float = 0.5,
+        modality: str = "rgb",
+        segment_len: int = 1,
     ) -> None:
         block, layers = DEPTHS[depth]
-        super().__init__(block, layers, num_classes)
+        super().__init__(block, layers, num_classes, modality=modality, segment_len=segment_len)
         self.dropout = nn.Dropout(dropout)
         self.consensus = TemporalConsensus(consensus, num_segments)
 
@@ -41,7 +43,7 @@ class TSN(ResNet):
 
     def forward_frames(self, clip: torch.Tensor) -> torch.Tensor:
         """(N, C, T, H, W) -> per-frame logits (N, T, K)."""
-        frames, t = frames_to_batch(clip)
+        frames, t = self.clip_frames(clip)
         return self.fc(self.dropout(self.forward_features(frames))).unflatten(0, (-1, t))
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
@@ -72,3 +74,28 @@ def tsn_resnet34(num_classes: int = 400, **options: Any) -> TSN:
 def tsn_resnet50(num_classes: int = 400, **options: Any) -> TSN:
     """TSN on ResNet-50: 8 segments, one frame each, logits averaged (frame-level baseline)."""
     return TSN(50, num_classes, **options)
+
+
+DIFF_SEGMENT_LEN = 3
+_TSN_DIFF = {
+    **_TSN,
+    "clip_len": DEFAULT_SEGMENTS * DIFF_SEGMENT_LEN,
+    "segment_len": DIFF_SEGMENT_LEN,
+    "modality": "rgb_diff",
+}
+
+
+@register_model(**_TSN_DIFF, weights=("imagenet",), backbone="resnet18")
+def tsn_diff_resnet18(num_classes: int = 400, **options: Any) -> TSN:
+    """TSN RGB difference on ResNet-18: 8 segments of 3 frames, their 2 differences stacked."""
+    return TSN(
+        18, num_classes, **{"modality": "rgb_diff", "segment_len": DIFF_SEGMENT_LEN, **options}
+    )
+
+
+@register_model(**_TSN_DIFF, weights=("imagenet", "imagenet_v2"), backbone="resnet50")
+def tsn_diff_resnet50(num_classes: int = 400, **options: Any) -> TSN:
+    """TSN RGB difference on ResNet-50: 8 segments of 3 frames, their 2 differences stacked."""
+    return TSN(
+        50, num_classes, **{"modality": "rgb_diff", "segment_len": DIFF_SEGMENT_LEN, **options}
+    )

@@ -397,7 +397,9 @@ def _other_architecture(state: Mapping[str, torch.Tensor], recorded: str | None)
 
 
 def _prepare_for(model: nn.Module, name: str | None, state: dict[str, torch.Tensor]) -> dict:
-    """Registry-declared conversions: a model with ``inflate_from`` inflates 2D kernels."""
+    """Conversions a model declares: ``inflate_from`` inflates 2D kernels; an RGB-difference
+    model turns an RGB first convolution into one for its stacked differences."""
+    state = _adapt_first_conv(model, state)
     info: ModelInfo | None = None
     if name:
         try:
@@ -409,6 +411,19 @@ def _prepare_for(model: nn.Module, name: str | None, state: dict[str, torch.Tens
     from resaction.models.inflation import inflate_state_dict
 
     return inflate_state_dict(state, model, mode=info.extra.get("inflation", "mean"))
+
+
+def _adapt_first_conv(model: nn.Module, state: dict[str, torch.Tensor]) -> dict:
+    modality = getattr(model, "modality", "rgb")
+    weight = state.get("conv1.weight")
+    target = getattr(getattr(model, "conv1", None), "weight", None)
+    if modality == "rgb" or weight is None or target is None or weight.dim() != 4:
+        return state
+    if weight.shape[1] != 3 or tuple(weight.shape) == tuple(target.shape):
+        return state
+    from resaction.models.modality import adapt_first_conv
+
+    return {**state, "conv1.weight": adapt_first_conv(weight, modality, model.segment_len)}
 
 
 def apply_state_dict(
