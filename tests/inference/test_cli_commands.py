@@ -207,3 +207,28 @@ def test_stream_unreachable_source_is_one_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot open stream http://127.0.0.1")
     assert len(err.splitlines()) == 1
+
+
+def test_compile_flag_runs_the_compiled_model_and_gives_the_same_labels(
+    tiny_checkpoint: Path, clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flag wraps the model in ``CompiledModel``; dynamo's eager backend keeps it quick."""
+    from resaction.models import compile as compile_module
+
+    compiled_models = []
+    inductor = compile_module.compile_model
+
+    def eager_compile(model, **options):
+        compiled_models.append(inductor(model, backend="eager"))
+        return compiled_models[-1]
+
+    monkeypatch.setattr(compile_module, "compile_model", eager_compile)
+    plain, compiled = tmp_path / "plain.jsonl", tmp_path / "compiled.jsonl"
+    command = ["predict", str(clips), "-c", str(tiny_checkpoint), "--no-progress"]
+    assert run_app([*command, "--json", str(plain)]) == 0
+    assert not compiled_models
+    assert run_app([*command, "--json", str(compiled), "--compile"]) == 0
+    assert len(compiled_models) == 1 and compiled_models[0].compiled
+    for eager, fast in zip(jsonl(plain), jsonl(compiled), strict=True):
+        assert eager["label"] == fast["label"]
+        assert eager["confidence"] == pytest.approx(fast["confidence"], abs=1e-5)

@@ -214,3 +214,18 @@ def test_predict_names_the_outputs_of_a_foreign_model_with_classes_file(
     pt_file = ["--checkpoint", str(tmp_path / "x.pt"), "--classes", str(names)]
     code = run_app(["predict", str(video), *pt_file])
     assert code == 1 and "--classes names the outputs of an .onnx file" in capsys.readouterr().err
+
+
+def test_compile_is_refused_for_an_onnx_file_in_one_line(
+    exported: tuple[Path, Path], videos_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from resaction.cli import run_app
+
+    _, onnx_path = exported
+    video = next((videos_dir / "kth_samples" / "boxing").iterdir())
+    assert run_app(["predict", "--checkpoint", str(onnx_path), str(video), "--compile"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--compile compiles PyTorch models; r3d_10 runs on onnx" in err
+    data = videos_dir / "kth_samples"
+    assert run_app(["evaluate", "-c", str(onnx_path), "--data", str(data), "--compile"]) == 1
+    assert f"{onnx_path} runs on ONNX Runtime" in " ".join(capsys.readouterr().err.split())

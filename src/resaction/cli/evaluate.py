@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from resaction.cli.app import app, console
+from resaction.cli.predict import COMPILE_OPTION
 
 
 @app.command()
@@ -31,6 +32,7 @@ def evaluate(
     severity: float = typer.Option(0.5, "--severity", min=0.0, max=1.0, help="Stress strength."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Clips per forward pass."),
     workers: int | None = typer.Option(None, "--workers", min=0, help="Decoding processes."),
+    compile: bool = COMPILE_OPTION,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Evaluate a checkpoint: top-1/top-5, mean class accuracy, per-class F1, confusion matrix."""
@@ -58,6 +60,7 @@ def evaluate(
         batch_size=batch_size,
         num_workers=workers,
         progress=progress,
+        compile=compile,
     )
     files = write_report(result, out_dir)
     console.print(metrics_table(result, title=f"{bundle.model_name} on {data}"))

@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 
 TABLE_ROWS = 50
 _GLOB_CHARS = set("*?[")
+COMPILE_OPTION = typer.Option(
+    False,
+    "--compile",
+    help="torch.compile the PyTorch model with freezing (the first batch pays the compilation; "
+    "eager with a warning if it fails).",
+)
 
 
 def load_predictor(
@@ -34,11 +40,25 @@ def load_predictor(
     clips: int | None = None,
     crops: int | None = None,
     classes: Path | None = None,
+    compile: bool = False,
 ) -> Predictor:
     """A predictor from ``--checkpoint`` (with ``--model`` as a check), or ``--model --weights``.
 
-    ``classes`` (one name per line) names the outputs of an ONNX file without resaction metadata.
+    ``classes`` (one name per line) names the outputs of an ONNX file without resaction metadata;
+    ``compile`` runs a PyTorch model through ``torch.compile``.
     """
+    predictor = _load_predictor(checkpoint, model, weights, clips, crops, classes)
+    return predictor.compile() if compile else predictor
+
+
+def _load_predictor(
+    checkpoint: Path | None,
+    model: str | None,
+    weights: str | None,
+    clips: int | None,
+    crops: int | None,
+    classes: Path | None,
+) -> Predictor:
     from resaction.inference import Predictor
     from resaction.inference.onnx_backend import read_classes_file
 
@@ -181,6 +201,7 @@ def predict(
     ),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Clips per forward pass."),
     workers: int = typer.Option(2, "--workers", min=1, help="Decoding threads."),
+    compile: bool = COMPILE_OPTION,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Top-k action labels for each video, with the checkpoint's multi-clip protocol."""
@@ -196,7 +217,7 @@ def predict(
     if not videos:
         raise ConfigError(f"no video files found in {', '.join(paths)}")
     predictor = load_predictor(
-        checkpoint, model, weights, clips=clips, crops=crops, classes=classes
+        checkpoint, model, weights, clips=clips, crops=crops, classes=classes, compile=compile
     )
     writers = _open_writers(json_out, csv_out, topk, resume)
     done = _already_done(writers)

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from resaction.cli.app import app, console, err_console
-from resaction.cli.predict import load_predictor
+from resaction.cli.predict import COMPILE_OPTION, load_predictor
 
 _STATS_LABELS = {
     "input_fps": "input fps",
@@ -112,6 +112,7 @@ def stream(
         help="Threads for the model (default: all cores but one, "
         "which the reader needs to keep up).",
     ),
+    compile: bool = COMPILE_OPTION,
 ) -> None:
     """Label a live source as it plays: label changes, events, statistics, annotated video."""
     import torch
@@ -133,7 +134,7 @@ def stream(
         stats_every=stats_every,
     )
     config.check()
-    predictor = load_predictor(checkpoint, model, weights, classes=classes)
+    predictor = load_predictor(checkpoint, model, weights, classes=classes, compile=compile)
     summary = run_stream(predictor, source, config, on_event=_print_event)
     table = Table(title="stream summary", show_header=False)
     table.add_column("statistic")

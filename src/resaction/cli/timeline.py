@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from resaction.cli.app import app, console
-from resaction.cli.predict import load_predictor
+from resaction.cli.predict import COMPILE_OPTION, load_predictor
 
 
 @app.command()
@@ -52,6 +52,7 @@ def timeline(
         None, "--annotate", help="Also write the video with the label drawn on every frame."
     ),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Windows per pass."),
+    compile: bool = COMPILE_OPTION,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Sliding-window labels over a whole video: segments (JSON, CSV), a plot, an annotated copy."""
@@ -69,7 +70,7 @@ def timeline(
         batch_size=batch_size,
     )
     config.check()
-    predictor = load_predictor(checkpoint, model, weights, classes=classes)
+    predictor = load_predictor(checkpoint, model, weights, classes=classes, compile=compile)
     result = run_timeline(predictor, video, config, progress=progress)
     out_dir = out if out is not None else Path(f"{video.stem}_timeline")
     files = write_timeline(result, out_dir)

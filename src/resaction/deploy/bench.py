@@ -561,7 +561,7 @@ def _load_runner(
 
     model = load_checkpoint(path).model.eval()
     if backend == "compiled":
-        from resaction.inference.compile import compile_model
+        from resaction.models.compile import compile_model
 
         compiled = compile_model(model)
 

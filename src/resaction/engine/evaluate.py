@@ -26,7 +26,7 @@ from resaction.data.manifests import VideoEntry
 from resaction.data.sampling import build_sampler
 from resaction.data.transforms import ClipTransform, build_transform
 from resaction.engine.metrics import classification_metrics, softmax
-from resaction.errors import DatasetError
+from resaction.errors import ConfigError, DatasetError
 
 DEFAULT_PROTOCOL: dict[str, Any] = {"num_clips": 5, "num_crops": 1, "aggregate": "mean_softmax"}
 
@@ -353,27 +353,36 @@ def evaluate_checkpoint(
     batch_size: int = 8,
     num_workers: int | None = None,
     progress: bool = True,
+    compile: bool = False,
 ) -> tuple[EvalResult, Any, list[VideoEntry]]:
     """Evaluate a checkpoint on a dataset with its own preprocessing and protocol.
 
-    ``num_clips`` and ``num_crops`` override the protocol saved in the checkpoint. Returns the
+    ``num_clips`` and ``num_crops`` override the protocol saved in the checkpoint; ``compile``
+    runs a PyTorch model through ``torch.compile`` (``models.compile``). Returns the
     result (its protocol names the checkpoint and the data), the model bundle and the entries,
     so robustness runs can reuse them.
     """
     from resaction.models.registry import default_preprocess
 
+    if compile and Path(checkpoint).suffix.lower() == ".onnx":
+        raise ConfigError(f"--compile compiles PyTorch models; {checkpoint} runs on ONNX Runtime")
     bundle, entries = load_for_evaluation(checkpoint, data)
     defaults = (
         {} if not isinstance(bundle.model, nn.Module) else default_preprocess(bundle.model_name)
     )
     preprocess = {**defaults, **bundle.preprocess}
     protocol = {**DEFAULT_PROTOCOL, **bundle.protocol}
+    model = bundle.model
+    if compile:
+        from resaction.models.compile import compile_model
+
+        model = compile_model(model)
     if num_clips is not None:
         protocol["num_clips"] = num_clips
     if num_crops is not None:
         protocol["num_crops"] = num_crops
     result = evaluate(
-        bundle.model,
+        model,
         entries,
         bundle.classes,
         preprocess=preprocess,

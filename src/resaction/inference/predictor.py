@@ -202,6 +202,23 @@ class Predictor:
     def clip_len(self) -> int:
         return int(self.preprocess["clip_len"])
 
+    def compile(self) -> Predictor:
+        """Run the PyTorch model through ``torch.compile`` with freezing (eager if that fails).
+
+        The first batch of each shape pays the compilation; ONNX backends are refused.
+        """
+        from resaction.inference.backends import TorchBackend
+        from resaction.models.compile import CompiledModel, compile_model
+
+        if not isinstance(self.backend, TorchBackend):
+            raise ConfigError(
+                f"--compile compiles PyTorch models; {self.model_name or 'this model'} runs on "
+                f"{getattr(self.backend, 'name', 'another backend')} (use a .pt checkpoint)"
+            )
+        if not isinstance(self.backend.model, CompiledModel):
+            self.backend = TorchBackend(compile_model(self.backend.model), self.backend.device)
+        return self
+
     def clip_transform(self) -> ClipTransform:
         """The single-view evaluation transform (resize, centre crop, normalise)."""
         return build_transform(self.preprocess, train=False, num_crops=1)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from resaction.inference.compile import CompiledModel, compile_model
+from resaction.models.compile import CompiledModel, compile_model
 from resaction.models.registry import create_model
 
 
