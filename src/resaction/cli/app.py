@@ -13,7 +13,8 @@ from resaction.errors import ResactionError
 
 app = typer.Typer(
     name="resaction",
-    help="Human action recognition in video with residual networks.",
+    help="Human action recognition in video with residual networks. Every command takes "
+    "--config FILE.yaml (option names as keys); flags on the command line override it.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -60,9 +61,18 @@ def _abort_types() -> tuple[type[BaseException], ...]:
 
 
 def run_app(argv: list[str] | None = None) -> int:
-    """Run the CLI; a ``ResactionError`` becomes one line on stderr and a non-zero exit code."""
+    """Run the CLI; a ``ResactionError`` becomes one line on stderr and a non-zero exit code.
+
+    ``--config FILE`` after a command becomes the flags the YAML file holds (``_config_file``).
+    """
+    import sys
+
+    from resaction.cli._config_file import expand_config
+
     try:
-        app(args=argv, standalone_mode=False)
+        args = list(sys.argv[1:] if argv is None else argv)
+        args = expand_config(typer.main.get_command(app), args)
+        app(args=args, standalone_mode=False)
     except ResactionError as error:
         message = escape(str(error))
         err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)

@@ -59,7 +59,8 @@ def _table(rows: list[dict[str, Any]]) -> Table:
         ("GFLOPs", "right"),
         ("weights", "left"),
     ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        # Names are what users type: never cut them short, let other columns wrap instead.
+        table.add_column(column, justify=justify, no_wrap=column == "name")  # type: ignore[arg-type]
     for row in rows:
         table.add_row(
             row["name"],
