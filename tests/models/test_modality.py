@@ -40,12 +40,19 @@ def test_bad_modalities(modality: str, segment_len: int) -> None:
         input_channels(modality, segment_len)
 
 
-@pytest.mark.parametrize("name", ["tsn_diff_resnet18", "tsm_diff_resnet18"])
-def test_a_difference_model_ignores_what_does_not_move(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("tsn_diff_resnet18", {}),
+        ("tsm_diff_resnet18", {}),
+        ("lrcn_resnet18", {"modality": "rgb_diff", "segment_len": 3}),
+    ],
+)
+def test_a_difference_model_ignores_what_does_not_move(name: str, options: dict) -> None:
     """Brightness added to every frame cancels in the differences; a moving pattern does not."""
     torch.manual_seed(0)
-    model = create_model(name, num_classes=4).eval()
-    clip = torch.randn(2, 3, default_preprocess(name)["clip_len"], 32, 32)
+    model = create_model(name, num_classes=4, **options).eval()
+    clip = torch.randn(2, 3, 24, 32, 32)
 
     with torch.no_grad():
         logits = model(clip)
