@@ -57,7 +57,7 @@ def hu_features(frames: np.ndarray) -> np.ndarray:
 
 def video_features(manifest: Manifest) -> np.ndarray:
     rows = []
-    for entry in tqdm(manifest.entries, desc="MHI features", leave=False):
+    for entry in tqdm(manifest.entries, desc="MHI features", leave=False, disable=None):
         with VideoReader(entry.path, short_side=SHORT_SIDE) as reader:
             frames = reader.get_frames(list(range(reader.num_frames))).numpy()
         rows.append(hu_features(frames))

@@ -77,14 +77,21 @@ def test_pruned_checkpoint_loads_everywhere(tmp_path: Path, videos_dir: Path) ->
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("name", "preprocess"),
-    [("r2plus1d_18", {}), ("lrcn_resnet18", {}), ("tsm_resnet18", {"sampling": "segments"})],
+    ("name", "preprocess", "options"),
+    [
+        ("r2plus1d_18", {}, {}),
+        ("lrcn_resnet18", {}, {}),
+        ("tsm_resnet18", {"sampling": "segments"}, {}),
+        ("tsn_diff_resnet18", {"sampling": "segments", "segment_len": 2}, {"segment_len": 2}),
+    ],
 )
-def test_families_prune_save_reload_and_export(name: str, preprocess: dict, tmp_path: Path) -> None:
+def test_families_prune_save_reload_and_export(
+    name: str, preprocess: dict, options: dict, tmp_path: Path
+) -> None:
     from resaction.deploy.export import export_checkpoint
     from resaction.inference.onnx_backend import OnnxBackend
 
-    checkpoint = make_checkpoint(tmp_path / f"{name}.pt", name, **preprocess)
+    checkpoint = make_checkpoint(tmp_path / f"{name}.pt", name, model_kwargs=options, **preprocess)
     report = prune_checkpoint(checkpoint, 0.3, tmp_path / "pruned.pt")
     model = load_checkpoint(report.path).model
     assert report.result.params_after < 0.8 * report.result.params_before
@@ -93,6 +100,8 @@ def test_families_prune_save_reload_and_export(name: str, preprocess: dict, tmp_
         assert model.layer1[0].conv1.out_channels < 64
     if name == "lrcn_resnet18":
         assert model.rnn.input_size < 512 and model.rnn.hidden_size == 512
+    if name == "tsn_diff_resnet18":
+        assert model.conv1.in_channels == 3 and model.segment_len == 2
     clips = example_input(tiny_preprocess(**preprocess), batch=2)
     clips.normal_()
     exported = export_checkpoint(report.path, tmp_path / "pruned.onnx")
