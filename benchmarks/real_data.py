@@ -37,24 +37,28 @@ RESULTS = ROOT / "benchmarks" / "results" / "real_data.json"
 MODELS = ("tsn_resnet18", "tsm_resnet18", "r2plus1d_18", "tsn_diff_resnet18", "tsm_diff_resnet18")
 PRETRAIN_EPOCHS = {"r2plus1d_18": 8}
 SEGMENTS = 8
-INPUT = ["-p", "sampling=segments", "-p", "resize=56", "-p", "crop=48"]
-RECIPE = ["--epochs", "12", "--batch-size", "8", "--lr", "0.003", "--workers", "1"]
+INPUT = ["-p", "sampling=segments", "-p", "resize=64", "-p", "crop=56"]
+RECIPE = ["--batch-size", "8", "--lr", "0.01", "--workers", "1"]
+PRETRAIN_EPOCHS_DEFAULT = 12
 VIEWS = ["--clips", "2", "--crops", "1"]
 DATASETS = {
     "fight": {
         "source": "surveillance_camera_fight",
         "folds": 5,
+        "epochs": 30,
         "split": "5-fold grouped by source video (groups.csv)",
     },
     "fight_no_g44_g45": {
         "source": "surveillance_camera_fight",
         "folds": 5,
+        "epochs": 30,
         "exclude": ("g44", "g45"),
         "split": "as fight, without groups g44 and g45",
     },
     "ps7": {
         "source": "gt_cs4495_ps7",
         "folds": 3,
+        "epochs": 30,
         "group_by": r"P(\d)",
         "split": "leave one person out",
     },
@@ -129,7 +133,7 @@ def pretrain(model: str) -> Path:
                       "--frames", "24", "--fps", "15", "--clutter", "0.5", "--camera-motion",
                       "0.5", "--occlusion", "0.5", "--no-progress"))  # fmt: skip
     out = RUNS / "pretrain" / model
-    epochs = str(PRETRAIN_EPOCHS.get(model, 12))
+    epochs = str(PRETRAIN_EPOCHS.get(model, PRETRAIN_EPOCHS_DEFAULT))
     resume = ["--resume"] if (out / "config.yaml").is_file() else []
     if not _finished(out, int(epochs)):
         run(resaction("train", "--data", str(synth), "--model", model, "--weights", "none",
@@ -148,6 +152,7 @@ def crossval(
 ) -> dict:
     out = RUNS / dataset / f"{model}_{start}"
     run(resaction("crossval", "--data", str(data), *split_args(dataset), "--model", model,
+                  "--epochs", str(DATASETS[dataset]["epochs"]),
                   "--weights", weights, *RECIPE, *VIEWS, *model_input(model), "--out", str(out),
                   "--no-progress"))  # fmt: skip
     record = json.loads((out / "crossval.json").read_text())
@@ -175,10 +180,14 @@ def main() -> None:
     parser.add_argument(
         "--markdown", action="store_true", help="print the saved results as a Markdown table"
     )
+    parser.add_argument("--plot", type=Path, help="draw the saved results into this PNG")
     args = parser.parse_args()
-    if args.markdown:
+    if args.markdown or args.plot:
         saved = json.loads(RESULTS.read_text())
-        print(markdown_table(saved["rows"], saved.get("baselines", {})))
+        if args.markdown:
+            print(markdown_table(saved["rows"], saved.get("baselines", {})))
+        if args.plot:
+            print(f"wrote {plot(saved['rows'], saved.get('baselines', {}), args.plot)}")
         return
     datasets, models = args.only.split(","), args.models.split(",")
     starts = args.starts.split(",")
@@ -209,25 +218,65 @@ def main() -> None:
     print(f"{time.perf_counter() - started:.0f} s; results in {RESULTS}")
 
 
+def folds_won(row: dict, baselines: dict[str, dict]) -> str:
+    """Folds on which the row beats the baseline (the folds are the same, so they pair up)."""
+    base = baselines.get(row["dataset"], {}).get("top1_folds", [])
+    if len(base) != len(row["top1_folds"]):
+        return "-"
+    won = sum(a > b for a, b in zip(row["top1_folds"], base, strict=True))
+    return f"{won}/{len(base)}"
+
+
 def markdown_table(rows: list[dict], baselines: dict[str, dict]) -> str:
     lines = [
-        "| dataset | model | start | videos | top-1 mean ± std | folds | vs baseline |",
-        "| --- | --- | --- | ---: | ---: | --- | ---: |",
+        "| dataset | model | start | videos | top-1 mean ± std | folds | vs baseline | folds won |",
+        "| --- | --- | --- | ---: | ---: | --- | ---: | ---: |",
     ]
     for dataset, base in sorted(baselines.items()):
         folds = ", ".join(f"{100 * value:.1f}" for value in base["top1_folds"])
         lines.append(
             f"| {dataset} | MHI + Hu moments, 1-NN (baseline) | - | {base['videos']} | "
-            f"{100 * base['top1_mean']:.1f} ± {100 * base['top1_std']:.1f}% | {folds} | - |"
+            f"{100 * base['top1_mean']:.1f} ± {100 * base['top1_std']:.1f}% | {folds} | - | - |"
         )
     for row in sorted(rows, key=lambda r: (r["dataset"], r["model"], r["start"])):
         folds = ", ".join(f"{100 * value:.1f}" for value in row["top1_folds"])
         lines.append(
             f"| {row['dataset']} | {row['model']} | {row['start']} | {row['videos']} | "
             f"{100 * row['top1_mean']:.1f} ± {100 * row['top1_std']:.1f}% | {folds} | "
-            f"{row['vs_baseline_points']:+.1f} pts |"
+            f"{row['vs_baseline_points']:+.1f} pts | {folds_won(row, baselines)} |"
         )
     return "\n".join(lines)
+
+
+def plot(rows: list[dict], baselines: dict[str, dict], path: Path) -> Path:
+    """Mean top-1 per model with its folds as dots, the baseline as a line, one panel a dataset."""
+    from matplotlib.figure import Figure
+
+    datasets = [d for d in DATASETS if d in baselines or any(r["dataset"] == d for r in rows)]
+    figure = Figure(figsize=(7.5, 1.2 + 2.2 * len(datasets)), layout="constrained")
+    axes = figure.subplots(len(datasets), 1, squeeze=False)[:, 0]
+    colours = {"scratch": "tab:blue", "synthetic": "tab:orange"}
+    for ax, dataset in zip(axes, datasets, strict=True):
+        mine = sorted(
+            (r for r in rows if r["dataset"] == dataset), key=lambda r: (r["model"], r["start"])
+        )
+        for y, row in enumerate(mine):
+            colour = colours.get(row["start"], "tab:gray")
+            ax.barh(y, 100 * row["top1_mean"], xerr=100 * row["top1_std"], color=colour,
+                    alpha=0.6, capsize=3)  # fmt: skip
+            ax.plot([100 * v for v in row["top1_folds"]], [y] * len(row["top1_folds"]), "k.", ms=4)
+        if dataset in baselines:
+            ax.axvline(100 * baselines[dataset]["top1_mean"], color="tab:red", ls="--",
+                       label="MHI baseline")  # fmt: skip
+        ax.set_yticks(range(len(mine)), [f"{r['model']} ({r['start']})" for r in mine])
+        ax.set_xlim(0, 100)
+        ax.set_title(f"{dataset}: {DATASETS[dataset]['split']}", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlabel("video top-1 % (bar: mean ± std over folds; dots: folds)")
+    axes[0].legend(loc="lower right", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    return path
 
 
 def print_table(rows: list[dict], baselines: dict[str, dict]) -> None:
