@@ -105,3 +105,21 @@ def test_accuracy_check_on_held_out_videos(
     assert comparison.fp32.ms_per_clip > 0 and comparison.int8.ms_per_clip > 0
     assert comparison.agreement >= 0.5
     assert comparison.int8.size_mb < comparison.fp32.size_mb
+
+
+def test_a_drop_over_one_point_is_called_out() -> None:
+    from resaction.deploy.quantize import AccuracyComparison, ModelScore
+
+    def comparison(fp32_top1: float, int8_top1: float, agreement: float) -> AccuracyComparison:
+        scores = [
+            ModelScore(name, Path(name), top1, 1.0, 1.0)
+            for name, top1 in (("fp32", fp32_top1), ("int8", int8_top1))
+        ]
+        return AccuracyComparison(scores[0], scores[1], 60, agreement)
+
+    assert comparison(0.70, 0.70, 1.0).warning() is None
+    assert comparison(0.70, 0.695, 0.95).warning() is None
+    warning = comparison(0.75, 0.70, 50 / 60).warning()
+    assert warning is not None
+    assert "5.0 points" in warning and "10 of 60 videos" in warning
+    assert "\n" not in warning

@@ -97,6 +97,9 @@ def quantize(
         f"int8 is {comparison.speedup:.2f}x as fast, {comparison.accuracy_drop:+.1f} points of "
         f"top-1 lost, same top-1 label on {100 * comparison.agreement:.0f}% of videos"
     )
+    warning = comparison.warning()
+    if warning:
+        console.print(f"[yellow]warning[/] {warning}")
 
 
 @app.command()

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 MIN_CALIBRATION_VIDEOS = 8
 DEFAULT_CALIBRATION_VIDEOS = 32
 CLIPS_PER_VIDEO = 2
+ACCEPTABLE_DROP_POINTS = 1.0
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 
 
@@ -69,6 +70,21 @@ class AccuracyComparison:
     @property
     def speedup(self) -> float:
         return self.fp32.ms_per_clip / max(1e-9, self.int8.ms_per_clip)
+
+    def warning(self, max_drop: float = ACCEPTABLE_DROP_POINTS) -> str | None:
+        """A line to show when int8 costs more than ``max_drop`` points, else None.
+
+        Measured on models trained from scratch on small data: their decision margins are thin,
+        and 8-bit activations can flip several percent of labels (see docs/deploy.md).
+        """
+        if self.accuracy_drop <= max_drop:
+            return None
+        changed = round((1.0 - self.agreement) * self.num_videos)
+        return (
+            f"int8 loses {self.accuracy_drop:.1f} points of top-1 (more than {max_drop:g}) and "
+            f"changes the label of {changed} of {self.num_videos} videos; "
+            "keep the fp32 .onnx where that matters"
+        )
 
 
 @dataclass
