@@ -38,27 +38,24 @@ MODELS = ("tsn_resnet18", "tsm_resnet18", "r2plus1d_18", "tsn_diff_resnet18", "t
 PRETRAIN_EPOCHS = {"r2plus1d_18": 8}
 SEGMENTS = 8
 INPUT = ["-p", "sampling=segments", "-p", "resize=64", "-p", "crop=56"]
-RECIPE = ["--batch-size", "8", "--lr", "0.01", "--workers", "1"]
+RECIPE = ["--epochs", "30", "--batch-size", "8", "--lr", "0.01", "--workers", "1"]
 PRETRAIN_EPOCHS_DEFAULT = 12
 VIEWS = ["--clips", "2", "--crops", "1"]
 DATASETS = {
     "fight": {
         "source": "surveillance_camera_fight",
         "folds": 5,
-        "epochs": 30,
         "split": "5-fold grouped by source video (groups.csv)",
     },
     "fight_no_g44_g45": {
         "source": "surveillance_camera_fight",
         "folds": 5,
-        "epochs": 30,
         "exclude": ("g44", "g45"),
         "split": "as fight, without groups g44 and g45",
     },
     "ps7": {
         "source": "gt_cs4495_ps7",
         "folds": 3,
-        "epochs": 30,
         "group_by": r"P(\d)",
         "split": "leave one person out",
     },
@@ -152,7 +149,6 @@ def crossval(
 ) -> dict:
     out = RUNS / dataset / f"{model}_{start}"
     run(resaction("crossval", "--data", str(data), *split_args(dataset), "--model", model,
-                  "--epochs", str(DATASETS[dataset]["epochs"]),
                   "--weights", weights, *RECIPE, *VIEWS, *model_input(model), "--out", str(out),
                   "--no-progress"))  # fmt: skip
     record = json.loads((out / "crossval.json").read_text())
