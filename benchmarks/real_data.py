@@ -38,7 +38,8 @@ MODELS = ("tsn_resnet18", "tsm_resnet18", "r2plus1d_18", "tsn_diff_resnet18", "t
 PRETRAIN_EPOCHS = {"r2plus1d_18": 8}
 SEGMENTS = 8
 INPUT = ["-p", "sampling=segments", "-p", "resize=64", "-p", "crop=56"]
-RECIPE = ["--epochs", "30", "--batch-size", "8", "--lr", "0.01", "--workers", "1"]
+EPOCHS = 30
+RECIPE = ["--batch-size", "8", "--lr", "0.01", "--workers", "1"]
 PRETRAIN_EPOCHS_DEFAULT = 12
 VIEWS = ["--clips", "2", "--crops", "1"]
 DATASETS = {
@@ -149,8 +150,8 @@ def crossval(
 ) -> dict:
     out = RUNS / dataset / f"{model}_{start}"
     run(resaction("crossval", "--data", str(data), *split_args(dataset), "--model", model,
-                  "--weights", weights, *RECIPE, *VIEWS, *model_input(model), "--out", str(out),
-                  "--no-progress"))  # fmt: skip
+                  "--epochs", str(EPOCHS), "--weights", weights, *RECIPE, *VIEWS,
+                  *model_input(model), "--out", str(out), "--no-progress"))  # fmt: skip
     record = json.loads((out / "crossval.json").read_text())
     return {
         "dataset": dataset,
