@@ -35,12 +35,12 @@ SHARED = ROOT.parent / "shared" / "data" / "videos"
 RUNS = ROOT / "runs" / "real"
 RESULTS = ROOT / "benchmarks" / "results" / "real_data.json"
 MODELS = ("tsn_resnet18", "tsm_resnet18", "r2plus1d_18", "tsn_diff_resnet18", "tsm_diff_resnet18")
-PRETRAIN_EPOCHS = {"r2plus1d_18": 8}
 SEGMENTS = 8
 INPUT = ["-p", "sampling=segments", "-p", "resize=64", "-p", "crop=56"]
 EPOCHS = 30
 RECIPE = ["--batch-size", "8", "--lr", "0.01", "--workers", "1"]
 PRETRAIN_EPOCHS_DEFAULT = 12
+PRETRAIN_EPOCHS = {"r2plus1d_18": 8}
 VIEWS = ["--clips", "2", "--crops", "1"]
 DATASETS = {
     "fight": {
