@@ -90,7 +90,8 @@ def test_one_late_frame_decodes_one_gop(h264_video: Path, monkeypatch) -> None:
         assert min(yielded) >= 30 and len(yielded) <= GOP
         yielded.clear()
         reader.get_frames([2, 5, 33])
-        assert sorted(set(yielded)) == [0, 1, 2, 3, 4, 5, 30, 31, 32, 33]
+        # pictures before a wanted one that nothing refers to are not decoded at all
+        assert {2, 5, 33} <= set(yielded) <= {*range(6), *range(30, 34)}
 
 
 def test_matches_plain_pyav_decode_pixel_for_pixel(h264_video: Path) -> None:

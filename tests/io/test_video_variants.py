@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-import resaction.io.index as index_module
+import resaction.io.index_build as index_module
 from resaction.io import VideoReader
 from tests.io.conftest import CODECS
 from tests.io.videogen import cut_in_half, read_code, write_video
@@ -156,8 +156,9 @@ def test_truncated_file_yields_the_frames_it_has(tmp_path: Path, name: str, kwar
 
 
 def test_truncated_avi_with_counted_frames(tmp_path: Path, monkeypatch) -> None:
-    """The same cut B-frame AVI when frames are counted (as for DivX packed B-frames)."""
-    monkeypatch.setattr(index_module, "_identify_by_pts", lambda packets, guessed, path: False)
+    """The same cut B-frame AVI when frames are numbered by packet (as for DivX packed
+    B-frames)."""
+    monkeypatch.setattr(index_module, "identify_by_pts", lambda *args: False)
     kwargs = {"codec": "mpeg4", "max_b_frames": 2, "options": {"b": "2000k"}}
     full = write_video(tmp_path / "full.avi", num_frames=60, **kwargs)
     with VideoReader(cut_in_half(full, tmp_path / "cut.avi")) as reader:

@@ -2,7 +2,7 @@
 
 from resaction.io.backends import BACKENDS, OpenCVReader, TorchCodecReader, open_video
 from resaction.io.base import FrameReader
-from resaction.io.index import clear_index_cache
+from resaction.io.index_build import clear_index_cache
 from resaction.io.metadata import VideoMetadata
 from resaction.io.video_reader import VideoReader
 from resaction.io.writer import VideoWriter

@@ -32,12 +32,13 @@ def check_video_path(path: str | Path) -> Path:
 
 
 def open_container(
-    path: str | Path, threads: int | None = None
+    path: str | Path, threads: int | None = None, codec_options: dict[str, str] | None = None
 ) -> tuple[InputContainer, VideoStream]:
     """Open ``path`` and return the container with its first video stream, set up for decoding.
 
     Other streams are discarded so demuxing skips their packets. ``threads`` is the decoder's
-    thread count (``None``: FFmpeg picks, 0 also means automatic).
+    thread count (``None``: FFmpeg picks, 0 also means automatic); ``codec_options`` are the
+    decoder's FFmpeg options (``lowres``).
     """
     path = check_video_path(path)
     try:
@@ -56,6 +57,8 @@ def open_container(
             if other.index != stream.index:
                 other.discard = Discard.all
         stream.codec_context.copy_opaque = True
+        if codec_options:
+            stream.codec_context.options = dict(codec_options)
         stream.thread_type = "AUTO"
         if threads is not None:
             stream.codec_context.thread_count = threads

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import av
 from av.container import InputContainer
@@ -17,9 +18,12 @@ from resaction.io.index import VideoIndex
 
 log = logging.getLogger(__name__)
 
+# Codecs matched by packet whose packets each hold the one picture named by them.
+_ONE_PICTURE_PER_PACKET = frozenset({"h264", "hevc"})
+
 
 def _kept(packet: Packet) -> bool:
-    """The packets the index counts (keep in step with ``index._read_packets``)."""
+    """The packets the index counts (keep in step with ``index.read_packets``)."""
     return not (packet.is_corrupt or packet.is_discard)
 
 
@@ -34,7 +38,49 @@ def _seek_attempts(index: VideoIndex, key: int) -> list[int | None]:
     return attempts
 
 
-def _packets_from_key(
+def _landing(
+    packets: Iterator[Packet], index: VideoIndex, from_start: bool
+) -> tuple[int, Packet] | None:
+    """Position and packet of the first kept packet after a seek whose position the index knows
+    (``None`` at the end of the stream)."""
+    for packet in packets:
+        if packet.size == 0:
+            return None
+        if packet.is_corrupt or packet.is_discard:
+            continue
+        if from_start:
+            return 0, packet
+        found = index.packet_pos.get(packet.pts if index.by_pts else packet.dts)
+        if found is not None:
+            return found, packet
+    return None
+
+
+def _from_landing(
+    packets: Iterator[Packet], index: VideoIndex, landing: tuple[int, Packet], target: int
+) -> Iterator[Packet | None]:
+    """The packets from ``target`` on, counting positions from the landing packet; positions are
+    attached only where pictures are matched by packet."""
+    pos, packet = landing
+    label = not index.by_pts
+    while True:
+        if pos >= target:
+            if label:
+                # A fresh tuple, not the int: PyAV keys its opaque store by id(), and small ints
+                # are shared objects, so decoders in two threads would free each other's entries.
+                packet.opaque = (pos,)
+            yield packet
+        packet = next(packets, None)
+        while packet is not None and packet.size and (packet.is_corrupt or packet.is_discard):
+            packet = next(packets, None)
+        if packet is None or packet.size == 0:
+            if pos >= target:
+                yield None
+            return
+        pos += 1
+
+
+def packets_from_key(
     container: InputContainer, stream: VideoStream, index: VideoIndex, key: int
 ) -> Iterator[Packet | None]:
     """Packets from keyframe ``key`` on, each with ``opaque`` set to its position; ``None`` at the
@@ -44,6 +90,7 @@ def _packets_from_key(
     it are skipped without decoding. If it lands after, an earlier seek is tried.
     """
     target = int(index.key_pos[key])
+    refused = 0
     for seek_ts in _seek_attempts(index, key):
         try:
             if seek_ts is None:
@@ -52,46 +99,54 @@ def _packets_from_key(
                 container.seek(seek_ts, stream=stream, backward=True, any_frame=False)
         except av.FFmpegError as error:
             log.debug("%s: seek to %s failed (%s)", index.path, seek_ts, av_reason(error))
+            refused += 1
             continue
         stream.codec_context.flush_buffers()
-        pos: int | None = None
-        overshot = False
-        for packet in container.demux(stream):
-            if packet.size == 0:
-                if pos is not None and pos >= target:
-                    yield None
-                break
-            if not _kept(packet):
-                continue
-            if pos is None:
-                if seek_ts is None and not index.seekable:
-                    pos = 0
-                else:
-                    found = index.packet_pos.get(packet.pts if index.by_pts else packet.dts)
-                    if found is None:
-                        continue
-                    if found > target:
-                        overshot = True
-                        break
-                    pos = found
-            else:
-                pos += 1
-            if pos < target:
-                continue
-            # A fresh tuple, not the int: PyAV keys its opaque store by id(), and small ints are
-            # shared objects, so decoders in two threads would free each other's entries.
-            packet.opaque = (pos,)
-            yield packet
-        if not overshot:
+        packets = container.demux(stream)
+        landing = _landing(packets, index, seek_ts is None and not index.seekable)
+        if landing is None:
+            return
+        if landing[0] <= target:
+            yield from _from_landing(packets, index, landing, target)
             return
         log.debug("%s: seek for keyframe %d landed after it; seeking earlier", index.path, key)
+    if refused == len(_seek_attempts(index, key)):
+        raise VideoOpenError(
+            f"{index.path}: its container cannot seek (a raw {index.codec} stream?); remux it "
+            f"into MP4 or MKV first, e.g. ffmpeg -i {Path(index.path).name} -c copy out.mp4"
+        )
     raise VideoOpenError(f"{index.path}: cannot seek to frame {int(index.key_slot[key])}")
 
 
-def _position(frame: VideoFrame) -> int | None:
-    """The packet position ``_packets_from_key`` attached to the frame, if any."""
+def packet_position(frame: VideoFrame) -> int | None:
+    """The packet position ``packets_from_key`` attached to the frame, if any."""
     opaque = frame.opaque
     return opaque[0] if isinstance(opaque, tuple) else None
+
+
+def _slot(index: VideoIndex, frame: VideoFrame, last: int | None) -> int | None:
+    """The frame number of a decoded picture, ``None`` if it is not one of the index's frames."""
+    if index.by_pts:
+        if frame.pts is None:
+            return None if last is None else last + 1
+        return index.frame_slot.get(frame.pts)
+    position = packet_position(frame)
+    if position is None or index.pos_slot is None:
+        return None
+    slot = int(index.pos_slot[position])
+    return slot if slot >= 0 else None
+
+
+def _packet_slot(index: VideoIndex, packet: Packet) -> int | None:
+    """The frame number of the picture ``packet`` holds, where that is known before decoding it:
+    by pts, or by position for codecs that put one picture in a packet (not DivX packed
+    B-frames, whose pictures are not decoded from the packet they are named by)."""
+    if index.by_pts:
+        return None if packet.pts is None else index.frame_slot.get(packet.pts)
+    if index.codec not in _ONE_PICTURE_PER_PACKET:
+        return None
+    slot = int(index.pos_slot[packet.opaque[0]])
+    return slot if slot >= 0 else None
 
 
 def decode_from(
@@ -99,47 +154,44 @@ def decode_from(
     stream: VideoStream,
     index: VideoIndex,
     key: int,
+    first_wanted: int = 0,
 ) -> Iterator[tuple[int, VideoFrame]]:
     """Yield ``(frame number, frame)`` in presentation order from keyframe ``key`` to the end.
 
-    Matching by pts drops pictures the index does not know and leading pictures of an open GOP
-    (decoded without their references). Matching by count starts at the keyframe's own picture
-    and learns the frame numbers of the keyframes it passes. Decoding stops at a packet that fails
-    to decode: the pictures after it until the next keyframe would be damaged, and counted frame
-    numbers would be wrong.
+    Pictures the index does not know are dropped, and so are pictures shown before the keyframe
+    (leading pictures of an open GOP, decoded without their references). Pictures before
+    ``first_wanted`` that no other picture refers to are not decoded at all. Decoding stops at a
+    packet that fails to decode: the pictures after it until the next keyframe would be damaged.
     """
     codec = stream.codec_context
-    target_pos = int(index.key_pos[key])
     min_slot = 0 if key == 0 else int(index.key_slot[key])
-    counting = False
+    count = index.num_frames
+    check_skip = first_wanted > min_slot and index.reorders
     last = None
-    for packet in _packets_from_key(container, stream, index, key):
-        try:
-            frames = codec.decode(packet)
-        except av.FFmpegError as error:
-            log.warning(
-                "%s: decoding stopped after frame %s (%s)", index.path, last, av_reason(error)
-            )
-            return
-        for frame in frames:
-            if index.by_pts:
-                if frame.pts is None:
-                    slot = None if last is None else last + 1
-                else:
-                    slot = index.frame_slot.get(frame.pts)
+    skipping = False
+    try:
+        for packet in packets_from_key(container, stream, index, key):
+            if check_skip:
+                slot = None if packet is None else _packet_slot(index, packet)
+                skip = slot is not None and slot < first_wanted
+                if skip != skipping:
+                    codec.skip_frame = "NONREF" if skip else "DEFAULT"
+                    skipping = skip
+            try:
+                frames = codec.decode(packet)
+            except av.FFmpegError as error:
+                log.warning(
+                    "%s: decoding stopped after frame %s (%s)", index.path, last, av_reason(error)
+                )
+                return
+            for frame in frames:
+                slot = _slot(index, frame, last)
                 if slot is None or slot < min_slot:
                     continue
-            else:
-                if counting:
-                    slot = last + 1
-                elif _position(frame) == target_pos and frame.key_frame:
-                    counting, slot = True, int(index.key_slot[key])
-                else:
-                    continue
-                pos = _position(frame)
-                if frame.key_frame and pos in index.key_of_pos:
-                    index.learn_keyframe(index.key_of_pos[pos], slot)
-            if slot >= index.num_frames:
-                return
-            last = slot
-            yield slot, frame
+                if slot >= count:
+                    return
+                last = slot
+                yield slot, frame
+    finally:
+        if skipping:
+            codec.skip_frame = "DEFAULT"

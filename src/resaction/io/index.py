@@ -1,32 +1,30 @@
 """The frame index of a video: each frame's timestamp in presentation order and where to seek.
 
-An index is built once per file by demuxing packets, without decoding them, except the first
-frame (for its size, pixel format and display rotation; the first 48 frames for AVI and raw
-streams with B-frames, see below) and, only for a file that looks truncated, its last group of
-pictures. Frame ``i`` is the ``i``-th frame in presentation order.
+An index is built once per file (``index_build``) by demuxing packets, without decoding them,
+except the first frame (for its size, pixel format and display rotation). Frame ``i`` is the
+``i``-th picture a plain decode from the start puts out.
 
 Two ways to tell which frame a decoded picture is:
 
-* by pts (MP4, MKV, WebM, ...): the container stores presentation timestamps, so frame order is the
-  packets sorted by pts (B-frames) and a decoded frame is matched to the index by its pts.
-* by count: containers that store no pts (AVI and raw streams) make FFmpeg guess them. With
-  B-frames the guesses are checked against the order of the first decoded frames; where they are
-  wrong (DivX/Xvid packed B-frames), frames are identified by counting decoder output from a
-  keyframe whose frame number is known. Timestamps come from dts, which those containers do
-  store. The first keyframe is frame 0; the frame number of a later keyframe is learnt the first
-  time decoding passes it, so seeks only ever start at keyframes whose frame number is certain
-  (the first far request in such a file decodes from its start).
+* by pts (MP4, MKV, WebM, MPEG-TS, ...): the container stores presentation timestamps, so frame
+  order is the packets sorted by pts, and a decoded picture is matched to the index by its pts.
+  Leading pictures of an open GOP at the very start (a recording cut mid-stream) cannot be decoded
+  and are not frames.
+* by packet (AVI and raw streams, where FFmpeg guesses pts): the guesses are only trusted for
+  codecs that never reorder pictures, or when decoding confirms them (MPEG-4 Part 2, whose parser
+  reads real times). Otherwise (H.264 and HEVC in AVI, whose guessed pts are decode order; DivX
+  packed B-frames; "drop frame" packets that hold no picture) the whole stream is decoded once,
+  and each picture is named by the packet it came from: exact by construction, at the cost of one
+  decode per file and process.
 
 Indexes are cached in memory, keyed on (path, size, mtime), so datasets that reopen a file every
-step demux it only once per process.
+step build it only once per process.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import cached_property
@@ -35,7 +33,7 @@ from pathlib import Path
 import av
 import numpy as np
 from av.container import InputContainer
-from av.video.frame import PictureType, VideoFrame
+from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from resaction.errors import VideoOpenError
@@ -48,7 +46,8 @@ log = logging.getLogger(__name__)
 _GUESSED_PTS_FORMATS = frozenset(
     {"avi", "h264", "hevc", "m4v", "mpegvideo", "rawvideo", "cavsvideo", "vc1", "h263"}
 )
-INDEX_CACHE_SIZE = 512
+# Codecs whose parser leaves guessed pts in decode order, however the pictures are reordered.
+_DECODE_ORDER_PTS_CODECS = frozenset({"h264", "hevc"})
 # Frames decoded while indexing a file with guessed pts, to see whether the guesses hold.
 PTS_PROBE_FRAMES = 48
 
@@ -58,10 +57,11 @@ class VideoIndex:
     """Frame timestamps and seek points of one video stream.
 
     Timestamps are integers in ``time_base``. ``packet_ts`` names each kept packet in decode order
-    (its pts when matching by pts, else its dts); ``frame_ts`` lists the frames in presentation
-    order. ``key_slot[k]`` is the frame number of keyframe ``k`` (at packet ``key_pos[k]``), or -1
-    while it is unknown (count mode only). ``guessed_order`` marks B-frame streams whose
-    container stores no pts.
+    (its pts when matching by pts, else its dts, or its position where dts are unusable);
+    ``frame_ts`` lists the frames in presentation order. ``key_slot[k]`` is the frame number of
+    keyframe ``k`` (at packet ``key_pos[k]``), -1 where it is not a frame. Matching by packet,
+    ``pos_slot[p]`` is the frame number of the picture packet ``p`` puts out (-1: none).
+    ``guessed_order`` marks B-frame streams whose container stores no pts.
     """
 
     path: str
@@ -80,6 +80,7 @@ class VideoIndex:
     key_pos: np.ndarray
     key_seek_ts: np.ndarray
     key_slot: np.ndarray
+    pos_slot: np.ndarray | None = None
     truncated: bool = False
 
     @property
@@ -95,32 +96,33 @@ class VideoIndex:
         return offsets * float(self.time_base)
 
     @cached_property
+    def reorders(self) -> bool:
+        """Whether pictures are shown in another order than decoded (B-frames)."""
+        order = self.packet_ts if self.by_pts else self.pos_slot[self.pos_slot >= 0]
+        return bool(np.any(np.diff(order) < 0))
+
+    @cached_property
     def packet_pos(self) -> dict[int, int]:
         """Decode-order position of each packet, by its ``packet_ts``."""
         return {int(ts): pos for pos, ts in enumerate(self.packet_ts)}
-
-    @cached_property
-    def key_of_pos(self) -> dict[int, int]:
-        """Keyframe number (index into ``key_pos``) of each keyframe packet position."""
-        return {int(pos): k for k, pos in enumerate(self.key_pos)}
 
     @cached_property
     def frame_slot(self) -> dict[int, int]:
         """Frame number of each presentation timestamp (pts mode)."""
         return {int(ts): slot for slot, ts in enumerate(self.frame_ts)}
 
+    @cached_property
+    def _seek_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """The keyframes that are frames, and their frame numbers."""
+        known = np.flatnonzero(self.key_slot >= 0)
+        return known, self.key_slot[known]
+
     def seek_point(self, frame: int) -> int:
         """The keyframe (index into ``key_pos``) to decode from to reach ``frame``: the last one
-        at or before it whose frame number is known."""
-        known = np.flatnonzero(self.key_slot >= 0)
-        slots = self.key_slot[known]
+        at or before it that is a frame."""
+        known, slots = self._seek_keys
         at = int(np.searchsorted(slots, frame, side="right")) - 1
         return int(known[max(at, 0)])
-
-    def learn_keyframe(self, key: int, frame: int) -> None:
-        """Record the frame number of keyframe ``key``, found by counting decoded frames."""
-        if self.key_slot[key] < 0:
-            self.key_slot[key] = frame
 
 
 @dataclass
@@ -131,14 +133,15 @@ class _Packets:
     truncated: bool = False
 
 
-def _decode(codec, packet) -> list[VideoFrame]:
+def decode_packet(codec, packet) -> list[VideoFrame]:
+    """The pictures ``packet`` completes (``None`` flushes), none if it does not decode."""
     try:
         return codec.decode(packet)
     except av.FFmpegError:
         return []
 
 
-def _read_packets(
+def read_packets(
     container: InputContainer, stream: VideoStream, path: Path
 ) -> tuple[_Packets, VideoFrame]:
     """Demux every packet of the stream, decoding only until the first frame comes out.
@@ -161,12 +164,12 @@ def _read_packets(
             packets.dts.append(packet.dts)
             packets.key.append(bool(packet.is_keyframe))
             if not first:
-                first = _decode(codec, packet)
+                first = decode_packet(codec, packet)
     except av.FFmpegError as error:
         log.info("%s: demuxing stopped early (%s)", path, av_reason(error))
         packets.truncated = True
     if not first and packets.pts:
-        first = _decode(codec, None)
+        first = decode_packet(codec, None)
     if not first:
         reason = "no frames" if not packets.pts else "no frame could be decoded (corrupt data?)"
         raise VideoOpenError(f"{path}: {reason} in its {codec.name} video stream")
@@ -187,52 +190,62 @@ def _first_decoded_pts(path: Path, count: int) -> list[int | None]:
     return seen
 
 
-def _strictly_increasing(values: list[int | None]) -> bool:
+def strictly_increasing(values: list[int | None]) -> bool:
     if any(v is None for v in values):
         return False
     return all(b > a for a, b in itertools.pairwise(values))
 
 
-def _guesses_pts(format_name: str) -> bool:
+def guesses_pts(format_name: str) -> bool:
     return any(name in _GUESSED_PTS_FORMATS for name in format_name.split(","))
 
 
-def _identify_by_pts(packets: _Packets, guessed: bool, path: Path) -> bool:
+def identify_by_pts(packets: _Packets, guessed: bool, path: Path, codec: av.Codec) -> bool:
     """Whether decoded frames can be matched to the index by pts.
 
-    Guessed pts are trusted when they need no reordering, or when the first decoded frames come
-    out in the order the guesses give (not so with DivX packed B-frames).
+    Stored pts are trusted. Guessed ones are trusted when the codec never reorders pictures, and
+    otherwise only when the first decoded frames come out in the order the guesses give (not so
+    with DivX packed B-frames); never for H.264 and HEVC, whose parsers leave them in decode order
+    (a stream may start without B-frames and use them later).
     """
     pts = packets.pts
     if any(p is None for p in pts) or len(set(pts)) != len(pts):
         return False
-    if not guessed or _strictly_increasing(pts):
+    if not guessed or not codec.reorder:
         return True
+    if codec.name in _DECODE_ORDER_PTS_CODECS:
+        return False
     seen = _first_decoded_pts(path, PTS_PROBE_FRAMES)
-    return len(seen) > 1 and _strictly_increasing(seen) and seen == sorted(pts)[: len(seen)]
+    return len(seen) > 1 and strictly_increasing(seen) and seen == sorted(pts)[: len(seen)]
 
 
-def _index_from_packets(packets: _Packets, base: dict, guessed: bool) -> VideoIndex:
+def index_from_packets(
+    packets: _Packets, base: dict, guessed: bool, by_pts: bool, first_pts: int | None
+) -> VideoIndex:
     """Order the packets into frames and pick the seek points.
 
     Packets before the first keyframe stay in ``packet_ts`` (so packet positions count every
-    packet) but are not frames: they cannot be decoded.
+    packet) but are not frames: they cannot be decoded, nor can pictures shown before the first
+    decoded one (``first_pts``: leading pictures of an open GOP). Matching by packet, frames and
+    keyframe numbers are provisional until the decode-order scan.
     """
     is_key = np.asarray(packets.key, dtype=bool)
     if not is_key.any():
         is_key[0] = True
     key_pos = np.flatnonzero(is_key)
     first_key = int(key_pos[0])
-    by_pts = _identify_by_pts(packets, guessed, Path(base["path"]))
     if by_pts:
         packet_ts = np.asarray(packets.pts, dtype=np.int64)
         frame_ts = np.sort(packet_ts[first_key:], kind="stable")
+        if first_pts is not None and first_pts in frame_ts:
+            frame_ts = frame_ts[frame_ts >= first_pts]
         key_slot = np.searchsorted(frame_ts, packet_ts[key_pos]).astype(np.int64)
+        key_slot[packet_ts[key_pos] < frame_ts[0]] = -1
         key_dts = [packets.pts[p] if packets.dts[p] is None else packets.dts[p] for p in key_pos]
         key_seek_ts = np.minimum(packet_ts[key_pos], np.asarray(key_dts, dtype=np.int64))
         seekable = True
     else:
-        seekable = _strictly_increasing(packets.dts)
+        seekable = strictly_increasing(packets.dts)
         if seekable:
             packet_ts = np.asarray(packets.dts, dtype=np.int64)
         else:
@@ -245,7 +258,7 @@ def _index_from_packets(packets: _Packets, base: dict, guessed: bool) -> VideoIn
         **base,
         by_pts=by_pts,
         seekable=seekable,
-        guessed_order=guessed and not _strictly_increasing(packets.pts),
+        guessed_order=guessed and not strictly_increasing(packets.pts),
         packet_ts=packet_ts,
         frame_ts=frame_ts,
         key_pos=key_pos,
@@ -255,7 +268,39 @@ def _index_from_packets(packets: _Packets, base: dict, guessed: bool) -> VideoIn
     )
 
 
-def _header_claims_more(container: InputContainer, stream: VideoStream, index: VideoIndex) -> bool:
+def numbered_by_packet(
+    index: VideoIndex, positions: list[int], pts: list[int | None], complete: bool
+) -> VideoIndex:
+    """The index of a stream matched by packet, from a full decode: ``positions[i]`` is the packet
+    that put out frame ``i``, ``pts[i]`` that picture's pts."""
+    count = len(positions)
+    if len(set(positions)) != count:
+        raise VideoOpenError(
+            f"{index.path}: a packet holds more than one picture; its frames cannot be numbered"
+        )
+    pos_slot = np.full(len(index.packet_ts), -1, dtype=np.int64)
+    pos_slot[positions] = np.arange(count)
+    return replace(
+        index,
+        frame_ts=_presentation_times(index, positions, pts),
+        key_slot=pos_slot[index.key_pos],
+        pos_slot=pos_slot,
+        truncated=index.truncated or not complete,
+    )
+
+
+def _presentation_times(
+    index: VideoIndex, positions: list[int], pts: list[int | None]
+) -> np.ndarray:
+    """Times of frames numbered by packet: the pictures' own pts where they are distinct (in
+    presentation order; gaps where a packet held no picture), else their packets' dts."""
+    for times in (pts, [int(index.packet_ts[p]) for p in positions]):
+        if not any(t is None for t in times) and len(set(times)) == len(times):
+            return np.sort(np.asarray(times, dtype=np.int64))
+    return np.arange(len(positions), dtype=np.int64)
+
+
+def header_claims_more(container: InputContainer, stream: VideoStream, index: VideoIndex) -> bool:
     """Whether the container header promises clearly more video than the packets hold."""
     if stream.frames and stream.frames > index.num_frames + 1:
         return True
@@ -271,52 +316,16 @@ def _header_claims_more(container: InputContainer, stream: VideoStream, index: V
     return claimed > 1.1 * span + 3 * span / (index.num_frames - 1)
 
 
-def _drop_undecodable_tail(
-    container: InputContainer, stream: VideoStream, index: VideoIndex
-) -> VideoIndex:
-    """Decode the last group of pictures and drop the frames of it that do not decode."""
-    from resaction.io.decoding import decode_from
-
-    key = index.seek_point(index.num_frames - 1)
-    start = int(index.key_slot[key])
-    decoded: list[int] = []
-    last_is_b = False
-    for slot, frame in decode_from(container, stream, index, key):
-        decoded.append(slot)
-        last_is_b = frame.pict_type == PictureType.B
-    if index.guessed_order and decoded and not last_is_b:
-        # At the cut the decoder releases the last reference picture; B-pictures shown before
-        # it may be missing, and without stored pts its place (guessed or counted) is unsure.
-        decoded.pop()
-    first_key = int(index.key_pos[0])
-    if index.by_pts:
-        found = set(decoded)
-        lost = {int(index.frame_ts[s]) for s in range(start, index.num_frames) if s not in found}
-        keep_packet = np.array([int(ts) not in lost for ts in index.packet_ts], dtype=bool)
-        keep_packet[:first_key] = True
-    else:
-        count = len([s for s in decoded if s >= start])
-        keep_packet = np.arange(len(index.packet_ts)) < first_key + start + count
-    if keep_packet.all():
-        return index
-    if not keep_packet[index.key_pos].any():
-        raise VideoOpenError(f"{index.path}: no decodable frames")
-    log.info("%s: %d frame(s) at the end do not decode", index.path, int((~keep_packet).sum()))
-    return _reindex(index, keep_packet)
-
-
-def _reindex(index: VideoIndex, keep_packet: np.ndarray) -> VideoIndex:
-    """The index without the packets where ``keep_packet`` is False (a truncated tail)."""
+def without_packets(index: VideoIndex, keep_packet: np.ndarray) -> VideoIndex:
+    """The pts-matched index without the packets where ``keep_packet`` is False (a truncated
+    tail)."""
     packet_ts = index.packet_ts[keep_packet]
     new_pos = np.cumsum(keep_packet) - 1
     kept_keys = keep_packet[index.key_pos]
     key_pos = new_pos[index.key_pos[kept_keys]]
-    if index.by_pts:
-        frame_ts = np.sort(packet_ts[key_pos[0] :], kind="stable")
-        key_slot = np.searchsorted(frame_ts, packet_ts[key_pos]).astype(np.int64)
-    else:
-        frame_ts = packet_ts[key_pos[0] :].copy()
-        key_slot = index.key_slot[kept_keys].copy()
+    frame_ts = index.frame_ts[np.isin(index.frame_ts, packet_ts)]
+    key_slot = np.searchsorted(frame_ts, packet_ts[key_pos]).astype(np.int64)
+    key_slot[packet_ts[key_pos] < frame_ts[0]] = -1
     return replace(
         index,
         packet_ts=packet_ts,
@@ -328,7 +337,7 @@ def _reindex(index: VideoIndex, keep_packet: np.ndarray) -> VideoIndex:
     )
 
 
-def _display_rotation(stream: VideoStream, first: VideoFrame) -> int:
+def display_rotation(stream: VideoStream, first: VideoFrame) -> int:
     """Counter-clockwise display rotation: the display matrix FFmpeg attaches to decoded frames,
     else the legacy ``rotate`` tag (clockwise degrees, still written into some MKV files)."""
     if first.rotation:
@@ -338,57 +347,3 @@ def _display_rotation(stream: VideoStream, first: VideoFrame) -> int:
         return normalise_rotation(-float(tags.get("rotate", 0)))
     except ValueError:
         return 0
-
-
-def build_index(container: InputContainer, stream: VideoStream, path: Path) -> VideoIndex:
-    """Index an opened video stream (see the module docstring)."""
-    guessed = _guesses_pts(container.format.name)
-    packets, first = _read_packets(container, stream, path)
-    codec = stream.codec_context
-    base = {
-        "path": str(path),
-        "codec": codec.name,
-        "pix_fmt": first.format.name,
-        "coded_width": int(first.width),
-        "coded_height": int(first.height),
-        "rotation": _display_rotation(stream, first),
-        "time_base": Fraction(stream.time_base) if stream.time_base else Fraction(1, 1),
-        "average_rate": Fraction(stream.average_rate) if stream.average_rate else None,
-    }
-    index = _index_from_packets(packets, base, guessed)
-    if index.truncated or _header_claims_more(container, stream, index):
-        index = _drop_undecodable_tail(container, stream, index)
-    if not index.num_frames:
-        raise VideoOpenError(f"{path}: no decodable frames")
-    return index
-
-
-_CACHE: OrderedDict[tuple[str, int, int], VideoIndex] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-
-
-def _cache_key(path: Path) -> tuple[str, int, int]:
-    stat = path.stat()
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
-
-
-def cached_index(container: InputContainer, stream: VideoStream, path: Path) -> VideoIndex:
-    """The index of ``path``, from the process-wide LRU cache or built with ``container``."""
-    key = _cache_key(path)
-    with _CACHE_LOCK:
-        index = _CACHE.get(key)
-        if index is not None:
-            _CACHE.move_to_end(key)
-            return index
-    index = build_index(container, stream, path)
-    with _CACHE_LOCK:
-        _CACHE[key] = index
-        while len(_CACHE) > INDEX_CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return index
-
-
-def clear_index_cache() -> None:
-    """Forget every cached index (benchmarks use it to time cold opens)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()

@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from av.video.frame import VideoFrame
-from av.video.reformatter import Interpolation, VideoReformatter
 
-from resaction.errors import ConfigError, VideoOpenError
+from resaction.errors import VideoOpenError
 from resaction.io.base import FrameReader, IndexLike
 from resaction.io.container import open_container
+from resaction.io.convert import FrameConverter, reduced_decode_level
 from resaction.io.decoding import decode_from
 from resaction.io.geometry import output_size
-from resaction.io.index import VideoIndex, cached_index
+from resaction.io.index import VideoIndex
+from resaction.io.index_build import cached_index
 from resaction.io.metadata import VideoMetadata, frame_rate
 
 log = logging.getLogger(__name__)
@@ -32,9 +32,11 @@ class VideoReader(FrameReader):
     """Random access to the frames of one video file.
 
     ``size=(H, W)`` or ``short_side=N`` resize frames during colour conversion (swscale,
-    ``interpolation``). ``threads`` is the thread count of the decoder and of the conversion
-    (``None``: FFmpeg picks one per core; use 1 inside data-loader workers). Open once, read many
-    clips, then ``close()`` or use ``with``.
+    ``interpolation``); with ``reduced_decoding`` (the default), codecs that can decode at a
+    fraction of their size do so when that still covers the output size (see ``convert``).
+    ``threads`` is the thread count of the decoder and of the conversion (``None``: FFmpeg picks
+    one per core; use 1 inside data-loader workers). Open once, read many clips, then ``close()``
+    or use ``with``.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class VideoReader(FrameReader):
         short_side: int | None = None,
         threads: int | None = None,
         interpolation: str = "BILINEAR",
+        reduced_decoding: bool = True,
     ) -> None:
         self.path = Path(path)
         self.source = str(self.path)
@@ -56,10 +59,16 @@ class VideoReader(FrameReader):
             coded = (index.coded_height, index.coded_width)
             display = coded[::-1] if self._turns % 2 else coded
             self._out_hw = output_size(*display, size=size, short_side=short_side)
-            self._scale_hw = self._out_hw[::-1] if self._turns % 2 else self._out_hw
-            self._interpolation = _interpolation(interpolation)
-            self._reformatter = VideoReformatter()
-            self._convert_threads = 0 if threads is None else threads
+            scale_hw = self._out_hw[::-1] if self._turns % 2 else self._out_hw
+            threads_used = 0 if threads is None else threads
+            self._to_rgb = FrameConverter(scale_hw, self._turns, interpolation, threads_used)
+            level = reduced_decode_level(index.codec, coded, scale_hw) if reduced_decoding else 0
+            self.decode_scale = 1 / 2**level
+            if level:
+                self._container.close()
+                self._container, self._stream = open_container(
+                    self.path, threads, {"lowres": str(level)}
+                )
             fps = frame_rate(index.timestamps, _float(index.average_rate))
             last = float(index.timestamps[-1])
             self._metadata = VideoMetadata(
@@ -81,6 +90,17 @@ class VideoReader(FrameReader):
     def timestamps(self) -> np.ndarray:
         """Seconds from the first frame, one per frame, exact from the stream's timestamps."""
         return self._index.timestamps
+
+    decode_scale: float
+    """The fraction of the coded size pictures are decoded at (1 unless reduced decoding)."""
+
+    @property
+    def seek_mode(self) -> str:
+        """How decoded pictures are matched to frame numbers after a seek: ``"pts"`` (by the
+        container's presentation timestamps) or ``"packet"`` (by the packet each picture came
+        from, numbered by one full decode when the file was opened; for containers whose
+        timestamps are guessed and wrong, such as H.264 with B-frames in AVI)."""
+        return "pts" if self._index.by_pts else "packet"
 
     def get_frames(self, indices: IndexLike) -> torch.Tensor:
         """Frames ``indices`` (any order, repeats allowed) as uint8 ``(T, H, W, 3)`` RGB."""
@@ -104,7 +124,8 @@ class VideoReader(FrameReader):
         index = self._index
         key = index.seek_point(int(unique[first]))
         filled = first
-        for slot, frame in decode_from(self._container, self._stream, index, key):
+        frames = decode_from(self._container, self._stream, index, key, int(unique[first]))
+        for slot, frame in frames:
             if slot < unique[filled]:
                 continue
             if slot > unique[filled]:
@@ -134,7 +155,7 @@ class VideoReader(FrameReader):
         timestamps = self._index.timestamps
         key = self._index.seek_point(start)
         last = start - 1
-        for slot, frame in decode_from(self._container, self._stream, self._index, key):
+        for slot, frame in decode_from(self._container, self._stream, self._index, key, start):
             if slot < start:
                 continue
             if slot >= stop:
@@ -144,28 +165,8 @@ class VideoReader(FrameReader):
         if last < stop - 1:
             log.warning("%s: frames %d..%d could not be decoded", self.path, last + 1, stop - 1)
 
-    def _to_rgb(self, frame: VideoFrame) -> np.ndarray:
-        height, width = self._scale_hw
-        rgb = self._reformatter.reformat(
-            frame,
-            width=width,
-            height=height,
-            format="rgb24",
-            interpolation=self._interpolation,
-            threads=self._convert_threads,
-        ).to_ndarray()
-        return np.rot90(rgb, self._turns) if self._turns else rgb
-
     def close(self) -> None:
         self._container.close()
-
-
-def _interpolation(name: str) -> Interpolation:
-    try:
-        return Interpolation[name.upper()]
-    except KeyError:
-        choices = "BILINEAR, AREA, BICUBIC, FAST_BILINEAR, LANCZOS, POINT"
-        raise ConfigError(f"unknown interpolation {name!r}; use one of {choices}") from None
 
 
 def _float(value: Any) -> float | None:

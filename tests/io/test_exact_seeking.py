@@ -1,0 +1,159 @@
+"""Random access is frame-exact on every container and codec a recorder or phone produces.
+
+Each video is generated with PyAV, every frame showing its own number. Random, unsorted, repeated
+index lists and runs across keyframes are read, each from a fresh seek, and compared with PyAV's
+sequential decode and with the numbers drawn in the frames; ``iter_frames`` reads every frame.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from resaction.errors import VideoOpenError
+from resaction.io import VideoReader
+from resaction.io.exactness import check_exactness
+from tests.io.videogen import read_code, write_video
+
+FRAMES = 90
+GOP = 12
+X264 = f"keyint={GOP}:min-keyint={GOP}:scenecut=0"
+
+
+def x264(params: str = "") -> dict:
+    return {"codec": "libx264", "options": {"x264-params": f"{X264}:{params}".rstrip(":")}}
+
+
+# name -> (file name, write_video arguments, seek mode the reader must choose)
+COMBINATIONS: dict[str, tuple[str, dict, str]] = {
+    "mp4_h264_bframes": ("a.mp4", x264("bframes=2"), "pts"),
+    "mov_h264_bframes": ("a.mov", x264("bframes=3"), "pts"),
+    "mkv_h264_open_gop": ("a.mkv", x264("bframes=3:open-gop=1"), "pts"),
+    "webm_vp9_alt_ref": (
+        "a.webm",
+        {"codec": "libvpx-vp9", "options": {"auto-alt-ref": "1"}},
+        "pts",
+    ),
+    "avi_mpeg4_bframes": ("a.avi", {"codec": "mpeg4", "max_b_frames": 2}, "pts"),
+    "avi_mpeg4_no_bframes": ("a.avi", {"codec": "mpeg4"}, "pts"),
+    "avi_h264_bframes": ("a.avi", x264("bframes=2"), "packet"),
+    "avi_h264_open_gop": ("a.avi", x264("bframes=3:open-gop=1"), "packet"),
+    "avi_h264_no_bframes": ("a.avi", x264("bframes=0"), "packet"),
+    "avi_mjpeg": ("a.avi", {"codec": "mjpeg", "pix_fmt": "yuvj420p"}, "pts"),
+    "avi_mpeg2_bframes": ("a.avi", {"codec": "mpeg2video", "max_b_frames": 2}, "pts"),
+    "ts_h264_bframes": ("a.ts", x264("bframes=2"), "pts"),
+    "ts_mpeg2_bframes": ("a.ts", {"codec": "mpeg2video", "max_b_frames": 2}, "pts"),
+    "flv_h264_bframes": ("a.flv", x264("bframes=2"), "pts"),
+    "m4v_raw_mpeg4": ("a.m4v", {"codec": "mpeg4", "max_b_frames": 2}, "pts"),
+}
+
+
+def frame_numbers(reader: VideoReader) -> list[int]:
+    return [read_code(frame) for frame in reader.get_frames(range(reader.num_frames)).numpy()]
+
+
+def assert_exact(path: Path, first_number: int = 0) -> VideoReader:
+    report = check_exactness(path, reads=9, seed=3)
+    assert report.error is None, report.error
+    assert report.exact, f"{path.name}: wrong frames {report.wrong}"
+    assert report.reads > 9 * 5
+    with VideoReader(path) as reader:
+        numbers = frame_numbers(reader)
+        assert numbers == list(range(first_number, first_number + reader.num_frames))
+        assert [i for i, _, _ in reader.iter_frames()] == list(range(reader.num_frames))
+        assert np.all(np.diff(reader.timestamps) > 0)
+    return reader
+
+
+@pytest.mark.parametrize("name", sorted(COMBINATIONS))
+def test_random_reads_equal_sequential_decoding(tmp_path: Path, name: str) -> None:
+    file_name, kwargs, mode = COMBINATIONS[name]
+    path = write_video(tmp_path / file_name, num_frames=FRAMES, gop=GOP, **kwargs)
+    reader = assert_exact(path)
+    assert reader.num_frames == FRAMES
+    assert reader.seek_mode == mode
+    assert reader.fps == pytest.approx(25, rel=1e-3)
+
+
+def remux_from(source: Path, target: Path, skip: int) -> Path:
+    """``source``'s video packets from the ``skip``-th on, as MPEG-TS: a recording of a live
+    stream that starts in the middle of a group of pictures."""
+    with av.open(str(source)) as reader, av.open(str(target), "w", format="mpegts") as writer:
+        stream = reader.streams.video[0]
+        out = writer.add_stream_from_template(stream)
+        packets = (packet for packet in reader.demux(stream) if packet.size)
+        for number, packet in enumerate(packets):
+            if number >= skip:
+                packet.stream = out
+                writer.mux(packet)
+    return target
+
+
+@pytest.mark.parametrize("params", ["bframes=2", "bframes=3:open-gop=1"])
+@pytest.mark.parametrize("skip", [5, 2 * GOP + 3])
+def test_stream_recording_starting_mid_gop(tmp_path: Path, params: str, skip: int) -> None:
+    """The first packets are not a keyframe (and with an open GOP, the pictures shown before the
+    first keyframe cannot be decoded): the video starts at the first keyframe's picture."""
+    full = write_video(tmp_path / "full.ts", num_frames=FRAMES, gop=GOP, **x264(params))
+    path = remux_from(full, tmp_path / "cut.ts", skip)
+    with av.open(str(path)) as container:
+        first = next(p for p in container.demux(video=0) if p.size)
+        assert not first.is_keyframe
+    first_number = (skip // GOP + 1) * GOP
+    reader = assert_exact(path, first_number)
+    assert reader.num_frames == FRAMES - first_number
+
+
+def test_variable_frame_rate_with_bframes(tmp_path: Path) -> None:
+    """Variable frame rate with B-frames in MP4: times come from the stored pts."""
+    gaps = np.random.default_rng(2).choice([20, 40, 100], size=FRAMES - 1)
+    pts = np.concatenate([[0], np.cumsum(gaps)])
+    path = write_video(
+        tmp_path / "vfr.mp4",
+        num_frames=FRAMES,
+        gop=GOP,
+        pts=pts,
+        time_base=Fraction(1, 1000),
+        **x264("bframes=2"),
+    )
+    reader = assert_exact(path)
+    np.testing.assert_allclose(reader.timestamps, pts / 1000, atol=1e-6)
+
+
+def test_h264_in_avi_keyframes_known_without_decoding_from_start(tmp_path: Path) -> None:
+    """Numbered by packet, H.264 in AVI still seeks to the keyframe before a wanted frame."""
+    path = write_video(tmp_path / "a.avi", num_frames=FRAMES, gop=GOP, **x264("bframes=2"))
+    with VideoReader(path) as reader:
+        keys = reader._index.key_slot
+        assert keys.tolist() == list(range(0, FRAMES, GOP))
+        assert reader.timestamps[-1] == pytest.approx((FRAMES - 1) / 25)
+
+
+def test_raw_stream_that_cannot_seek_says_what_to_do(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "camera.h264", num_frames=30, gop=GOP, **x264("bframes=2"))
+    with pytest.raises(VideoOpenError, match=r"camera\.h264: .*cannot seek.*remux"):
+        VideoReader(path)
+
+
+@pytest.mark.parametrize(("codec", "suffix"), [("mpeg4", ".avi"), ("mjpeg", ".avi")])
+def test_reduced_decoding_reads_the_same_frames(tmp_path: Path, codec: str, suffix: str) -> None:
+    """A small output from a codec that decodes at a fraction of its size: the same frames, close
+    to a full decode scaled down, at a quarter of the size."""
+    kwargs = {"codec": codec, "pix_fmt": "yuvj420p"} if codec == "mjpeg" else {"codec": codec}
+    path = write_video(
+        tmp_path / f"a{suffix}", num_frames=60, gop=GOP, width=192, height=128, **kwargs
+    )
+    wanted = [41, 3, 3, 17, 59, 30, 31, 32]
+    with VideoReader(path, short_side=32) as reduced:
+        assert reduced.decode_scale == 0.25
+        small = reduced.get_frames(wanted).numpy()
+    with VideoReader(path, short_side=32, reduced_decoding=False) as full:
+        assert full.decode_scale == 1
+        reference = full.get_frames(wanted).numpy()
+    assert small.shape == reference.shape == (len(wanted), 32, 48, 3)
+    assert [read_code(frame) for frame in small] == wanted
+    assert np.abs(small.astype(int) - reference).mean() < 6
