@@ -74,3 +74,22 @@ def test_nothing_to_probe(tmp_path: Path, capsys: pytest.CaptureFixture[str], ki
     error = capsys.readouterr().err.strip()
     assert code == 1
     assert str(target) in error and "\n" not in error
+
+
+def test_probe_verify_reports_how_each_file_seeks(
+    tmp_path: Path, videos_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """H.264 in AVI (a DVR export, here OpenCV's pedestrian sample) is found by packet, an MP4 by
+    pts, and both read frame-exact."""
+    root = tmp_path / "videos" / "cctv"
+    root.mkdir(parents=True)
+    for name in ("pedestrians_vtest.avi", "example_01.mp4"):
+        (root / name).symlink_to(videos_dir / "fixed_camera_negatives" / "no_incident" / name)
+    out = tmp_path / "probe.json"
+    code = run_app(["probe", str(root.parent), *FAST, "--verify", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0 and "exact" in captured.out and "2/2" in captured.out
+    videos = {Path(v["path"]).name: v for v in json.loads(out.read_text())["videos"]}
+    assert videos["pedestrians_vtest.avi"]["seek_mode"] == "packet"
+    assert videos["example_01.mp4"]["seek_mode"] == "pts"
+    assert all(v["exact"] is True and v["error"] is None for v in videos.values())

@@ -40,9 +40,13 @@ def probe(
     seed: int = typer.Option(0, "--seed", help="Seed for the clip positions."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write results to this file."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Also check that random reads equal a sequential decode."
+    ),
 ) -> None:
     """Decode random clips from every video and print, per dataset, the codecs, sizes, frame
-    rates, lengths and decode time per clip. Unreadable files are listed and skipped."""
+    rates, lengths, how seeks find frames and decode time per clip. Unreadable files are listed
+    and skipped; with --verify, files whose random reads differ from a sequential decode too."""
     from resaction.errors import DatasetError, VideoError
     from resaction.io.probe import find_videos, probe_videos, summarise
 
@@ -64,10 +68,14 @@ def probe(
         bar.advance(task)
         if result.error and not single_file:
             bar.console.print(f"unreadable: {result.error}", highlight=False, soft_wrap=True)
+        elif result.exact is False:
+            message = f"{result.path}: random reads differ from a sequential decode"
+            bar.console.print(message, highlight=False, soft_wrap=True)
 
     with bar:
         task = bar.add_task("probe", total=len(videos))
         options = {"clips": clips, "clip_len": clip_len, "short_side": short_side, "seed": seed}
+        options["verify"] = verify
         results = probe_videos(videos, on_result=report, **options)
     if single_file and results[0].error:
         raise VideoError(results[0].error)
@@ -80,6 +88,8 @@ def probe(
         ("videos", "right"),
         ("unreadable", "right"),
         ("codecs", "left"),
+        ("seek by", "left"),
+        *([("exact", "right")] if verify else []),
         ("resolutions", "left"),
         ("fps", "right"),
         ("frames", "right"),
@@ -93,6 +103,8 @@ def probe(
             str(summary.videos),
             str(summary.unreadable),
             _counts(summary.codecs),
+            _counts(summary.seek_modes),
+            *([f"{summary.exact}/{summary.verified}"] if verify else []),
             _counts(summary.resolutions),
             _span(summary.fps_range, 2),
             _span(summary.frames_range),

@@ -2,8 +2,11 @@
 
 Each video is opened (which builds its frame index), then ``clips`` random clips of ``clip_len``
 consecutive frames are decoded at ``short_side`` resolution, one ``get_frames`` call per clip as a
-training step would. Results are grouped per dataset: the first folder level under the folder
-given, or the parent folder of a file given directly.
+training step would. Each file reports how its frames are found after a seek (``pts``: by the
+container's timestamps; ``packet``: by the packet each picture came from, for containers whose
+timestamps are guessed), and with ``verify`` whether random reads equal a sequential decode.
+Results are grouped per dataset: the first folder level under the folder given, or the parent
+folder of a file given directly.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from resaction.errors import VideoError, VideoNotFoundError
+from resaction.io.exactness import check_exactness
 from resaction.io.metadata import VideoMetadata
 from resaction.io.video_reader import VideoReader
 
@@ -35,6 +39,8 @@ class VideoProbe:
     metadata: VideoMetadata | None = None
     open_ms: float = 0.0
     clip_ms: list[float] = field(default_factory=list)
+    seek_mode: str | None = None
+    exact: bool | None = None
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,6 +55,9 @@ class DatasetSummary:
     videos: int
     unreadable: int
     codecs: dict[str, int]
+    seek_modes: dict[str, int]
+    verified: int
+    exact: int
     resolutions: dict[str, int]
     fps_range: tuple[float, float] | None
     frames_range: tuple[int, int] | None
@@ -90,8 +99,10 @@ def probe_video(
     clip_len: int = 16,
     short_side: int | None = 128,
     seed: int = 0,
+    verify: bool = False,
 ) -> VideoProbe:
-    """Open ``path`` and time ``clips`` random clips; decoding errors are recorded, not raised."""
+    """Open ``path`` and time ``clips`` random clips; with ``verify``, compare random reads with a
+    sequential decode. Decoding errors are recorded, not raised."""
     result = VideoProbe(path=str(path), dataset=dataset)
     rng = np.random.default_rng(seed)
     try:
@@ -99,11 +110,17 @@ def probe_video(
         with VideoReader(path, short_side=short_side) as reader:
             result.open_ms = 1000 * (time.perf_counter() - started)
             result.metadata = reader.metadata
+            result.seek_mode = reader.seek_mode
             for start in clip_starts(reader.num_frames, clips, clip_len, rng):
                 indices = (start + np.arange(clip_len)) % reader.num_frames
                 started = time.perf_counter()
                 reader.get_frames(indices)
                 result.clip_ms.append(1000 * (time.perf_counter() - started))
+        if verify:
+            report = check_exactness(path, seed=seed)
+            result.exact = report.exact
+            if report.error:
+                result.error = report.error
     except VideoError as error:
         result.error = str(error)
     return result
@@ -144,6 +161,9 @@ def _summary(name: str, group: list[VideoProbe]) -> DatasetSummary:
         videos=len(group),
         unreadable=len(group) - len(good),
         codecs=dict(Counter(m.codec for m in metas).most_common()),
+        seek_modes=dict(Counter(r.seek_mode for r in good).most_common()),
+        verified=sum(r.exact is not None for r in group),
+        exact=sum(bool(r.exact) for r in group),
         resolutions=dict(Counter(f"{m.width}x{m.height}" for m in metas).most_common()),
         fps_range=(min(fps), max(fps)) if fps else None,
         frames_range=(min(frames), max(frames)) if frames else None,
