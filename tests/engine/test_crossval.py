@@ -152,10 +152,13 @@ def test_cli_group_regex_that_matches_nothing_is_one_line(
             r"person(\d)",
         ]
     )
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert code == 1
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "person" in err
+    # before any fold, one line says what an RGB model from random weights reached on real data
+    assert captured.out.count("note: tsn_resnet18 from random weights") == 1
 
 
 def test_cli_more_folds_than_groups_is_one_line(

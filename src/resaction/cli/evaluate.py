@@ -140,7 +140,7 @@ def crossval(
     progress: bool | None = typer.Option(None, "--progress/--no-progress"),
 ) -> None:
     """Train and test K times on group-wise folds; report mean and standard deviation."""
-    from resaction.cli.train import _pairs
+    from resaction.cli.train import _pairs, say_scratch_advice
     from resaction.engine.config import load_config
     from resaction.engine.crossval import crossval_table, run_crossval
     from resaction.errors import ConfigError
@@ -167,6 +167,7 @@ def crossval(
         chosen = [int(item) for item in _comma_list(only_folds)] or None
     except ValueError:
         raise ConfigError(f"--only-folds {only_folds!r} is not a comma-separated list") from None
+    say_scratch_advice(resolved.model, resolved.weights)
     result = run_crossval(
         resolved,
         folds,

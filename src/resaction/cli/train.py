@@ -27,6 +27,15 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, Any]:
     return parsed
 
 
+def say_scratch_advice(model: str, weights: str | None) -> None:
+    """One line when an RGB model starts from random weights: what we measured, what to try."""
+    from resaction.engine.advice import scratch_advice
+
+    line = scratch_advice(model, weights)
+    if line:
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
+
+
 @app.command()
 def train(
     config: Path | None = typer.Option(
@@ -150,6 +159,8 @@ def train(
         model_kwargs=_pairs(model_kwarg, "--model-kwarg") or None,
         progress=progress,
     )
+    if int(os.environ.get("RANK", "0")) == 0 and not resolved.resume:
+        say_scratch_advice(resolved.model, resolved.weights)
     result = run_training(resolved)
     if int(os.environ.get("RANK", "0")) != 0:
         return
