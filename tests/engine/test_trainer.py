@@ -305,3 +305,24 @@ def test_a_difference_model_trains_on_runs_of_frames_and_refuses_a_mismatch(
     )
     with pytest.raises(ConfigError, match="segments of 3 frames but the preprocessing samples 2"):
         train(mismatch)
+
+
+def test_cli_output_that_is_not_a_terminal_is_one_line_per_epoch(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Written to a log or CI (captured here, so not a terminal): no bar redraws, no carriage
+    returns, one line per epoch with the epoch's numbers."""
+    from resaction.cli.app import run_app
+
+    argv = ["train", "--data", str(dataset), "--out", str(tmp_path / "run"), "--epochs", "2"]
+    tiny_flags = ["-p", "clip_len=4", "-p", "resize=32", "-p", "crop=32", "--workers", "0"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert run_app([*argv, *tiny_flags, "--val-split", "0", "--model", "tsn_resnet18"]) == 0
+    captured = capsys.readouterr()
+    assert "\r" not in captured.out + captured.err
+    epochs = [line for line in captured.err.splitlines() if line.startswith("epoch ")]
+    assert [line.split("  ")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
+    assert all("loss " in line and "clips/s" in line for line in epochs)
+    notes = [line for line in captured.out.splitlines() if line.startswith("note: tsn_resnet18")]
+    assert len(notes) == 1 and "--model tsn_diff_resnet18" in notes[0]

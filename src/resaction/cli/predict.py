@@ -205,9 +205,8 @@ def predict(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Top-k action labels for each video, with the checkpoint's multi-clip protocol."""
-    from tqdm.auto import tqdm
-
     from resaction.inference import VideoFailure
+    from resaction.progress import progress_bar
 
     if resume and json_out is None and csv_out is None:
         raise ConfigError("--resume needs --json or --csv: the file that holds finished results")
@@ -226,7 +225,9 @@ def predict(
         console.print(f"resuming: {len(videos) - len(todo)} of {len(videos)} videos already done")
     results: list[Prediction] = []
     failures: list[VideoFailure] = []
-    bar = tqdm(total=len(todo), desc="predict", unit="video", disable=not progress or len(todo) < 2)
+    bar = progress_bar(
+        total=len(todo), desc="predict", unit="video", disable=not progress or len(todo) < 2
+    )
     try:
         for outcome in predictor.predict_many(
             todo, topk=topk, batch_size=batch_size, num_workers=workers

@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from resaction import __version__
 from resaction.data.manifests import GROUPS_FILE
@@ -45,6 +44,7 @@ from resaction.data.stress import (
 )
 from resaction.errors import ConfigError
 from resaction.io.writer import VideoWriter
+from resaction.progress import progress_bar
 
 _REVERSE_OF = {
     "move_left": "move_right",
@@ -181,7 +181,7 @@ def generate_dataset(
 
     digits = max(4, len(str(options.videos_per_class - 1)))
     rows: list[tuple[str, str, str]] = []
-    with tqdm(
+    with progress_bar(
         total=options.videos_per_class * len(options.classes),
         desc="generating videos",
         unit="video",

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from resaction.errors import ConfigError, DeployError
+from resaction.progress import progress_bar
 
 BACKENDS = ("eager", "compiled", "onnx", "int8", "pruned")
 EXTRA_BACKENDS = ("pruned-onnx", "pruned-int8")
@@ -216,7 +216,9 @@ def bench(
         report.eval_videos[spec.label] = prepared.eval_count
         report.calibration[spec.label] = prepared.calibration
         rows = []
-        for backend in tqdm(backends, desc=spec.label, unit="backend", disable=not progress):
+        for backend in progress_bar(
+            backends, desc=spec.label, unit="backend", disable=not progress
+        ):
             rows.append(
                 _run_backend(spec, backend, prepared, threads, batch_size, iterations, warmup)
             )
@@ -406,7 +408,7 @@ def _cache_eval_views(
     )
     views, owners, labels = [], [], []
     loader = make_loader(dataset, 1, train=False)
-    for batch in tqdm(loader, desc="held-out clips", unit="video", disable=not progress):
+    for batch in progress_bar(loader, desc="held-out clips", unit="video", disable=not progress):
         if batch.clips is None:
             continue
         flat = batch.clips.flatten(0, 1).numpy()

@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from resaction.errors import ConfigError, DatasetError, DeployError
+from resaction.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +372,9 @@ def finetune(
         loader.set_epoch(epoch)
         model.train()
         total, seen = 0.0, 0
-        bar = tqdm(loader, desc=f"fine-tune {epoch}/{epochs}", disable=not progress, leave=False)
+        bar = progress_bar(
+            loader, desc=f"fine-tune {epoch}/{epochs}", disable=not progress, leave=False
+        )
         for clips, labels, _ in bar:
             loss = loss_fn(model(clips), labels)
             optimizer.zero_grad(set_to_none=True)

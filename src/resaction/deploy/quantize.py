@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from resaction.errors import ConfigError, DatasetError, DeployError
+from resaction.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def load_calibration_clips(
     clips: list[np.ndarray] = []
     videos = 0
     skipped: list[str] = []
-    for batch in tqdm(loader, desc="calibration clips", unit="video", disable=not progress):
+    for batch in progress_bar(loader, desc="calibration clips", unit="video", disable=not progress):
         skipped += [f"{item.path}: {item.reason}" for item in batch.skipped]
         if batch.clips is None:
             continue

@@ -18,7 +18,6 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from resaction.data.dataset import VideoClipDataset
 from resaction.data.loader import make_loader
@@ -27,6 +26,7 @@ from resaction.data.sampling import build_sampler
 from resaction.data.transforms import ClipTransform, build_transform
 from resaction.engine.metrics import classification_metrics, softmax
 from resaction.errors import ConfigError, DatasetError
+from resaction.progress import progress_bar
 
 DEFAULT_PROTOCOL: dict[str, Any] = {"num_clips": 5, "num_crops": 1, "aggregate": "mean_softmax"}
 
@@ -215,7 +215,9 @@ def evaluate(
     owner_parts: list[np.ndarray] = []
     label_by_index: dict[int, int] = {}
     label = f"evaluate[{stress}]" if stress else "evaluate"
-    bar = tqdm(total=len(entries), desc=label, unit="video", disable=not progress, leave=False)
+    bar = progress_bar(
+        total=len(entries), desc=label, unit="video", disable=not progress, leave=False
+    )
     try:
         for clips, owners, labels in _packed_batches(loader, batch_size):
             logits_parts.append(run(clips))

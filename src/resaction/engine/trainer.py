@@ -54,6 +54,7 @@ from resaction.engine.train_state import (
     training_state,
 )
 from resaction.errors import CheckpointError, ConfigError, DatasetError, ResactionError
+from resaction.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -463,7 +464,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         with torch.random.fork_rng(devices=[]):  # starting workers must not draw from our RNG
             batches = iter(self.loader)
-        bar = tqdm(
+        bar = progress_bar(
             total=self.batches_per_epoch,
             initial=batches_done,
             desc=f"epoch {epoch + 1}/{config.epochs}",

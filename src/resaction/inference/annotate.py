@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from resaction.inference.segments import window_cells
+from resaction.progress import progress_bar
 
 if TYPE_CHECKING:
     from resaction.inference.timeline import Timeline
@@ -79,7 +79,7 @@ def annotate_timeline(
     row = 0
     current = 0
     with VideoReader(video) as reader, VideoWriter(out, fps=reader.fps) as writer:
-        frames = tqdm(
+        frames = progress_bar(
             reader.iter_frames(),
             total=reader.num_frames,
             desc="annotate",

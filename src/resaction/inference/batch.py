@@ -31,8 +31,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from resaction.errors import CheckpointError, ConfigError, ResactionError
 from resaction.inference.archive import BatchStore, VideoKey, list_videos
 from resaction.inference.batch_work import (
@@ -43,6 +41,7 @@ from resaction.inference.batch_work import (
     load_predictor,
     pipeline_json,
 )
+from resaction.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +149,7 @@ class Outcomes:
         self.on_commit = on_commit
         self.scored = 0
         self.failed = 0
-        self.bar = tqdm(
+        self.bar = progress_bar(
             total=total,
             initial=already_done,
             desc="batch",

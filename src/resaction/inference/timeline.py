@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from resaction.data.sampling import SlidingWindowSampler, Window
 from resaction.errors import ConfigError, VideoError
@@ -33,6 +32,7 @@ from resaction.inference.segments import (
     smooth_probs,
 )
 from resaction.io import VideoReader
+from resaction.progress import progress_bar
 
 if TYPE_CHECKING:
     from resaction.inference.predictor import Predictor
@@ -182,7 +182,7 @@ def run_timeline(
         batch: list[torch.Tensor] = []
         logits: list[np.ndarray] = []
         done = 0
-        bar = tqdm(total=len(windows), desc="timeline", unit="window", disable=not progress)
+        bar = progress_bar(total=len(windows), desc="timeline", unit="window", disable=not progress)
         try:
             for index, _, image in reader.iter_frames():
                 if index >= num_frames:
