@@ -48,3 +48,22 @@ def test_no_match_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> Non
 
     assert "no model matches 'vit_*'" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_the_table_never_cuts_a_name_short(
+    width: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from resaction.cli.app import console
+
+    monkeypatch.setattr(console, "width", width)
+    assert run_app(["models"]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+
+    assert "…" not in "\n".join(lines)
+    assert max(len(line) for line in lines) <= width
+    if width == 80:  # every name and weight set whole, on one line
+        cells = {cell.strip() for line in lines for cell in line.split("│")}
+        assert set(list_models()) <= cells
+        assert {"kinetics400", "imagenet_v2", "imagenet"} <= cells

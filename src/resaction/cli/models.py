@@ -50,25 +50,29 @@ def model_rows(pattern: str = "*") -> list[dict[str, Any]]:
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
+    """The table, 76 characters wide at most, so an 80-column terminal shows it whole.
+
+    Nothing is ever cut short with an ellipsis: weight names go one per line, and on a narrower
+    terminal a cell folds onto the next line instead. ``--json`` has every field.
+    """
     table = Table(title="resaction models", caption=FLOPS_NOTE, caption_justify="left")
     for column, justify in (
         ("name", "left"),
         ("family", "left"),
-        ("frames x size", "right"),
-        ("params (M)", "right"),
+        ("input", "right"),
+        ("params", "right"),
         ("GFLOPs", "right"),
         ("weights", "left"),
     ):
-        # Names are what users type: never cut them short, let other columns wrap instead.
-        table.add_column(column, justify=justify, no_wrap=column == "name")  # type: ignore[arg-type]
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for row in rows:
         table.add_row(
             row["name"],
             row["family"],
             f"{row['clip_len']} x {row['input_size']}²",
-            f"{row['params'] / 1e6:.1f}",
+            f"{row['params'] / 1e6:.1f}M",
             f"{row['gflops']:.1f}",
-            ", ".join(row["weights"]) or "-",
+            "\n".join(row["weights"]) or "-",
         )
     return table
 
