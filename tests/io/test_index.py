@@ -53,14 +53,14 @@ def test_a_changed_file_is_indexed_again(tmp_path: Path, count_builds: list[str]
 def yielded(monkeypatch) -> list[int]:
     """Frame numbers the reader's decoding yields (decoded frames it looked at)."""
     seen: list[int] = []
-    original = video_reader_module.decode_from
 
-    def counting(*args, **kwargs):
-        for slot, frame in original(*args, **kwargs):
+    class Counting(video_reader_module.ForwardDecode):
+        def __next__(self):
+            slot, frame = super().__next__()
             seen.append(slot)
-            yield slot, frame
+            return slot, frame
 
-    monkeypatch.setattr(video_reader_module, "decode_from", counting)
+    monkeypatch.setattr(video_reader_module, "ForwardDecode", Counting)
     return seen
 
 

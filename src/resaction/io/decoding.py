@@ -149,49 +149,83 @@ def _packet_slot(index: VideoIndex, packet: Packet) -> int | None:
     return slot if slot >= 0 else None
 
 
-def decode_from(
-    container: InputContainer,
-    stream: VideoStream,
-    index: VideoIndex,
-    key: int,
-    first_wanted: int = 0,
-) -> Iterator[tuple[int, VideoFrame]]:
-    """Yield ``(frame number, frame)`` in presentation order from keyframe ``key`` to the end.
+class ForwardDecode:
+    """Decoding forward from keyframe ``key``: iterates ``(frame number, frame)`` in
+    presentation order to the end of the stream.
 
     Pictures the index does not know are dropped, and so are pictures shown before the keyframe
     (leading pictures of an open GOP, decoded without their references). Pictures before
-    ``first_wanted`` that no other picture refers to are not decoded at all. Decoding stops at a
+    ``first_wanted`` that no other picture refers to are not decoded at all; a reader may raise
+    ``first_wanted`` between frames to go on to a later frame without a new seek. ``last`` is the
+    frame number last given out, ``finished`` whether the stream ended. Decoding stops at a
     packet that fails to decode: the pictures after it until the next keyframe would be damaged.
     """
-    codec = stream.codec_context
-    min_slot = 0 if key == 0 else int(index.key_slot[key])
-    count = index.num_frames
-    check_skip = first_wanted > min_slot and index.reorders
-    last = None
-    skipping = False
-    try:
-        for packet in packets_from_key(container, stream, index, key):
-            if check_skip:
-                slot = None if packet is None else _packet_slot(index, packet)
-                skip = slot is not None and slot < first_wanted
-                if skip != skipping:
-                    codec.skip_frame = "NONREF" if skip else "DEFAULT"
-                    skipping = skip
-            try:
-                frames = codec.decode(packet)
-            except av.FFmpegError as error:
-                log.warning(
-                    "%s: decoding stopped after frame %s (%s)", index.path, last, av_reason(error)
-                )
-                return
-            for frame in frames:
-                slot = _slot(index, frame, last)
-                if slot is None or slot < min_slot:
-                    continue
-                if slot >= count:
+
+    def __init__(
+        self,
+        container: InputContainer,
+        stream: VideoStream,
+        index: VideoIndex,
+        key: int,
+        first_wanted: int = 0,
+    ) -> None:
+        self.first_wanted = first_wanted
+        self.last: int | None = None
+        self.finished = False
+        self._frames = self._decode(container, stream, index, key)
+
+    def __iter__(self) -> ForwardDecode:
+        return self
+
+    def __next__(self) -> tuple[int, VideoFrame]:
+        try:
+            slot, frame = next(self._frames)
+        except StopIteration:
+            self.finished = True
+            raise
+        self.last = slot
+        return slot, frame
+
+    def close(self) -> None:
+        """Stop decoding (and restore the decoder's settings) before the container seeks again."""
+        self._frames.close()
+        self.finished = True
+
+    def _decode(
+        self, container: InputContainer, stream: VideoStream, index: VideoIndex, key: int
+    ) -> Iterator[tuple[int, VideoFrame]]:
+        codec = stream.codec_context
+        min_slot = 0 if key == 0 else int(index.key_slot[key])
+        count = index.num_frames
+        reorders = index.reorders
+        last = None
+        skipping = False
+        try:
+            for packet in packets_from_key(container, stream, index, key):
+                if reorders and (skipping or self.first_wanted > min_slot):
+                    slot = None if packet is None else _packet_slot(index, packet)
+                    skip = slot is not None and slot < self.first_wanted
+                    if skip != skipping:
+                        codec.skip_frame = "NONREF" if skip else "DEFAULT"
+                        skipping = skip
+                try:
+                    frames = codec.decode(packet)
+                except av.FFmpegError as error:
+                    log.warning(
+                        "%s: decoding stopped after frame %s (%s)",
+                        index.path,
+                        last,
+                        av_reason(error),
+                    )
                     return
-                last = slot
-                yield slot, frame
-    finally:
-        if skipping:
-            codec.skip_frame = "DEFAULT"
+                for frame in frames:
+                    slot = _slot(index, frame, last)
+                    if slot is None or slot < min_slot:
+                        continue
+                    if slot >= count:
+                        return
+                    last = slot
+                    yield slot, frame
+        finally:
+            if skipping:
+                codec.skip_frame = "DEFAULT"

@@ -63,11 +63,16 @@ def sequential_frames(
 
 
 def read_plan(num_frames: int, rng: np.random.Generator, reads: int = 12) -> list[np.ndarray]:
-    """Index lists to ask for: single frames, unsorted lists with repeats, and runs that cross
-    keyframes (long runs, backwards runs), plus the last frame."""
+    """Index lists to ask for, in turn from one reader: single frames, unsorted lists with
+    repeats, runs that cross keyframes (long runs, backwards runs) and clips a little after the
+    one before (read on from where decoding stopped), plus the last frame."""
     plan: list[np.ndarray] = [np.array([num_frames - 1])]
     for i in range(reads):
-        kind = i % 3
+        kind = i % 4
+        if kind == 3:
+            after = int(plan[-1].max()) + int(rng.integers(1, 12))
+            plan.append(np.arange(after, after + 8) % num_frames)
+            continue
         if kind == 0:
             plan.append(rng.integers(0, num_frames, size=1))
         elif kind == 1:

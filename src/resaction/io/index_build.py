@@ -16,7 +16,7 @@ from av.video.stream import VideoStream
 
 from resaction.errors import VideoOpenError
 from resaction.io.container import av_reason
-from resaction.io.decoding import decode_from, packet_position, packets_from_key
+from resaction.io.decoding import ForwardDecode, packet_position, packets_from_key
 from resaction.io.index import (
     VideoIndex,
     display_rotation,
@@ -114,7 +114,7 @@ def _drop_undecodable_tail(
     start = int(index.key_slot[key])
     decoded: list[int] = []
     last_is_b = False
-    for slot, frame in decode_from(container, stream, index, key):
+    for slot, frame in ForwardDecode(container, stream, index, key):
         decoded.append(slot)
         last_is_b = frame.pict_type == PictureType.B
     if index.guessed_order and decoded and not last_is_b:

@@ -19,7 +19,7 @@ from resaction.errors import VideoOpenError
 from resaction.io.base import FrameReader, IndexLike
 from resaction.io.container import open_container
 from resaction.io.convert import FrameConverter, reduced_decode_level
-from resaction.io.decoding import decode_from
+from resaction.io.decoding import ForwardDecode
 from resaction.io.geometry import output_size
 from resaction.io.index import VideoIndex
 from resaction.io.index_build import cached_index
@@ -52,6 +52,7 @@ class VideoReader(FrameReader):
         self.path = Path(path)
         self.source = str(self.path)
         self._container, self._stream = open_container(self.path, threads)
+        self._decoding: ForwardDecode | None = None
         try:
             self._index: VideoIndex = cached_index(self._container, self._stream, self.path)
             index = self._index
@@ -117,15 +118,29 @@ class VideoReader(FrameReader):
             frames = frames[inverse.reshape(-1)]
         return torch.from_numpy(frames)
 
-    def _decode_run(self, unique: np.ndarray, first: int, out: np.ndarray) -> int:
-        """Seek once and decode forward, filling ``out[first:]`` until the next wanted frame is
-        better reached by a new seek (a keyframe lies between) or all are done. Returns the
-        number of wanted frames filled so far."""
+    def _frames_from(self, first: int) -> ForwardDecode:
+        """Decoding that reaches frame ``first``: the one left running by the last read when
+        ``first`` lies ahead of it with no keyframe between (as clips of one video read in
+        order do), else a new one from the keyframe before ``first``."""
         index = self._index
-        key = index.seek_point(int(unique[first]))
+        key = index.seek_point(first)
+        running = self._decoding
+        last = None if running is None or running.finished else running.last
+        if last is not None and last < first and index.key_slot[key] <= last:
+            running.first_wanted = first
+            return running
+        if running is not None:
+            running.close()
+        self._decoding = ForwardDecode(self._container, self._stream, index, key, first)
+        return self._decoding
+
+    def _decode_run(self, unique: np.ndarray, first: int, out: np.ndarray) -> int:
+        """Decode forward from one position, filling ``out[first:]`` until the next wanted
+        frame is better reached by a new seek (a keyframe lies between) or all are done. Returns
+        the number of wanted frames filled so far."""
+        index = self._index
         filled = first
-        frames = decode_from(self._container, self._stream, index, key, int(unique[first]))
-        for slot, frame in frames:
+        for slot, frame in self._frames_from(int(unique[first])):
             if slot < unique[filled]:
                 continue
             if slot > unique[filled]:
@@ -153,9 +168,8 @@ class VideoReader(FrameReader):
         if start >= stop:
             return
         timestamps = self._index.timestamps
-        key = self._index.seek_point(start)
         last = start - 1
-        for slot, frame in decode_from(self._container, self._stream, self._index, key, start):
+        for slot, frame in self._frames_from(start):
             if slot < start:
                 continue
             if slot >= stop:
@@ -166,6 +180,8 @@ class VideoReader(FrameReader):
             log.warning("%s: frames %d..%d could not be decoded", self.path, last + 1, stop - 1)
 
     def close(self) -> None:
+        if self._decoding is not None:
+            self._decoding.close()
         self._container.close()
 
 
