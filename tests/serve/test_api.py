@@ -134,6 +134,11 @@ def test_openapi_schema_and_docs_page(make_client):
     assert "delete" in schema["paths"]["/jobs/{job_id}"]
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    # Swagger UI comes from the service itself, never from a CDN (offline it would be blank)
+    assert "cdn" not in docs.text and "https://" not in docs.text
+    script = client.get("/docs-assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and "SwaggerUIBundle" in script.text
+    assert client.get("/docs-assets/swagger-ui.css").status_code == 200
 
 
 def test_web_page_and_its_assets_are_served(make_client):

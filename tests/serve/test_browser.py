@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Route, expect, sync_playwright
 
 from resaction.serve import create_app
 from tests.serve.conftest import LiveServer
@@ -102,5 +103,40 @@ def test_page_asks_for_the_token_when_the_server_needs_one(make_settings, tiny_p
             expect(page.locator("#model-text")).to_contain_text("tsn_resnet18")
             expect(page.locator("#intake")).to_be_visible()
             expect(page.locator("#auth-card")).to_be_hidden()
+        finally:
+            browser.close()
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+@pytest.mark.slow
+def test_docs_page_renders_with_the_network_blocked(make_settings, tiny_predictor):
+    """Every request that leaves the machine is aborted: Swagger UI must come from the service."""
+    app = create_app(make_settings(), tiny_predictor)
+    with LiveServer(app) as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            blocked: list[str] = []
+            errors: list[str] = []
+
+            def loopback_only(route: Route) -> None:
+                if urlparse(route.request.url).hostname in LOOPBACK:
+                    route.continue_()
+                else:
+                    blocked.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", loopback_only)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(server.url + "/docs")
+            expect(page.locator(".swagger-ui .info .title")).to_contain_text("resaction")
+            expect(page.locator(".opblock-summary-path", has_text="/predict")).to_be_visible()
+            health = page.locator(".opblock-summary", has_text="/health")
+            expect(health).to_contain_text("Liveness")
+            health.click()
+            expect(page.locator(".opblock-body").first).to_contain_text("Successful Response")
+            assert blocked == [] and errors == []
         finally:
             browser.close()

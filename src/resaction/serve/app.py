@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import resaction
 from resaction.errors import ResactionError
 from resaction.serve import tasks
+from resaction.serve.docs import add_offline_docs
 from resaction.serve.jobs import (
     DONE,
     FAILED,
@@ -236,7 +237,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
         version=resaction.__version__,
         summary="Human action recognition in video: top-k labels and timelines over HTTP.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served from local files by serve/docs.py, not from a CDN
         responses={
             "default": {
                 "description": "Error",
@@ -255,6 +256,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
     _add_error_handlers(app)
     _add_routes(app, service)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    add_offline_docs(app)
     return app
 
 
