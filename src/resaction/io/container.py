@@ -32,13 +32,13 @@ def check_video_path(path: str | Path) -> Path:
 
 
 def open_container(
-    path: str | Path, threads: int | None = None, codec_options: dict[str, str] | None = None
+    path: str | Path, threads: int | None = None
 ) -> tuple[InputContainer, VideoStream]:
     """Open ``path`` and return the container with its first video stream, set up for decoding.
 
     Other streams are discarded so demuxing skips their packets. ``threads`` is the decoder's
-    thread count (``None``: FFmpeg picks, 0 also means automatic); ``codec_options`` are the
-    decoder's FFmpeg options (``lowres``).
+    thread count (``None``: FFmpeg picks, 0 also means automatic). The decoder opens at the first
+    packet decoded, so its FFmpeg options may still be set until then.
     """
     path = check_video_path(path)
     try:
@@ -57,8 +57,6 @@ def open_container(
             if other.index != stream.index:
                 other.discard = Discard.all
         stream.codec_context.copy_opaque = True
-        if codec_options:
-            stream.codec_context.options = dict(codec_options)
         stream.thread_type = "AUTO"
         if threads is not None:
             stream.codec_context.thread_count = threads

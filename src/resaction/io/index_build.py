@@ -142,14 +142,22 @@ def _cache_key(path: Path) -> tuple[str, int, int]:
     return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
-def cached_index(container: InputContainer, stream: VideoStream, path: Path) -> VideoIndex:
-    """The index of ``path``, from the process-wide LRU cache or built with ``container``."""
+def index_in_cache(path: Path) -> VideoIndex | None:
+    """The index of ``path`` if it was built before (and the file has not changed since)."""
     key = _cache_key(path)
     with _CACHE_LOCK:
         index = _CACHE.get(key)
         if index is not None:
             _CACHE.move_to_end(key)
-            return index
+        return index
+
+
+def cached_index(container: InputContainer, stream: VideoStream, path: Path) -> VideoIndex:
+    """The index of ``path``, from the process-wide LRU cache or built with ``container``."""
+    index = index_in_cache(path)
+    if index is not None:
+        return index
+    key = _cache_key(path)
     index = build_index(container, stream, path)
     with _CACHE_LOCK:
         _CACHE[key] = index

@@ -22,7 +22,7 @@ from resaction.io.convert import FrameConverter, reduced_decode_level
 from resaction.io.decoding import ForwardDecode
 from resaction.io.geometry import output_size
 from resaction.io.index import VideoIndex
-from resaction.io.index_build import cached_index
+from resaction.io.index_build import cached_index, index_in_cache
 from resaction.io.metadata import VideoMetadata, frame_rate
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,9 @@ class VideoReader(FrameReader):
         self._container, self._stream = open_container(self.path, threads)
         self._decoding: ForwardDecode | None = None
         try:
-            self._index: VideoIndex = cached_index(self._container, self._stream, self.path)
-            index = self._index
+            known = index_in_cache(self.path)
+            index = known or cached_index(self._container, self._stream, self.path)
+            self._index: VideoIndex = index
             self._turns = index.rotation // 90
             coded = (index.coded_height, index.coded_width)
             display = coded[::-1] if self._turns % 2 else coded
@@ -65,11 +66,11 @@ class VideoReader(FrameReader):
             self._to_rgb = FrameConverter(scale_hw, self._turns, interpolation, threads_used)
             level = reduced_decode_level(index.codec, coded, scale_hw) if reduced_decoding else 0
             self.decode_scale = 1 / 2**level
-            if level:
+            if level and known is None:  # indexing opened the decoder at full size
                 self._container.close()
-                self._container, self._stream = open_container(
-                    self.path, threads, {"lowres": str(level)}
-                )
+                self._container, self._stream = open_container(self.path, threads)
+            if level:
+                self._stream.codec_context.options = {"lowres": str(level)}
             fps = frame_rate(index.timestamps, _float(index.average_rate))
             last = float(index.timestamps[-1])
             self._metadata = VideoMetadata(
