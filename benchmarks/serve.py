@@ -115,9 +115,9 @@ def direct_baseline(model: Path, videos: list[Path], seconds: float) -> dict[str
 
 
 def _direct_baseline(model: Path, videos: list[Path], seconds: float) -> dict[str, Any]:
-    from resaction.serve.app import load_predictor
+    from resaction.inference import Predictor
 
-    predictor = load_predictor(model)
+    predictor = Predictor.from_checkpoint(model)
     predictor.predict(videos[0])
     latencies: list[float] = []
     started = time.perf_counter()

@@ -89,7 +89,7 @@ def test_families_prune_save_reload_and_export(
     name: str, preprocess: dict, options: dict, tmp_path: Path
 ) -> None:
     from resaction.deploy.export import export_checkpoint
-    from resaction.inference.onnx_backend import OnnxBackend
+    from resaction.runtime.onnx_backend import OnnxBackend
 
     checkpoint = make_checkpoint(tmp_path / f"{name}.pt", name, model_kwargs=options, **preprocess)
     report = prune_checkpoint(checkpoint, 0.3, tmp_path / "pruned.pt")

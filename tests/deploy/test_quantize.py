@@ -15,7 +15,7 @@ from resaction.deploy.quantize import (
     quantize_onnx,
 )
 from resaction.errors import ConfigError, DeployError
-from resaction.inference.onnx_backend import OnnxBackend, read_metadata
+from resaction.runtime.onnx_backend import OnnxBackend, read_metadata
 
 
 @pytest.fixture(scope="module")

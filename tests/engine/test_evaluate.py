@@ -13,11 +13,11 @@ from resaction.cli import run_app
 from resaction.data.manifests import Manifest, VideoEntry, read_manifest
 from resaction.data.synthetic import generate_dataset
 from resaction.engine.evaluate import evaluate
-from resaction.engine.metrics import softmax
 from resaction.engine.report import write_report
 from resaction.errors import DatasetError, ModelError
 from resaction.models.checkpoint import save_checkpoint
 from resaction.models.registry import create_model
+from resaction.runtime.scores import softmax
 
 CLASSES = ["move_left", "move_right", "still"]
 PREPROCESS = {
@@ -151,10 +151,14 @@ def test_stress_changes_scores_reproducibly(synthetic: Manifest) -> None:
     assert first.protocol["stress"] == "occlusion"
 
 
-def test_a_predictor_like_scorer_is_accepted(synthetic: Manifest) -> None:
+def test_a_backend_is_accepted(synthetic: Manifest) -> None:
+    """A ``runtime`` backend (ONNX Runtime, PyTorch): clips in, logits out."""
+
     class Uniform:
-        def predict_clips(self, batch: torch.Tensor) -> np.ndarray:
-            return np.full((batch.shape[0], 3), 1 / 3)
+        name = "uniform"
+
+        def __call__(self, batch: torch.Tensor) -> np.ndarray:
+            return np.zeros((batch.shape[0], 3), dtype=np.float32)
 
     result = run(Uniform(), synthetic.entries, protocol={"num_clips": 1, "num_crops": 1})
     assert np.allclose(result.video_probs, 1 / 3)

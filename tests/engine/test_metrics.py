@@ -7,9 +7,9 @@ from resaction.engine.metrics import (
     classification_metrics,
     confusion_matrix,
     mean_and_std,
-    softmax,
     topk_accuracy,
 )
+from resaction.runtime.scores import softmax
 
 
 def one_hot_scores(predictions: list[int], num_classes: int) -> np.ndarray:

@@ -78,7 +78,7 @@ def evaluate(
         )
 
         robustness = run_robustness(
-            bundle.model,
+            bundle.network,
             entries,
             bundle.classes,
             preprocess=result.preprocess,

@@ -60,7 +60,7 @@ def _load_predictor(
     classes: Path | None,
 ) -> Predictor:
     from resaction.inference import Predictor
-    from resaction.inference.onnx_backend import read_classes_file
+    from resaction.runtime.onnx_backend import read_classes_file
 
     protocol: dict[str, Any] = {}
     if clips is not None:

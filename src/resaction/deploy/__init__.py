@@ -1,7 +1,7 @@
 """Deployment: ONNX export, int8 quantisation, channel pruning and benchmarks.
 
 These make the files that ``inference`` runs: ``export_checkpoint`` writes an ONNX model that
-``inference.onnx_backend.OnnxBackend`` serves behind the same ``Predictor``; ``quantize_onnx``
+``runtime.onnx_backend.OnnxBackend`` serves behind the same ``Predictor``; ``quantize_onnx``
 turns it into a static int8 model calibrated on the user's videos; ``prune_checkpoint`` removes
 channels and writes a smaller checkpoint that loads wherever a checkpoint does; ``bench``
 measures all of them side by side.

@@ -29,8 +29,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from resaction.data.spec import DEFAULT_VIEWS, ClipSpec, ViewProtocol
 from resaction.errors import ConfigError, DeployError
+from resaction.models.registry import create_model, default_preprocess, list_models
 from resaction.progress import progress_bar
+from resaction.runtime.loading import load_model
 
 BACKENDS = ("eager", "compiled", "onnx", "int8", "pruned")
 EXTRA_BACKENDS = ("pruned-onnx", "pruned-int8")
@@ -91,37 +94,20 @@ class BenchReport:
 
 def resolve_model(spec: str | Path) -> ModelSpec:
     """A registry name (random weights, default input), a checkpoint or an ONNX file."""
-    from resaction.inference.predictor import DEFAULT_PROTOCOL
-    from resaction.models.registry import create_model, default_preprocess, list_models
-
     text = str(spec)
     path = Path(text)
-    if path.suffix.lower() == ".onnx":
-        from resaction.inference.onnx_backend import OnnxBackend
-
-        backend = OnnxBackend(path)
+    if path.suffix.lower() in {".onnx", ".pt", ".pth", ".ckpt"} or path.is_file():
+        loaded = load_model(path)
         return ModelSpec(
-            label=f"{backend.model_name or path.stem} ({path.name})",
-            model_name=backend.model_name or path.stem,
-            classes=backend.classes,
-            preprocess=backend.preprocess,
-            protocol={**DEFAULT_PROTOCOL, **backend.protocol},
-            onnx_path=path,
-            trained=backend.has_metadata,
-        )
-    if path.suffix.lower() in {".pt", ".pth", ".ckpt"} or path.is_file():
-        from resaction.models.checkpoint import load_checkpoint
-
-        bundle = load_checkpoint(path)
-        return ModelSpec(
-            label=f"{bundle.model_name} ({path.name})",
-            model_name=bundle.model_name,
-            classes=bundle.classes,
-            preprocess={**default_preprocess(bundle.model_name), **bundle.preprocess},
-            protocol={**DEFAULT_PROTOCOL, **bundle.protocol},
-            model=bundle.model,
-            trained=True,
-            pruned=bool(bundle.extra.get("pruned")),
+            label=f"{loaded.model_name} ({path.name})",
+            model_name=loaded.model_name,
+            classes=loaded.classes,
+            preprocess=loaded.spec.to_dict(),
+            protocol=loaded.views.to_dict(),
+            model=loaded.module,
+            onnx_path=path if loaded.is_onnx else None,
+            trained=not loaded.is_onnx or bool(getattr(loaded.backend, "has_metadata", False)),
+            pruned=bool(loaded.extra.get("pruned")),
         )
     if text not in list_models():
         create_model(text)  # raises the registry's one-line "unknown model" error
@@ -132,7 +118,7 @@ def resolve_model(spec: str | Path) -> ModelSpec:
         model_name=text,
         classes=[f"class_{i}" for i in range(width)],
         preprocess=default_preprocess(text),
-        protocol=dict(DEFAULT_PROTOCOL),
+        protocol=DEFAULT_VIEWS.to_dict(),
         model=model,
     )
 
@@ -301,7 +287,7 @@ def _prepare_model(
             for backend in ("pruned", "pruned-onnx", "pruned-int8"):
                 notes[backend] = f"{prune_ratio:.0%} channels, not fine-tuned"
     elif spec.onnx_path is not None:
-        from resaction.inference.onnx_backend import OnnxBackend
+        from resaction.runtime.onnx_backend import OnnxBackend
 
         quantized = bool(OnnxBackend(spec.onnx_path).metadata.get("quantization"))
         files["int8.onnx" if quantized else "fp32.onnx"] = spec.onnx_path
@@ -358,7 +344,7 @@ def _quantize_for_bench(
         load_calibration_clips,
         quantize_qdq,
     )
-    from resaction.inference.onnx_backend import OnnxBackend
+    from resaction.runtime.onnx_backend import OnnxBackend
 
     source = OnnxBackend(onnx_path)
     entries: list[Any] = []
@@ -391,21 +377,13 @@ def _cache_eval_views(
     progress: bool,
 ) -> tuple[Path, int]:
     """Decode the held-out videos' views once; every backend then reads the same arrays."""
-    from resaction.data.dataset import VideoClipDataset
     from resaction.data.loader import make_loader
-    from resaction.data.sampling import build_sampler
-    from resaction.data.transforms import build_transform
     from resaction.deploy.quantize import held_out_entries
 
     used = {str(Path(entry.path).resolve()) for entry in calibration_entries}
     entries = held_out_entries(data, spec.classes, used, max_videos, seed)
-    num_crops = int(spec.protocol.get("num_crops", 1))
-    dataset = VideoClipDataset(
-        entries,
-        build_sampler(spec.preprocess, spec.protocol, train=False),
-        build_transform(spec.preprocess, train=False, num_crops=num_crops),
-        multi_view=True,
-    )
+    clip_spec = ClipSpec.from_dict(spec.preprocess)
+    dataset = clip_spec.dataset(entries, train=False, views=ViewProtocol.from_dict(spec.protocol))
     views, owners, labels = [], [], []
     loader = make_loader(dataset, 1, train=False)
     for batch in progress_bar(loader, desc="held-out clips", unit="video", disable=not progress):
@@ -556,7 +534,7 @@ def _load_runner(
 ) -> tuple[Callable[[torch.Tensor], np.ndarray], Callable[[], str]]:
     """A function from a clip batch to logits, and one describing anything worth noting."""
     if path.suffix == ".onnx":
-        from resaction.inference.onnx_backend import OnnxBackend
+        from resaction.runtime.onnx_backend import OnnxBackend
 
         return OnnxBackend(path, threads=threads), str
     from resaction.models.checkpoint import load_checkpoint

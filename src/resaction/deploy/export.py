@@ -3,7 +3,7 @@
 The graph takes ``clips`` (N, 3, T, H, W) float32 with a dynamic batch axis and returns
 ``logits`` (N, K). T, H and W are fixed at the exported preprocessing: the 2D-trunk models fold
 time into the batch with the clip length as a constant. Class names, model name, preprocessing
-and protocol go into ``metadata_props`` as JSON (read back by ``inference.onnx_backend``).
+and protocol go into ``metadata_props`` as JSON (read back by ``runtime.onnx_backend``).
 
 The exporter is torch's TorchScript one (``dynamo=False``): it needs no extra package, handles
 every family here (TSM's shifts and LRCN's LSTM included), and ONNX Runtime's quantiser
@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from resaction.errors import DeployError
-from resaction.inference.onnx_backend import FORMAT_KEY, METADATA_FORMAT
+from resaction.runtime.loading import load_model
+from resaction.runtime.onnx_backend import FORMAT_KEY, METADATA_FORMAT
 
 # ONNX Runtime 1.17+ runs opset 17 everywhere, and its QDQ quantiser supports per-channel
 # weights from opset 13; torch's TorchScript exporter is tested best up to 17.
@@ -63,25 +64,21 @@ def export_checkpoint(
     check: bool = True,
 ) -> ExportResult:
     """Export a resaction checkpoint (pruned ones included) to an ONNX file."""
-    from resaction.inference.predictor import DEFAULT_PROTOCOL
-    from resaction.models.checkpoint import load_checkpoint
-    from resaction.models.registry import default_preprocess
-
     if Path(checkpoint).suffix.lower() == ".onnx":
         raise DeployError(f"{checkpoint} is already an ONNX model; export takes a checkpoint (.pt)")
-    bundle = load_checkpoint(checkpoint)
+    loaded = load_model(checkpoint)
     return export_model(
-        bundle.model,
+        loaded.module,
         out,
-        model_name=bundle.model_name,
-        classes=bundle.classes,
-        preprocess={**default_preprocess(bundle.model_name), **bundle.preprocess},
-        protocol={**DEFAULT_PROTOCOL, **bundle.protocol},
+        model_name=loaded.model_name,
+        classes=loaded.classes,
+        preprocess=loaded.spec.to_dict(),
+        protocol=loaded.views.to_dict(),
         opset=opset,
         check=check,
         extra_metadata={
             "source": Path(checkpoint).name,
-            "pruned": bool(bundle.extra.get("pruned", False)),
+            "pruned": bool(loaded.extra.get("pruned", False)),
         },
     )
 
@@ -168,7 +165,7 @@ def clip_shape(preprocess: dict[str, Any]) -> tuple[int, int, int, int]:
 
 def compare_with_torch(model: nn.Module, path: str | Path, clips: torch.Tensor) -> float:
     """Largest absolute difference between PyTorch's and ONNX Runtime's logits on ``clips``."""
-    from resaction.inference.onnx_backend import OnnxBackend
+    from resaction.runtime.onnx_backend import OnnxBackend
 
     with torch.no_grad():
         expected = model(clips).float().numpy()

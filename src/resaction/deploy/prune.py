@@ -272,7 +272,7 @@ def prune_checkpoint(
     ``data``, grouped as the data's groups say) selects the best epoch.
     """
     from resaction.models.checkpoint import load_checkpoint, save_checkpoint
-    from resaction.models.registry import default_preprocess
+    from resaction.runtime.loading import resolve_spec
 
     ratio = check_ratio(ratio)
     if finetune_epochs < 0:
@@ -280,7 +280,7 @@ def prune_checkpoint(
     if finetune_epochs and data is None:
         raise ConfigError("fine-tuning needs the training videos: pass --data DIR")
     bundle = load_checkpoint(checkpoint)
-    preprocess = {**default_preprocess(bundle.model_name), **bundle.preprocess}
+    preprocess = resolve_spec(bundle.model_name, bundle.preprocess).to_dict()
     result = prune_model(
         bundle.model, ratio, example_input(preprocess), keep_residual=keep_residual
     )
@@ -348,19 +348,12 @@ def finetune(
     one; this is a plain SGD loop over the same data pipeline (dataset, sampler, transform,
     loader) with validation by ``engine.evaluate.evaluate``.
     """
-    from resaction.data.dataset import VideoClipDataset
     from resaction.data.loader import make_loader
-    from resaction.data.sampling import build_sampler
-    from resaction.data.transforms import build_transform
+    from resaction.data.spec import ClipSpec
     from resaction.engine.evaluate import evaluate
 
     train_entries, val_entries = _finetune_split(data, val_data, classes, val_split, group_by, seed)
-    dataset = VideoClipDataset(
-        train_entries,
-        build_sampler(preprocess, train=True),
-        build_transform(preprocess, train=True),
-        seed=seed,
-    )
+    dataset = ClipSpec.from_dict(preprocess).dataset(train_entries, train=True, seed=seed)
     loader = make_loader(dataset, batch_size, train=True, num_workers=num_workers, seed=seed)
     steps = max(1, epochs * len(loader))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)

@@ -120,17 +120,11 @@ def load_calibration_clips(
 ) -> CalibrationClips:
     """Decode ``clips_per_video`` uniform clips of each video through the model's evaluation
     sampler and transform, so calibration sees exactly what inference will feed the model."""
-    from resaction.data.dataset import VideoClipDataset
     from resaction.data.loader import make_loader
-    from resaction.data.sampling import build_sampler
-    from resaction.data.transforms import build_transform
+    from resaction.data.spec import ClipSpec, ViewProtocol
 
-    dataset = VideoClipDataset(
-        list(entries),
-        build_sampler(preprocess, {"num_clips": clips_per_video}, train=False),
-        build_transform(preprocess, train=False),
-        multi_view=True,
-    )
+    views = ViewProtocol(num_clips=clips_per_video)
+    dataset = ClipSpec.from_dict(preprocess).dataset(list(entries), train=False, views=views)
     loader = make_loader(dataset, 1, train=False, num_workers=num_workers)
     clips: list[np.ndarray] = []
     videos = 0
@@ -194,7 +188,7 @@ def quantize_onnx(
     used for calibration (at most ``eval_videos`` of them).
     """
     from resaction.deploy.export import require, write_metadata
-    from resaction.inference.onnx_backend import OnnxBackend
+    from resaction.runtime.onnx_backend import OnnxBackend
 
     require("onnxruntime", "int8 quantisation")
     started = time.perf_counter()
@@ -389,7 +383,7 @@ def compare_accuracy(
     progress: bool = True,
 ) -> AccuracyComparison:
     """Top-1 and ms/clip of both models on ``data``'s videos, leaving out ``exclude`` paths."""
-    from resaction.inference.onnx_backend import OnnxBackend
+    from resaction.runtime.onnx_backend import OnnxBackend
 
     reference = OnnxBackend(fp32)
     entries = held_out_entries(data, reference.classes, exclude or set(), max_videos, seed)
@@ -446,17 +440,16 @@ def score_onnx(
 ) -> ModelScore:
     """Evaluate an ONNX model on ``entries`` with its own protocol, and time one clip."""
     from resaction.engine.evaluate import evaluate
-    from resaction.inference.onnx_backend import OnnxBackend
-    from resaction.inference.predictor import Predictor
+    from resaction.runtime.loading import load_model
 
-    backend = OnnxBackend(path)
-    predictor = Predictor(backend, backend.classes, backend.preprocess, backend.protocol)
+    loaded = load_model(path)
+    backend = loaded.backend
     result = evaluate(
-        predictor,
+        backend,
         entries,
-        backend.classes,
-        preprocess=predictor.preprocess,
-        protocol=predictor.protocol,
+        loaded.classes,
+        preprocess=loaded.spec.to_dict(),
+        protocol=loaded.views.to_dict(),
         num_workers=num_workers,
         progress=progress,
     )

@@ -23,9 +23,10 @@ from rich.table import Table
 from tqdm.auto import tqdm
 
 from resaction.data.manifests import Manifest, read_manifest
+from resaction.data.spec import DEFAULT_VIEWS
 from resaction.data.splits import entry_groups, kfold, without_groups
 from resaction.engine.config import TrainConfig
-from resaction.engine.evaluate import DEFAULT_PROTOCOL, evaluate
+from resaction.engine.evaluate import evaluate
 from resaction.engine.metrics import classification_metrics, mean_and_std
 from resaction.engine.report import (
     ensure_output_dir,
@@ -35,6 +36,7 @@ from resaction.engine.report import (
     write_report,
 )
 from resaction.errors import DatasetError
+from resaction.runtime.loading import resolve_spec
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +170,6 @@ def _run_fold(
     it was started with the same settings (``fold_dir/settings.json``)."""
     from resaction.engine.trainer import train
     from resaction.models.checkpoint import load_checkpoint
-    from resaction.models.registry import default_preprocess
 
     fold_config = dataclasses.replace(
         config,
@@ -195,8 +196,8 @@ def _run_fold(
         bundle.model,
         test_part.entries,
         test_part.classes,
-        preprocess={**default_preprocess(bundle.model_name), **bundle.preprocess},
-        protocol={**DEFAULT_PROTOCOL, **config.protocol},
+        preprocess=resolve_spec(bundle.model_name, bundle.preprocess).to_dict(),
+        protocol=DEFAULT_VIEWS.updated(config.protocol).to_dict(),
         batch_size=eval_batch_size or config.batch_size,
         num_workers=config.num_workers,
         progress=config.progress,

@@ -13,28 +13,22 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from resaction.data.dataset import VideoClipDataset
 from resaction.data.loader import make_loader
-from resaction.data.manifests import VideoEntry
-from resaction.data.sampling import build_sampler
-from resaction.data.transforms import ClipTransform, build_transform
-from resaction.engine.metrics import classification_metrics, softmax
+from resaction.data.manifests import VideoEntry, read_manifest
+from resaction.data.spec import DEFAULT_VIEWS, ClipSpec, ViewProtocol
+from resaction.data.transforms import ClipTransform
+from resaction.engine.metrics import classification_metrics
 from resaction.errors import ConfigError, DatasetError
 from resaction.progress import progress_bar
-
-DEFAULT_PROTOCOL: dict[str, Any] = {"num_clips": 5, "num_crops": 1, "aggregate": "mean_softmax"}
-
-
-class ClipScorer(Protocol):
-    """Anything that turns a batch of clips into class probabilities (a Predictor, a backend)."""
-
-    def predict_clips(self, batch: torch.Tensor) -> Any: ...
+from resaction.runtime.backends import Backend
+from resaction.runtime.loading import LoadedModel, is_onnx, load_model
+from resaction.runtime.scores import softmax
 
 
 @dataclass
@@ -62,7 +56,7 @@ class EvalResult:
     @property
     def view_protocol(self) -> dict[str, Any]:
         """The clips-and-crops part of the protocol, to evaluate again the same way."""
-        return {key: self.protocol[key] for key in DEFAULT_PROTOCOL if key in self.protocol}
+        return ViewProtocol.from_dict(self.protocol).to_dict()
 
     @property
     def top1(self) -> float:
@@ -114,7 +108,9 @@ class StressedTransform:
 
 def measurement_protocol(preprocess: dict[str, Any], protocol: dict[str, Any]) -> dict[str, Any]:
     """The evaluation protocol merged with the preprocessing that defines a clip."""
-    merged = {**DEFAULT_PROTOCOL, **protocol}
+    merged = DEFAULT_VIEWS.updated(protocol).to_dict() | {
+        key: value for key, value in protocol.items() if key not in DEFAULT_VIEWS.to_dict()
+    }
     keys = ("clip_len", "sampling", "frame_interval", "target_fps", "resize", "crop")
     merged.update({key: preprocess.get(key) for key in keys})
     if preprocess.get("segment_len", 1) != 1:
@@ -124,7 +120,7 @@ def measurement_protocol(preprocess: dict[str, Any], protocol: dict[str, Any]) -
 
 
 def _model_runner(
-    model: nn.Module | ClipScorer,
+    model: nn.Module | Backend,
 ) -> tuple[Callable[[torch.Tensor], np.ndarray], Any]:
     """A function from a clip batch to logits, and a restore hook for the model's train mode."""
     if isinstance(model, nn.Module):
@@ -139,11 +135,10 @@ def _model_runner(
 
         return run, lambda: model.train(was_training)
 
-    def run_scorer(batch: torch.Tensor) -> np.ndarray:
-        probs = np.asarray(model.predict_clips(batch), dtype=np.float64)
-        return np.log(np.clip(probs, 1e-12, None))
+    def run_backend(batch: torch.Tensor) -> np.ndarray:
+        return np.asarray(model(batch), dtype=np.float32)
 
-    return run_scorer, lambda: None
+    return run_backend, lambda: None
 
 
 def _packed_batches(
@@ -173,7 +168,7 @@ def _packed_batches(
 
 
 def evaluate(
-    model: nn.Module | ClipScorer,
+    model: nn.Module | Backend,
     entries: Sequence[VideoEntry],
     classes: Sequence[str],
     *,
@@ -187,23 +182,20 @@ def evaluate(
 ) -> EvalResult:
     """Score ``entries`` with multi-view testing and compute clip- and video-level metrics.
 
-    ``model`` is a torch module taking ``(N, C, T, H, W)`` and returning logits, or any object
-    with ``predict_clips(batch) -> probabilities``. ``stress`` names a ``data.stress`` kind added to
-    every clip before the transform. A module's train/eval mode is restored afterwards.
+    ``model`` is a torch module taking ``(N, C, T, H, W)`` and returning logits, or a backend
+    (``runtime``: PyTorch or ONNX Runtime) that does the same. ``stress`` names a
+    ``data.stress`` kind added to every clip before the transform. A module's train/eval mode is
+    restored afterwards.
     """
     if not entries:
         raise DatasetError("nothing to evaluate: the dataset has no videos")
     started = time.perf_counter()
-    protocol = {**DEFAULT_PROTOCOL, **protocol}
-    num_crops = int(protocol.get("num_crops", 1))
-    sampler = build_sampler(preprocess, protocol, train=False)
-    transform: ClipTransform | StressedTransform = build_transform(
-        preprocess, train=False, num_crops=num_crops
-    )
+    views = DEFAULT_VIEWS.updated(protocol)
+    protocol = {**protocol, **views.to_dict()}
+    dataset = ClipSpec.from_dict(preprocess).dataset(list(entries), train=False, views=views)
     if stress:
-        transform = StressedTransform(transform, stress, stress_severity)
-    dataset = VideoClipDataset(list(entries), sampler, transform, multi_view=True)
-    views_per_video = max(1, int(protocol.get("num_clips", 1)) * num_crops)
+        dataset.transform = StressedTransform(dataset.transform, stress, stress_severity)
+    views_per_video = views.num_views
     loader = make_loader(
         dataset,
         batch_size=max(1, batch_size // views_per_video),
@@ -305,45 +297,25 @@ def entries_from_paths(paths: Sequence[str | Path], label: int = 0) -> list[Vide
     return [VideoEntry(path=Path(p), label=label, group=None) for p in paths]
 
 
-def load_for_evaluation(checkpoint: str | Path, data: str | Path) -> tuple[Any, list[VideoEntry]]:
-    """The checkpoint's model bundle and the data's entries, labelled in the checkpoint's order.
-
-    Every class of the data must be one the model knows; the model may know more.
+def load_for_evaluation(
+    checkpoint: str | Path, data: str | Path
+) -> tuple[LoadedModel, list[VideoEntry]]:
+    """The model file (``runtime.load_model``) and the data's entries, labelled in the model's
+    class order. Every class of the data must be one the model knows; the model may know more.
     """
-    from resaction.data.manifests import read_manifest
-
-    bundle = _load_scorer(checkpoint)
+    loaded = load_model(checkpoint)
     found = read_manifest(data)
-    unknown = [name for name in found.classes if name not in bundle.classes]
+    unknown = [name for name in found.classes if name not in loaded.classes]
     if unknown:
         raise DatasetError(
             f"{data} has class {unknown[0]!r}, which checkpoint {checkpoint} was not trained on "
-            f"(it knows {len(bundle.classes)}: {', '.join(bundle.classes[:6])}"
-            f"{'...' if len(bundle.classes) > 6 else ''})"
+            f"(it knows {len(loaded.classes)}: {', '.join(loaded.classes[:6])}"
+            f"{'...' if len(loaded.classes) > 6 else ''})"
         )
-    manifest = read_manifest(data, classes=bundle.classes)
+    manifest = read_manifest(data, classes=loaded.classes)
     if not manifest.entries:
         raise DatasetError(f"{data} has no videos to evaluate")
-    return bundle, manifest.entries
-
-
-def _load_scorer(checkpoint: str | Path) -> Any:
-    """A checkpoint's ``ModelBundle``; for an ``.onnx`` file, one whose model is an ONNX Runtime
-    ``Predictor`` (a ``ClipScorer``) with the classes, preprocessing and protocol it stores."""
-    from resaction.models.checkpoint import ModelBundle, load_checkpoint
-
-    if Path(checkpoint).suffix.lower() != ".onnx":
-        return load_checkpoint(checkpoint)
-    from resaction.inference.predictor import Predictor
-
-    predictor = Predictor.from_checkpoint(checkpoint)
-    return ModelBundle(
-        model=predictor,  # type: ignore[arg-type]
-        model_name=predictor.model_name or Path(checkpoint).stem,
-        classes=predictor.classes,
-        preprocess=predictor.preprocess,
-        protocol=predictor.protocol,
-    )
+    return loaded, manifest.entries
 
 
 def evaluate_checkpoint(
@@ -356,49 +328,39 @@ def evaluate_checkpoint(
     num_workers: int | None = None,
     progress: bool = True,
     compile: bool = False,
-) -> tuple[EvalResult, Any, list[VideoEntry]]:
-    """Evaluate a checkpoint on a dataset with its own preprocessing and protocol.
+) -> tuple[EvalResult, LoadedModel, list[VideoEntry]]:
+    """Evaluate a checkpoint or ONNX file on a dataset with its own clip spec and views.
 
-    ``num_clips`` and ``num_crops`` override the protocol saved in the checkpoint; ``compile``
-    runs a PyTorch model through ``torch.compile`` (``models.compile``). Returns the
-    result (its protocol names the checkpoint and the data), the model bundle and the entries,
-    so robustness runs can reuse them.
+    ``num_clips`` and ``num_crops`` override the stored views; ``compile`` runs a PyTorch model
+    through ``torch.compile`` (``models.compile``). Returns the result (its protocol names the
+    checkpoint and the data), the loaded model and the entries, so robustness runs reuse them.
     """
-    from resaction.models.registry import default_preprocess
-
-    if compile and Path(checkpoint).suffix.lower() == ".onnx":
+    if compile and is_onnx(checkpoint):
         raise ConfigError(f"--compile compiles PyTorch models; {checkpoint} runs on ONNX Runtime")
-    bundle, entries = load_for_evaluation(checkpoint, data)
-    defaults = (
-        {} if not isinstance(bundle.model, nn.Module) else default_preprocess(bundle.model_name)
-    )
-    preprocess = {**defaults, **bundle.preprocess}
-    protocol = {**DEFAULT_PROTOCOL, **bundle.protocol}
-    model = bundle.model
+    loaded, entries = load_for_evaluation(checkpoint, data)
+    overrides = {"num_clips": num_clips, "num_crops": num_crops}
+    views = loaded.views.updated({k: v for k, v in overrides.items() if v is not None})
+    model = loaded.network
     if compile:
         from resaction.models.compile import compile_model
 
         model = compile_model(model)
-    if num_clips is not None:
-        protocol["num_clips"] = num_clips
-    if num_crops is not None:
-        protocol["num_crops"] = num_crops
     result = evaluate(
         model,
         entries,
-        bundle.classes,
-        preprocess=preprocess,
-        protocol=protocol,
+        loaded.classes,
+        preprocess=loaded.spec.to_dict(),
+        protocol=views.to_dict(),
         batch_size=batch_size,
         num_workers=num_workers,
         progress=progress,
     )
     result.protocol.update(
         checkpoint=str(Path(checkpoint).resolve()),
-        model=bundle.model_name,
+        model=loaded.model_name,
         data=str(Path(data).resolve()),
     )
-    return result, bundle, entries
+    return result, loaded, entries
 
 
 _skipped_videos = skipped_videos  # the trainer imports this name

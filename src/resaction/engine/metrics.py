@@ -15,13 +15,6 @@ import numpy as np
 TOPK = 5
 
 
-def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Numerically stable softmax of a float array."""
-    shifted = logits - logits.max(axis=axis, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=axis, keepdims=True)
-
-
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
     """``matrix[true, predicted]`` counts, shape ``(num_classes, num_classes)``."""
     labels = np.asarray(labels, dtype=np.int64)

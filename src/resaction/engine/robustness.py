@@ -18,8 +18,9 @@ from rich.table import Table
 from torch import nn
 
 from resaction.data.manifests import VideoEntry
-from resaction.engine.evaluate import ClipScorer, EvalResult, evaluate
+from resaction.engine.evaluate import EvalResult, evaluate
 from resaction.engine.report import ensure_output_dir, result_summary, write_json
+from resaction.runtime.backends import Backend
 
 
 @dataclass
@@ -52,7 +53,7 @@ def _row(kind: str, result: EvalResult, clean: dict[str, Any]) -> dict[str, Any]
 
 
 def run_robustness(
-    model: nn.Module | ClipScorer,
+    model: nn.Module | Backend,
     entries: Sequence[VideoEntry],
     classes: Sequence[str],
     *,

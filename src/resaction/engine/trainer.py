@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from resaction.data.spec import DEFAULT_VIEWS, ClipSpec
 from resaction.engine import distributed
 from resaction.engine.config import (
     TrainConfig,
@@ -60,7 +61,6 @@ log = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
-DEFAULT_PROTOCOL = {"num_clips": 3, "num_crops": 1, "aggregate": "mean_softmax"}
 
 
 @dataclass
@@ -257,8 +257,7 @@ class Trainer:
             and "segment_len" not in self.config.preprocess
         ):
             preprocess["segment_len"] = int(self.config.model_kwargs["segment_len"])
-        protocol = {**DEFAULT_PROTOCOL, **self.config.protocol}
-        return preprocess, protocol
+        return preprocess, DEFAULT_VIEWS.updated(self.config.protocol).to_dict()
 
     def _build_model(self, resumed: dict[str, Any] | None) -> nn.Module:
         from resaction.models.registry import create_model
@@ -291,17 +290,9 @@ class Trainer:
         return model.to(self.device)
 
     def _build_data(self, entries: list[Any]) -> None:
-        from resaction.data.dataset import VideoClipDataset
-        from resaction.data.sampling import build_sampler
-        from resaction.data.transforms import build_transform
-
         config = self.config
-        self.dataset = VideoClipDataset(
-            entries,
-            build_sampler(self.preprocess, train=True),
-            build_transform(self.preprocess, train=True),
-            seed=config.seed,
-        )
+        spec = ClipSpec.from_dict(self.preprocess)
+        self.dataset = spec.dataset(entries, train=True, seed=config.seed)
         labels = [entry.label for entry in entries]
         self.sampler = EpochSampler(
             labels,

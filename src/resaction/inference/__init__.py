@@ -4,7 +4,7 @@
 the same way) with its class names, preprocessing and evaluation protocol.
 """
 
-from resaction.inference.backends import Backend, TorchBackend
 from resaction.inference.predictor import Prediction, Predictor, VideoFailure
+from resaction.runtime.backends import Backend, TorchBackend
 
 __all__ = ["Backend", "Prediction", "Predictor", "TorchBackend", "VideoFailure"]

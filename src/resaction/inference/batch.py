@@ -38,9 +38,9 @@ from resaction.inference.batch_work import (
     VideoScorer,
     WorkSpec,
     decode_views,
-    load_predictor,
     pipeline_json,
 )
+from resaction.inference.predictor import Predictor
 from resaction.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,7 @@ def run_batch(
     if not model_path.is_file():
         raise CheckpointError(f"model {model_path} not found: pass a checkpoint or .onnx file")
     videos = list_videos(source)
-    predictor = load_predictor(model_path)
+    predictor = Predictor.from_checkpoint(model_path)
     spec = WorkSpec(options.mode, options.topk, dict(options.timeline))
     settings = {
         "model_sha256": file_digest(model_path),

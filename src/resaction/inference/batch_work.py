@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from resaction.data.spec import ClipSpec, ViewProtocol
 from resaction.errors import ResactionError
-from resaction.inference.predictor import Prediction, Predictor, softmax
+from resaction.inference.predictor import Prediction, Predictor
 
 MODES = ("predict", "timeline")
 VIEWS_PER_FORWARD = 8
@@ -64,19 +65,10 @@ def pipeline_json(predictor: Predictor) -> str:
     )
 
 
-class _NoNetwork:
-    """Decoding processes hold a predictor for its sampler and transform, never for a model."""
-
-    name = "none"
-
-    def __call__(self, batch: Any) -> np.ndarray:
-        raise RuntimeError("a decoding-only predictor has no network")
-
-
 @functools.lru_cache(maxsize=4)
-def _decoder(pipeline: str) -> Predictor:
+def _pipeline(pipeline: str) -> tuple[ClipSpec, ViewProtocol]:
     spec = json.loads(pipeline)
-    return Predictor(_NoNetwork(), spec["classes"], spec["preprocess"], spec["protocol"])
+    return ClipSpec.from_dict(spec["preprocess"]), ViewProtocol.from_dict(spec["protocol"])
 
 
 def decode_views(path: str, pipeline: str) -> tuple[dict[str, Any], np.ndarray | None]:
@@ -87,36 +79,11 @@ def decode_views(path: str, pipeline: str) -> tuple[dict[str, Any], np.ndarray |
     """
     started = time.perf_counter()
     try:
-        views = _decoder(pipeline).load_views(path).numpy()
+        spec, protocol = _pipeline(pipeline)
+        views = spec.read_views(path, protocol).numpy()
     except Exception as error:  # any undecodable file becomes a failure row
         return {"ok": False, "error": describe_error(error)}, None
     return {"ok": True, "seconds": time.perf_counter() - started}, views
-
-
-def load_predictor(model_path: str | Path, device: str = "cpu") -> Predictor:
-    """The predictor of a checkpoint, or of an ``.onnx`` file from ``resaction export``.
-
-    ONNX models run on ONNX Runtime's CUDA provider when ``device`` is a GPU (that needs the
-    ``onnxruntime-gpu`` package), else on its CPU provider.
-    """
-    if Path(model_path).suffix.lower() != ".onnx":
-        return Predictor.from_checkpoint(model_path, device=device)
-    from resaction.inference.onnx_backend import OnnxBackend
-    from resaction.models.registry import default_preprocess, list_models
-
-    providers = ["CPUExecutionProvider"]
-    if device.startswith("cuda"):
-        providers.insert(0, "CUDAExecutionProvider")
-    backend = OnnxBackend(model_path, providers=providers)
-    name = backend.model_name
-    defaults = default_preprocess(name) if name and name in list_models() else {}
-    return Predictor(
-        backend,
-        backend.classes,
-        {**defaults, **backend.preprocess},
-        backend.protocol,
-        model_name=name,
-    )
 
 
 def prediction_row(prediction: Prediction) -> dict[str, Any]:
@@ -135,7 +102,7 @@ class VideoScorer:
         if threads > 0 and device == "cpu":
             torch.set_num_threads(threads)
         self.spec = spec
-        self.predictor = load_predictor(model_path, device)
+        self.predictor = Predictor.from_checkpoint(model_path, device=device)
 
     def score(self, path: str) -> dict[str, Any]:
         """Decode and score one video (the whole timeline in timeline mode)."""
@@ -163,18 +130,7 @@ class VideoScorer:
         return prediction_row(self._prediction(logits, seconds))
 
     def _prediction(self, logits: np.ndarray, seconds: float) -> Prediction:
-        classes = self.predictor.classes
-        probs = softmax(logits.astype(np.float64)).mean(axis=0)
-        top = np.argsort(-probs, kind="stable")[: max(1, min(self.spec.topk, len(classes)))]
-        return Prediction(
-            path="",
-            labels=[classes[i] for i in top],
-            probs=[float(probs[i]) for i in top],
-            indices=[int(i) for i in top],
-            probabilities=probs,
-            num_views=len(logits),
-            seconds=seconds,
-        )
+        return Prediction.from_logits("", logits, self.predictor.classes, self.spec.topk, seconds)
 
     def _timeline(self, path: str) -> dict[str, Any]:
         from resaction.inference.timeline import TimelineConfig, run_timeline

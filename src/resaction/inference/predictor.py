@@ -21,19 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from resaction.data.sampling import build_sampler
-from resaction.data.transforms import ClipTransform, build_transform
+from resaction.data.spec import DEFAULT_VIEWS, ClipSpec, ViewProtocol
+from resaction.data.transforms import ClipTransform
 from resaction.errors import CheckpointError, ConfigError, ResactionError
-from resaction.inference.backends import Backend, TorchBackend
-from resaction.io import VideoReader
-
-DEFAULT_PROTOCOL: dict[str, Any] = {"num_clips": 5, "num_crops": 1, "aggregate": "mean_softmax"}
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+from resaction.runtime.backends import Backend, TorchBackend
+from resaction.runtime.loading import LoadedModel, load_model
+from resaction.runtime.scores import softmax, top_k, video_probabilities
 
 
 @dataclass
@@ -55,6 +48,23 @@ class Prediction:
     @property
     def confidence(self) -> float:
         return self.probs[0]
+
+    @classmethod
+    def from_logits(
+        cls, path: str, logits: np.ndarray, classes: list[str], topk: int, seconds: float = 0.0
+    ) -> Prediction:
+        """The prediction of a video from the logits of its views (V, K)."""
+        probs = video_probabilities(logits)
+        top = top_k(probs, topk)
+        return cls(
+            path=path,
+            labels=[classes[i] for i in top],
+            probs=[float(probs[i]) for i in top],
+            indices=[int(i) for i in top],
+            probabilities=probs,
+            num_views=len(logits),
+            seconds=seconds,
+        )
 
     def to_record(self) -> dict[str, Any]:
         """A flat, JSON-ready row: path, label, confidence, top-k pairs, views, seconds."""
@@ -93,29 +103,37 @@ class _Pending:
 
 
 class Predictor:
-    """A backend plus what it needs: class names, preprocessing dict, evaluation protocol."""
+    """A backend plus what it needs: class names, clip specification, test views."""
 
     def __init__(
         self,
         backend: Backend,
         classes: list[str],
-        preprocess: dict[str, Any],
-        protocol: dict[str, Any] | None = None,
+        preprocess: dict[str, Any] | ClipSpec,
+        protocol: dict[str, Any] | ViewProtocol | None = None,
         *,
         model_name: str | None = None,
     ) -> None:
         self.backend = backend
         self.classes = list(classes)
-        self.preprocess = dict(preprocess)
-        self.protocol = {**DEFAULT_PROTOCOL, **(protocol or {})}
+        self.spec = ClipSpec.from_dict(preprocess)
+        views = protocol if isinstance(protocol, ViewProtocol) else DEFAULT_VIEWS.updated(protocol)
+        self.views = views
+        self.preprocess = self.spec.to_dict()
+        self.protocol = self.views.to_dict()
         self.model_name = model_name
-        if self.protocol.get("aggregate", "mean_softmax") != "mean_softmax":
-            raise ConfigError(
-                f"unsupported aggregate {self.protocol['aggregate']!r}; use 'mean_softmax'"
-            )
-        self.num_crops = int(self.protocol.get("num_crops", 1))
-        self._sampler = build_sampler(self.preprocess, self.protocol, train=False)
-        self._transform = build_transform(self.preprocess, train=False, num_crops=self.num_crops)
+        self.num_crops = self.views.num_crops
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, protocol: dict[str, Any] | None = None) -> Predictor:
+        """The predictor of a loaded model file; ``protocol`` overrides its stored views."""
+        return cls(
+            loaded.backend,
+            loaded.classes,
+            loaded.spec,
+            loaded.views.updated(protocol),
+            model_name=loaded.model_name,
+        )
 
     @classmethod
     def from_checkpoint(
@@ -134,30 +152,8 @@ class Predictor:
         on ONNX Runtime (``OnnxBackend``); ``classes`` names the outputs of one without
         resaction metadata.
         """
-        from resaction.models.checkpoint import load_checkpoint
-        from resaction.models.registry import default_preprocess
-
-        if Path(path).suffix.lower() == ".onnx":
-            from resaction.inference.onnx_backend import OnnxBackend
-
-            onnx = OnnxBackend(path, classes=classes)
-            stored = {**onnx.protocol, **(protocol or {})}
-            return cls(onnx, onnx.classes, onnx.preprocess, stored, model_name=onnx.model_name)
-
-        bundle = load_checkpoint(path)
-        if expect_model is not None and bundle.model_name != expect_model:
-            raise CheckpointError(
-                f"checkpoint {path} holds a {bundle.model_name} model, not {expect_model}; "
-                "pass the checkpoint of that model or drop --model"
-            )
-        preprocess = {**default_preprocess(bundle.model_name), **bundle.preprocess}
-        return cls(
-            TorchBackend(bundle.model, device),
-            bundle.classes,
-            preprocess,
-            {**bundle.protocol, **(protocol or {})},
-            model_name=bundle.model_name,
-        )
+        loaded = load_model(path, device=device, expect_model=expect_model, classes=classes)
+        return cls.from_loaded(loaded, protocol)
 
     @classmethod
     def from_pretrained(
@@ -207,8 +203,8 @@ class Predictor:
 
         The first batch of each shape pays the compilation; ONNX backends are refused.
         """
-        from resaction.inference.backends import TorchBackend
         from resaction.models.compile import CompiledModel, compile_model
+        from resaction.runtime.backends import TorchBackend
 
         if not isinstance(self.backend, TorchBackend):
             raise ConfigError(
@@ -221,7 +217,7 @@ class Predictor:
 
     def clip_transform(self) -> ClipTransform:
         """The single-view evaluation transform (resize, centre crop, normalise)."""
-        return build_transform(self.preprocess, train=False, num_crops=1)
+        return self.spec.transform(train=False, views=ViewProtocol(num_crops=1))
 
     def logits(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         """Raw (N, K) logits of a batch of clips (N, C, T, H, W)."""
@@ -235,22 +231,11 @@ class Predictor:
 
     def predict_clips(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         """Class probabilities (N, K) of a batch of clips (N, C, T, H, W)."""
-        return softmax(self.logits(batch).astype(np.float64))
+        return softmax(self.logits(batch))
 
     def load_views(self, video: str | Path) -> torch.Tensor:
         """The protocol's views of a video, (V, C, T, H, W) float: clips x crops, clip-major."""
-        reader_options = self._transform.decode_hint()
-        rng = np.random.default_rng(0)
-        with VideoReader(video, **reader_options) as reader:
-            clips = self._sampler(reader.num_frames, reader.fps, rng)
-            wanted, where = np.unique(np.concatenate(clips), return_inverse=True)
-            frames = reader.get_frames(wanted.tolist())
-        picked = frames[torch.from_numpy(where.astype(np.int64))]
-        views = []
-        for clip in picked.split([len(c) for c in clips]):
-            out = self._transform(clip, rng)
-            views.extend(out if self._transform.num_views > 1 else [out])
-        return torch.stack(views)
+        return self.spec.read_views(video, self.views)
 
     def predict(self, video: str | Path, topk: int = 5) -> Prediction:
         """Top-k labels of one video; a video that cannot be decoded raises a ``VideoError``."""
@@ -329,18 +314,7 @@ class Predictor:
                 yield self._prediction(pending.path, np.stack(pending.logits), topk, seconds)
 
     def _prediction(self, path: str, logits: np.ndarray, topk: int, seconds: float) -> Prediction:
-        probs = softmax(logits.astype(np.float64)).mean(axis=0)
-        k = max(1, min(topk, len(self.classes)))
-        top = np.argsort(-probs, kind="stable")[:k]
-        return Prediction(
-            path=path,
-            labels=[self.classes[i] for i in top],
-            probs=[float(probs[i]) for i in top],
-            indices=[int(i) for i in top],
-            probabilities=probs,
-            num_views=len(logits),
-            seconds=seconds,
-        )
+        return Prediction.from_logits(path, logits, self.classes, topk, seconds)
 
     def __repr__(self) -> str:
         return (

@@ -24,7 +24,6 @@ import torch
 
 from resaction.data.sampling import SlidingWindowSampler, Window
 from resaction.errors import ConfigError, VideoError
-from resaction.inference.predictor import softmax
 from resaction.inference.segments import (
     SMOOTH_METHODS,
     Segment,
@@ -33,6 +32,7 @@ from resaction.inference.segments import (
 )
 from resaction.io import VideoReader
 from resaction.progress import progress_bar
+from resaction.runtime.scores import softmax
 
 if TYPE_CHECKING:
     from resaction.inference.predictor import Predictor

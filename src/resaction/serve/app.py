@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from fastapi import Depends, FastAPI, Query, Request
@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import resaction
 from resaction.errors import ResactionError
+from resaction.inference import Predictor
 from resaction.serve import tasks
 from resaction.serve.docs import add_offline_docs
 from resaction.serve.jobs import (
@@ -55,9 +56,6 @@ from resaction.serve.security import (
 )
 from resaction.serve.settings import ServeSettings
 
-if TYPE_CHECKING:
-    from resaction.inference import Predictor
-
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(str(resources.files("resaction.serve") / "static"))
@@ -73,25 +71,6 @@ ERROR_SCHEMA = {
     "type": "object",
     "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
 }
-
-
-def load_predictor(model: Path) -> Predictor:
-    """The model behind the service: a resaction checkpoint, or an ``.onnx`` file from
-    ``resaction export`` (run by ONNX Runtime, with the classes and preprocessing it stores)."""
-    from resaction.inference import Predictor
-
-    if Path(model).suffix.lower() != ".onnx":
-        return Predictor.from_checkpoint(model)
-    from resaction.inference.onnx_backend import OnnxBackend
-
-    backend = OnnxBackend(model)
-    return Predictor(
-        backend,
-        backend.classes,
-        backend.preprocess,
-        backend.protocol,
-        model_name=backend.model_name or Path(model).stem,
-    )
 
 
 def describe_error(error: BaseException, replace: dict[str, str] | None = None) -> str:
@@ -198,7 +177,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
     given (tests pass one in). Workers start and unfinished jobs resume with the app's lifespan.
     """
     settings.check()
-    predictor = predictor if predictor is not None else load_predictor(settings.model)
+    predictor = predictor if predictor is not None else Predictor.from_checkpoint(settings.model)
     state_dir = Path(settings.state_dir)
     store = JobStore(state_dir / "jobs.sqlite3")
     results_dir = state_dir / "results"

@@ -1,0 +1,105 @@
+"""One way to load a model file: a backend, its clip specification, its views and class names.
+
+``load_model(path)`` reads a resaction checkpoint (pruned ones included) or an ``.onnx`` file from
+``resaction export`` / ``resaction quantize``. The preprocessing is resolved here, once: the
+registered model's defaults under what the file stores. Predict, evaluate, bench, quantize,
+export, serve, batch and stream all load through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from resaction.data.spec import DEFAULT_VIEWS, ClipSpec, ViewProtocol
+from resaction.errors import CheckpointError
+from resaction.models.checkpoint import load_checkpoint
+from resaction.models.registry import default_preprocess, list_models
+from resaction.runtime.backends import Backend, TorchBackend
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to score clips. ``module`` is the PyTorch network (``None`` for ONNX);
+    ``extra`` holds what the file stores beside it (``pruned``, ``source``, ...)."""
+
+    backend: Backend
+    spec: ClipSpec
+    views: ViewProtocol
+    classes: list[str]
+    model_name: str
+    module: nn.Module | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_onnx(self) -> bool:
+        return self.module is None
+
+    @property
+    def network(self) -> nn.Module | Backend:
+        """What evaluation runs: the PyTorch module (train/eval mode restored around it), else
+        the backend."""
+        return self.backend if self.module is None else self.module
+
+
+def resolve_spec(model_name: str | None, stored: dict[str, Any] | None) -> ClipSpec:
+    """The clip specification of a model file: the registered model's defaults (when the name
+    is registered) under the preprocessing the file stores."""
+    defaults = default_preprocess(model_name) if model_name in list_models() else {}
+    return ClipSpec.from_dict({**defaults, **(stored or {})})
+
+
+def is_onnx(path: str | Path) -> bool:
+    return Path(path).suffix.lower() == ".onnx"
+
+
+def load_model(
+    path: str | Path,
+    *,
+    device: str = "cpu",
+    expect_model: str | None = None,
+    classes: list[str] | None = None,
+) -> LoadedModel:
+    """The model in ``path``. ``expect_model`` refuses a checkpoint of another model with one
+    line; ``classes`` names the outputs of an ONNX file without resaction metadata. ONNX files
+    run on ONNX Runtime's CUDA provider when ``device`` is a GPU (``onnxruntime-gpu``)."""
+    if is_onnx(path):
+        return _load_onnx(Path(path), device, classes)
+    bundle = load_checkpoint(path)
+    if expect_model is not None and bundle.model_name != expect_model:
+        raise CheckpointError(
+            f"checkpoint {path} holds a {bundle.model_name} model, not {expect_model}; "
+            "pass the checkpoint of that model or drop --model"
+        )
+    return LoadedModel(
+        backend=TorchBackend(bundle.model, device),
+        spec=resolve_spec(bundle.model_name, bundle.preprocess),
+        views=DEFAULT_VIEWS.updated(bundle.protocol),
+        classes=list(bundle.classes),
+        model_name=bundle.model_name,
+        module=bundle.model,
+        extra=dict(bundle.extra),
+    )
+
+
+def _load_onnx(path: Path, device: str, classes: list[str] | None) -> LoadedModel:
+    from resaction.runtime.onnx_backend import OnnxBackend
+
+    providers = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        providers.insert(0, "CUDAExecutionProvider")
+    backend = OnnxBackend(path, providers=providers, classes=classes)
+    name = backend.model_name or path.stem
+    return LoadedModel(
+        backend=backend,
+        spec=resolve_spec(backend.model_name, backend.preprocess),
+        views=DEFAULT_VIEWS.updated(backend.protocol),
+        classes=list(backend.classes),
+        model_name=name,
+        extra={
+            key: backend.metadata[key] for key in ("pruned", "source") if key in backend.metadata
+        },
+    )
