@@ -59,3 +59,20 @@ class ConfigError(ResactionError):
 
 class DeployError(ResactionError):
     """Export, quantisation or pruning cannot be done."""
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """An error's message as one line: its first line, at most ``limit`` characters, or the
+    error's type name when it has no message."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
+def describe_error(error: BaseException) -> str:
+    """One line saying why something failed: a user error's own message, else the error's type
+    and the first line of its message (for errors raised by libraries)."""
+    if isinstance(error, ResactionError):
+        return str(error)
+    if not str(error).strip():
+        return type(error).__name__
+    return f"{type(error).__name__}: {first_line(error)}"

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from resaction.errors import ConfigError
+from resaction.errors import ConfigError, first_line
 
 
 def expand_config(command: Any, argv: list[str]) -> list[str]:
@@ -64,8 +64,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"config file {path} is not valid YAML: {first}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {first_line(error)}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must be a mapping of option names to values")
     return values

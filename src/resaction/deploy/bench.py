@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from resaction.data.spec import DEFAULT_VIEWS, ClipSpec, ViewProtocol
-from resaction.errors import ConfigError, DeployError
+from resaction.errors import ConfigError, DeployError, describe_error
 from resaction.models.registry import create_model, default_preprocess, list_models
 from resaction.progress import progress_bar
 from resaction.runtime.loading import load_model
@@ -440,7 +440,7 @@ def _run_backend(
     try:
         measured = measure_in_subprocess(_measure_backend, task)
     except Exception as error:  # a backend that fails is reported in its row, not fatal
-        row.note = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}"
+        row.note = f"failed: {describe_error(error)}"
         return row
     times = np.asarray(measured["seconds"]) * 1000.0 / batch_size
     row.ms_p50 = float(np.percentile(times, 50))

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from resaction.errors import ConfigError, DatasetError, DeployError
+from resaction.errors import ConfigError, DatasetError, DeployError, describe_error
 from resaction.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -152,9 +152,7 @@ def prune_model(
                 group.prune()
     except Exception as error:
         name = getattr(model, "model_name", type(model).__name__)
-        raise DeployError(
-            f"cannot prune {name}: {type(error).__name__}: {_first_line(error)}"
-        ) from None
+        raise DeployError(f"cannot prune {name}: {describe_error(error)}") from None
     model.eval()
     return PruneResult(
         model=model,
@@ -242,11 +240,6 @@ def _crosses_residual_add(group: Any) -> bool:
             if isinstance(module, ops._ElementWiseOp) and "Add" in str(module._grad_fn):
                 return True
     return False
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else ""
 
 
 def prune_checkpoint(

@@ -54,7 +54,13 @@ from resaction.engine.train_state import (
     seed_everything,
     training_state,
 )
-from resaction.errors import CheckpointError, ConfigError, DatasetError, ResactionError
+from resaction.errors import (
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    ResactionError,
+    first_line,
+)
 from resaction.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -282,10 +288,9 @@ class Trainer:
             try:
                 model.load_state_dict(resumed["state_dict"])
             except RuntimeError as error:
-                first = str(error).strip().splitlines()[0]
                 raise CheckpointError(
                     f"cannot resume {self.run_dir / LAST_CHECKPOINT}: its weights do not fit "
-                    f"{config.model} with {len(self.classes)} classes ({first[:160]})"
+                    f"{config.model} with {len(self.classes)} classes ({first_line(error, 160)})"
                 ) from None
         return model.to(self.device)
 

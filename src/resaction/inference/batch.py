@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resaction.errors import CheckpointError, ConfigError, ResactionError
+from resaction.errors import CheckpointError, ConfigError, ResactionError, first_line
 from resaction.inference.archive import BatchStore, VideoKey, list_videos
 from resaction.inference.batch_work import (
     MODES,
@@ -355,9 +355,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     try:
         ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
         raise ConfigError(
-            f"cannot join the Ray cluster at {address} ({reason}): check the address "
+            f"cannot join the Ray cluster at {address} ({first_line(error)}): check the address "
             "(auto, HOST:PORT or ray://HOST:10001) or drop --address for a local run"
         ) from None
     return True

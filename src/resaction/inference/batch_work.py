@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from resaction.data.spec import ClipSpec, ViewProtocol
-from resaction.errors import ResactionError
+from resaction.errors import describe_error
 from resaction.inference.predictor import Prediction, Predictor
 
 MODES = ("predict", "timeline")
@@ -43,14 +43,6 @@ class WorkSpec:
     @classmethod
     def from_json(cls, text: str) -> WorkSpec:
         return cls(**json.loads(text))
-
-
-def describe_error(error: BaseException) -> str:
-    """One line saying why a video failed: a user error's own message, else type and message."""
-    if isinstance(error, ResactionError):
-        return str(error)
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text[:200]}".rstrip(": ")
 
 
 def pipeline_json(predictor: Predictor) -> str:

@@ -23,7 +23,7 @@ import torch
 
 from resaction.data.spec import DEFAULT_VIEWS, ClipSpec, ViewProtocol
 from resaction.data.transforms import ClipTransform
-from resaction.errors import CheckpointError, ConfigError, ResactionError
+from resaction.errors import CheckpointError, ConfigError, ResactionError, describe_error
 from resaction.runtime.backends import Backend, TorchBackend
 from resaction.runtime.loading import LoadedModel, load_model
 from resaction.runtime.scores import softmax, top_k, video_probabilities
@@ -324,8 +324,7 @@ class Predictor:
 
 
 def _one_line(error: BaseException) -> str:
-    """A failure as one line: a user error's own message, else its type and first line."""
+    """A failure as one line: a user error's own message, else what the library said."""
     if isinstance(error, ResactionError):
         return str(error)
-    text = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
-    return f"cannot decode ({type(error).__name__}{': ' + text if text else ''})"
+    return f"cannot decode ({describe_error(error)})"

@@ -22,7 +22,13 @@ from typing import Protocol
 
 import numpy as np
 
-from resaction.errors import ResactionError, SourceError, VideoNotFoundError, VideoOpenError
+from resaction.errors import (
+    ResactionError,
+    SourceError,
+    VideoNotFoundError,
+    VideoOpenError,
+    first_line,
+)
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +263,7 @@ class FrameSource:
                         seq += 1
                         self.frames_read = seq
                 except Exception as error:  # decoders raise many types when a stream breaks
-                    lost_reason = _reason(error)
+                    lost_reason = first_line(error)
                 finally:
                     close()
                 if self._stop.is_set() or self.kind == "file":
@@ -298,11 +304,6 @@ class FrameSource:
         return None
 
 
-def _reason(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return text[:200]
-
-
 def _open_pyav(target: str, timeout: tuple[float, float] | None, *, file: bool) -> Opened:
     import av
 
@@ -310,8 +311,8 @@ def _open_pyav(target: str, timeout: tuple[float, float] | None, *, file: bool) 
         container = av.open(target, timeout=timeout) if timeout else av.open(target)
     except Exception as error:
         if file:
-            raise VideoOpenError(f"cannot open video {target}: {_reason(error)}") from None
-        raise SourceError(f"cannot open stream {target}: {_reason(error)}") from None
+            raise VideoOpenError(f"cannot open video {target}: {first_line(error)}") from None
+        raise SourceError(f"cannot open stream {target}: {first_line(error)}") from None
     if not container.streams.video:
         container.close()
         error_type = VideoOpenError if file else SourceError

@@ -73,7 +73,7 @@ ERROR_SCHEMA = {
 }
 
 
-def describe_error(error: BaseException, replace: dict[str, str] | None = None) -> str:
+def public_message(error: BaseException, replace: dict[str, str] | None = None) -> str:
     """One line for a job's ``error`` field: the user-facing message, server paths hidden."""
     if isinstance(error, ApiError):
         text = error.message
@@ -191,7 +191,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
             results_dir,
             workers=settings.workers,
             max_queued=settings.max_queued,
-            describe_error=describe_error,
+            describe_error=public_message,
         ),
         gate=PredictGate(settings.workers, settings.max_queued),
         uploads_dir=state_dir / "uploads",
@@ -243,7 +243,7 @@ def _run_job(predictor: Predictor, job: Job, out_dir: Path, progress: Any) -> di
     try:
         return tasks.run_job(predictor, job, out_dir, progress)
     except ResactionError as error:
-        raise ResactionError(describe_error(error, {f"{job.source}": job.name})) from None
+        raise ResactionError(public_message(error, {f"{job.source}": job.name})) from None
 
 
 async def _janitor(service: Service) -> None:
@@ -442,7 +442,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
                     limiter=service.gate.limiter,
                 )
             except ResactionError as error:
-                message = describe_error(error, {str(upload.path): upload.filename})
+                message = public_message(error, {str(upload.path): upload.filename})
                 raise ApiError(422, "cannot_process", message) from None
             finally:
                 upload.path.unlink(missing_ok=True)
