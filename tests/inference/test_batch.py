@@ -205,7 +205,7 @@ def test_local_pool_blames_only_the_video_that_kills_its_process(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from resaction.inference import batch_local
-    from resaction.inference.batch import BatchJob, Outcomes
+    from resaction.inference.batch_job import BatchJob, Outcomes
     from resaction.inference.batch_work import WorkSpec
 
     names = ["a.mp4", "b.mp4", "poison.mp4", "c.mp4", "d.mp4", "e.mp4"]

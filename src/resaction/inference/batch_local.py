@@ -13,13 +13,11 @@ import os
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from resaction.inference.archive import VideoKey
+from resaction.inference.batch_job import BatchJob, Outcomes
 from resaction.inference.batch_work import VideoScorer, WorkSpec
-
-if TYPE_CHECKING:
-    from resaction.inference.archive import VideoKey
-    from resaction.inference.batch import BatchJob, Outcomes
 
 _scorer: VideoScorer | None = None
 
