@@ -28,7 +28,7 @@ from resaction.errors import ConfigError, DatasetError
 from resaction.progress import progress_bar
 from resaction.runtime.backends import Backend
 from resaction.runtime.loading import LoadedModel, is_onnx, load_model
-from resaction.runtime.scores import softmax
+from resaction.runtime.scores import videos_probabilities
 
 
 @dataclass
@@ -195,48 +195,30 @@ def evaluate(
     dataset = ClipSpec.from_dict(preprocess).dataset(list(entries), train=False, views=views)
     if stress:
         dataset.transform = StressedTransform(dataset.transform, stress, stress_severity)
-    views_per_video = views.num_views
     loader = make_loader(
         dataset,
-        batch_size=max(1, batch_size // views_per_video),
+        batch_size=max(1, batch_size // views.num_views),
         train=False,
         num_workers=num_workers,
     )
-    run, restore = _model_runner(model)
-    logits_parts: list[np.ndarray] = []
-    owner_parts: list[np.ndarray] = []
-    label_by_index: dict[int, int] = {}
     label = f"evaluate[{stress}]" if stress else "evaluate"
     bar = progress_bar(
         total=len(entries), desc=label, unit="video", disable=not progress, leave=False
     )
-    try:
-        for clips, owners, labels in _packed_batches(loader, batch_size):
-            logits_parts.append(run(clips))
-            owner_parts.append(owners)
-            for owner, video_label in zip(owners.tolist(), labels.tolist(), strict=True):
-                label_by_index[owner] = video_label
-            bar.update(len(np.unique(owners)))
-    finally:
-        bar.close()
-        restore()
+    with bar:
+        clip_logits, owners, label_by_index = _score_views(model, loader, batch_size, bar)
     skipped = skipped_videos(dataset)
-    if not logits_parts:
+    if not len(clip_logits):
         raise DatasetError(
             f"none of the {len(entries)} videos could be decoded "
             f"(first: {skipped[0]['path']}: {skipped[0]['reason']})"
             if skipped
             else "nothing to evaluate: the dataset gave no clips"
         )
-    clip_logits = np.concatenate(logits_parts)
-    owners = np.concatenate(owner_parts)
     evaluated = np.unique(owners)
     position = {index: row for row, index in enumerate(evaluated.tolist())}
     clip_video_index = np.array([position[i] for i in owners.tolist()], dtype=np.int64)
-    clip_probs = softmax(clip_logits.astype(np.float64))
-    video_probs = np.zeros((len(evaluated), clip_logits.shape[1]))
-    np.add.at(video_probs, clip_video_index, clip_probs)
-    video_probs /= np.bincount(clip_video_index, minlength=len(evaluated))[:, None]
+    clip_probs, video_probs = videos_probabilities(clip_logits, clip_video_index, len(evaluated))
     labels = np.array([label_by_index[i] for i in evaluated.tolist()], dtype=np.int64)
     _check_class_count(clip_logits.shape[1], classes)
     measured = measurement_protocol(preprocess, protocol)
@@ -262,6 +244,28 @@ def evaluate(
         seconds=time.perf_counter() - started,
         preprocess=dict(preprocess),
     )
+
+
+def _score_views(
+    model: nn.Module | Backend, loader: Any, batch_size: int, bar: Any
+) -> tuple[np.ndarray, np.ndarray, dict[int, int]]:
+    """Logits of every view, the dataset index of each, and each video's label."""
+    run, restore = _model_runner(model)
+    logits_parts: list[np.ndarray] = []
+    owner_parts: list[np.ndarray] = []
+    label_by_index: dict[int, int] = {}
+    try:
+        for clips, owners, labels in _packed_batches(loader, batch_size):
+            logits_parts.append(run(clips))
+            owner_parts.append(owners)
+            for owner, video_label in zip(owners.tolist(), labels.tolist(), strict=True):
+                label_by_index[owner] = video_label
+            bar.update(len(np.unique(owners)))
+    finally:
+        restore()
+    if not logits_parts:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), label_by_index
+    return np.concatenate(logits_parts), np.concatenate(owner_parts), label_by_index
 
 
 def _check_class_count(width: int, classes: Sequence[str]) -> None:

@@ -18,6 +18,18 @@ def video_probabilities(view_logits: np.ndarray) -> np.ndarray:
     return softmax(view_logits).mean(axis=0)
 
 
+def videos_probabilities(
+    view_logits: np.ndarray, video_index: np.ndarray, num_videos: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Many videos at once: the softmax of every view (N, K), and each video's average over its
+    views (``num_videos``, K); ``video_index[i]`` is the video of view ``i``."""
+    view_probs = softmax(view_logits)
+    video_probs = np.zeros((num_videos, view_probs.shape[1]))
+    np.add.at(video_probs, video_index, view_probs)
+    video_probs /= np.bincount(video_index, minlength=num_videos)[:, None]
+    return view_probs, video_probs
+
+
 def top_k(probabilities: np.ndarray, k: int) -> np.ndarray:
     """The indices of the ``k`` largest probabilities, largest first (ties: lower index)."""
     order = np.argsort(-np.asarray(probabilities), kind="stable")
