@@ -14,22 +14,22 @@ random weights: they get speed, not accuracy.
 from __future__ import annotations
 
 import copy
-import multiprocessing
 import os
-import platform
-import resource
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from resaction.data.spec import DEFAULT_VIEWS, ClipSpec, ViewProtocol
+from resaction.deploy.bench_measure import (
+    machine_facts,
+    measure_backend,
+    measure_in_subprocess,
+    measure_matmul_peak,
+)
 from resaction.errors import ConfigError, DeployError, describe_error
 from resaction.models.registry import create_model, default_preprocess, list_models
 from resaction.progress import progress_bar
@@ -37,7 +37,6 @@ from resaction.runtime.loading import load_model
 
 BACKENDS = ("eager", "compiled", "onnx", "int8", "pruned")
 EXTRA_BACKENDS = ("pruned-onnx", "pruned-int8")
-MATMUL_SIZE = 2048
 
 
 @dataclass
@@ -170,7 +169,7 @@ def bench(
         check_ratio(prune_ratio)
     out_dir = Path(out_dir)
     load_before = os.getloadavg()
-    peak = measure_in_subprocess(_measure_matmul_peak, {"threads": threads})["gflops"]
+    peak = measure_in_subprocess(measure_matmul_peak, {"threads": threads})["gflops"]
     report = BenchReport(
         rows=[],
         peak_gflops=peak,
@@ -201,31 +200,24 @@ def bench(
         )
         report.eval_videos[spec.label] = prepared.eval_count
         report.calibration[spec.label] = prepared.calibration
-        rows = []
-        for backend in progress_bar(
-            backends, desc=spec.label, unit="backend", disable=not progress
-        ):
-            rows.append(
-                _run_backend(spec, backend, prepared, threads, batch_size, iterations, warmup)
-            )
-        eager = next((r for r in rows if r.backend == "eager" and r.ms_p50), None)
-        for row in rows:
-            if eager is not None and row.ms_p50:
-                row.speedup = eager.ms_p50 / row.ms_p50
-            if row.gflops and row.ms_p50:
-                row.gflops_per_s = row.gflops / (row.ms_p50 / 1000.0)
-                row.peak_fraction = row.gflops_per_s / peak if peak else None
-        report.rows += rows
-    report.machine = {
-        "cpu": _cpu_name(),
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "onnxruntime": _ort_version(),
-        "python": platform.python_version(),
-        "load_avg_before": list(load_before),
-        "load_avg_after": list(os.getloadavg()),
-    }
+        timing = (threads, batch_size, iterations, warmup)
+        bar = progress_bar(backends, desc=spec.label, unit="backend", disable=not progress)
+        rows = [_run_backend(spec, backend, prepared, *timing) for backend in bar]
+        report.rows += _with_ratios(rows, peak)
+    report.machine = machine_facts(load_before)
     return report
+
+
+def _with_ratios(rows: list[BenchRow], peak: float) -> list[BenchRow]:
+    """Speed-ups against eager PyTorch and the share of the machine's matmul peak."""
+    eager = next((r for r in rows if r.backend == "eager" and r.ms_p50), None)
+    for row in rows:
+        if eager is not None and row.ms_p50:
+            row.speedup = eager.ms_p50 / row.ms_p50
+        if row.gflops and row.ms_p50:
+            row.gflops_per_s = row.gflops / (row.ms_p50 / 1000.0)
+            row.peak_fraction = row.gflops_per_s / peak if peak else None
+    return rows
 
 
 @dataclass
@@ -255,37 +247,13 @@ def _prepare_model(
     *,
     score: bool = True,
 ) -> _Prepared:
-    from resaction.deploy.export import export_model
-    from resaction.deploy.prune import count_gflops, count_params, example_input, prune_model
-    from resaction.models.checkpoint import save_checkpoint
-
     files: dict[str, Path] = {}
     notes: dict[str, str] = {}
     gflops: dict[str, float] = {}
     params: dict[str, int] = {}
-    clip = example_input(spec.preprocess)
     wanted = set(backends)
-    save = {
-        "model_name": spec.model_name,
-        "classes": spec.classes,
-        "preprocess": spec.preprocess,
-        "protocol": spec.protocol,
-    }
     if spec.model is not None:
-        base = spec.model.eval()
-        gflops["fp32"], params["fp32"] = count_gflops(base, clip), count_params(base)
-        if {"eager", "compiled"} & wanted:
-            files["fp32.pt"] = save_checkpoint(work / "model.pt", base, pruned=spec.pruned, **save)
-        if {"onnx", "int8"} & wanted:
-            files["fp32.onnx"] = export_model(base, work / "model.onnx", **save).path
-        if {"pruned", "pruned-onnx", "pruned-int8"} & wanted:
-            pruned = prune_model(copy.deepcopy(base), prune_ratio, clip).model
-            gflops["pruned"], params["pruned"] = count_gflops(pruned, clip), count_params(pruned)
-            files["pruned.pt"] = save_checkpoint(work / "pruned.pt", pruned, pruned=True, **save)
-            if {"pruned-onnx", "pruned-int8"} & wanted:
-                files["pruned.onnx"] = export_model(pruned, work / "pruned.onnx", **save).path
-            for backend in ("pruned", "pruned-onnx", "pruned-int8"):
-                notes[backend] = f"{prune_ratio:.0%} channels, not fine-tuned"
+        _write_model_files(spec, work, wanted, prune_ratio, (files, notes, gflops, params))
     elif spec.onnx_path is not None:
         from resaction.runtime.onnx_backend import OnnxBackend
 
@@ -324,6 +292,39 @@ def _prepare_model(
             "input changed: no accuracy" if spec.trained else "random weights: no accuracy"
         )
     return _Prepared(files, notes, gflops, params, eval_cache, eval_count, calibration)
+
+
+def _write_model_files(
+    spec: ModelSpec, work: Path, wanted: set[str], prune_ratio: float, found: tuple
+) -> None:
+    """The checkpoints and ONNX files the wanted backends run, fp32 and pruned, with their
+    GFLOPs and parameter counts (``found``: files, notes, gflops, params, filled in)."""
+    from resaction.deploy.export import export_model
+    from resaction.deploy.prune import count_gflops, count_params, example_input, prune_model
+    from resaction.models.checkpoint import save_checkpoint
+
+    files, notes, gflops, params = found
+    clip = example_input(spec.preprocess)
+    save = {
+        "model_name": spec.model_name,
+        "classes": spec.classes,
+        "preprocess": spec.preprocess,
+        "protocol": spec.protocol,
+    }
+    base = spec.model.eval()
+    gflops["fp32"], params["fp32"] = count_gflops(base, clip), count_params(base)
+    if {"eager", "compiled"} & wanted:
+        files["fp32.pt"] = save_checkpoint(work / "model.pt", base, pruned=spec.pruned, **save)
+    if {"onnx", "int8"} & wanted:
+        files["fp32.onnx"] = export_model(base, work / "model.onnx", **save).path
+    if {"pruned", "pruned-onnx", "pruned-int8"} & wanted:
+        pruned = prune_model(copy.deepcopy(base), prune_ratio, clip).model
+        gflops["pruned"], params["pruned"] = count_gflops(pruned, clip), count_params(pruned)
+        files["pruned.pt"] = save_checkpoint(work / "pruned.pt", pruned, pruned=True, **save)
+        if {"pruned-onnx", "pruned-int8"} & wanted:
+            files["pruned.onnx"] = export_model(pruned, work / "pruned.onnx", **save).path
+        for backend in ("pruned", "pruned-onnx", "pruned-int8"):
+            notes[backend] = f"{prune_ratio:.0%} channels, not fine-tuned"
 
 
 def _quantize_for_bench(
@@ -438,7 +439,7 @@ def _run_backend(
         "eval_cache": str(prepared.eval_cache) if prepared.eval_cache else None,
     }
     try:
-        measured = measure_in_subprocess(_measure_backend, task)
+        measured = measure_in_subprocess(measure_backend, task)
     except Exception as error:  # a backend that fails is reported in its row, not fatal
         row.note = f"failed: {describe_error(error)}"
         return row
@@ -464,131 +465,5 @@ def _clip_shape(preprocess: dict[str, Any]) -> tuple[int, ...]:
     return clip_shape(preprocess)
 
 
-def measure_in_subprocess(function: Callable[[dict[str, Any]], dict[str, Any]], task: dict) -> dict:
-    """Run ``function(task)`` in a fresh spawned process and return its result.
-
-    A process that dies (out of memory, a crash in a native library) raises instead of hanging.
-    """
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(function, task).result()
-
-
-def _set_threads(threads: int) -> None:
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    torch.set_num_threads(threads)
-
-
-def _measure_matmul_peak(task: dict[str, Any]) -> dict[str, float]:
-    """fp32 GEMM GFLOP/s with the benchmark's threads: the best of a few square multiplies."""
-    _set_threads(int(task["threads"]))
-    n = int(task.get("size", MATMUL_SIZE))
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    best = float("inf")
-    for _ in range(6):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return {"gflops": 2.0 * n**3 / best / 1e9}
-
-
-def _measure_backend(task: dict[str, Any]) -> dict[str, Any]:
-    """Load one backend, time it on a fixed random batch, score the held-out clips."""
-    _set_threads(int(task["threads"]))
-    started = time.perf_counter()
-    run, describe = _load_runner(task["backend"], Path(task["path"]), int(task["threads"]))
-    clips = torch.from_numpy(
-        np.random.default_rng(0).standard_normal(task["shape"], dtype=np.float32)
-    )
-    run(clips)
-    setup = time.perf_counter() - started
-    for _ in range(int(task["warmup"])):
-        run(clips)
-    seconds = []
-    for _ in range(int(task["iterations"])):
-        start = time.perf_counter()
-        run(clips)
-        seconds.append(time.perf_counter() - start)
-    result: dict[str, Any] = {"seconds": seconds, "setup_s": setup}
-    if task.get("eval_cache"):
-        result["top1"] = _heldout_top1(run, Path(task["eval_cache"]))
-    result["note"] = describe()
-    result["peak_rss_mb"] = peak_rss_mb()
-    return result
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM: unlike ``ru_maxrss`` it is not inherited
-    from the parent across fork and exec)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _load_runner(
-    backend: str, path: Path, threads: int
-) -> tuple[Callable[[torch.Tensor], np.ndarray], Callable[[], str]]:
-    """A function from a clip batch to logits, and one describing anything worth noting."""
-    if path.suffix == ".onnx":
-        from resaction.runtime.onnx_backend import OnnxBackend
-
-        return OnnxBackend(path, threads=threads), str
-    from resaction.models.checkpoint import load_checkpoint
-
-    model = load_checkpoint(path).model.eval()
-    if backend == "compiled":
-        from resaction.models.compile import compile_model
-
-        compiled = compile_model(model)
-
-        def describe() -> str:
-            return "" if compiled.compiled else "torch.compile failed: eager fallback"
-
-        return (lambda clips: compiled(clips).numpy()), describe
-
-    def run_eager(clips: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
-            return model(clips).numpy()
-
-    return run_eager, str
-
-
-def _heldout_top1(run: Callable, cache: Path, batch: int = 8) -> float:
-    views = np.load(cache / "views.npy", mmap_mode="r")
-    owners = np.load(cache / "owners.npy")
-    labels = np.load(cache / "labels.npy")
-    logits = np.concatenate(
-        [
-            np.asarray(run(torch.from_numpy(np.array(views[i : i + batch]))))
-            for i in range(0, len(views), batch)
-        ]
-    )
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs = shifted / shifted.sum(axis=1, keepdims=True)
-    video = np.zeros((len(labels), probs.shape[1]))
-    np.add.at(video, owners, probs)
-    return float((video.argmax(axis=1) == labels).mean())
-
-
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip("_")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _ort_version() -> str:
-    import onnxruntime
-
-    return onnxruntime.__version__
