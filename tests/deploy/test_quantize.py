@@ -94,7 +94,7 @@ def test_reader_serves_ranges_of_clips() -> None:
 def test_accuracy_check_on_held_out_videos(
     r3d_onnx: Path, quantized: Path, gt_videos: Path
 ) -> None:
-    from resaction.deploy.quantize import compare_accuracy
+    from resaction.deploy.quantize_accuracy import compare_accuracy
 
     used = {str(entry.path.resolve()) for entry in calibration_entries(gt_videos, 8)}
     comparison = compare_accuracy(
@@ -108,7 +108,7 @@ def test_accuracy_check_on_held_out_videos(
 
 
 def test_a_drop_over_one_point_is_called_out() -> None:
-    from resaction.deploy.quantize import AccuracyComparison, ModelScore
+    from resaction.deploy.quantize_accuracy import AccuracyComparison, ModelScore
 
     def comparison(fp32_top1: float, int8_top1: float, agreement: float) -> AccuracyComparison:
         scores = [

@@ -10,7 +10,8 @@ measures all of them side by side.
 from resaction.deploy.bench import BenchReport, BenchRow, bench
 from resaction.deploy.export import ExportResult, export_checkpoint, export_model
 from resaction.deploy.prune import PruneReport, PruneResult, prune_checkpoint, prune_model
-from resaction.deploy.quantize import AccuracyComparison, QuantizeResult, quantize_onnx
+from resaction.deploy.quantize import QuantizeResult, quantize_onnx
+from resaction.deploy.quantize_accuracy import AccuracyComparison
 
 __all__ = [
     "AccuracyComparison",

@@ -379,7 +379,7 @@ def _cache_eval_views(
 ) -> tuple[Path, int]:
     """Decode the held-out videos' views once; every backend then reads the same arrays."""
     from resaction.data.loader import make_loader
-    from resaction.deploy.quantize import held_out_entries
+    from resaction.deploy.quantize_accuracy import held_out_entries
 
     used = {str(Path(entry.path).resolve()) for entry in calibration_entries}
     entries = held_out_entries(data, spec.classes, used, max_videos, seed)

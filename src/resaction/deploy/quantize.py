@@ -29,62 +29,17 @@ from typing import Any
 
 import numpy as np
 
-from resaction.errors import ConfigError, DatasetError, DeployError
+from resaction.deploy.quantize_accuracy import AccuracyComparison, compare_accuracy
+from resaction.errors import ConfigError, DeployError
 from resaction.progress import progress_bar
+from resaction.runtime.onnx_backend import OnnxBackend
 
 log = logging.getLogger(__name__)
 
 MIN_CALIBRATION_VIDEOS = 8
 DEFAULT_CALIBRATION_VIDEOS = 32
 CLIPS_PER_VIDEO = 2
-ACCEPTABLE_DROP_POINTS = 1.0
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
-
-
-@dataclass
-class ModelScore:
-    """One model's accuracy and speed on the held-out videos."""
-
-    name: str
-    path: Path
-    top1: float
-    ms_per_clip: float
-    size_mb: float
-    predictions: list[int] = field(default_factory=list, repr=False)
-
-
-@dataclass
-class AccuracyComparison:
-    """Float and int8 scored on the same held-out videos."""
-
-    fp32: ModelScore
-    int8: ModelScore
-    num_videos: int
-    agreement: float
-
-    @property
-    def accuracy_drop(self) -> float:
-        """Points of top-1 lost by quantising (positive = int8 is worse)."""
-        return 100.0 * (self.fp32.top1 - self.int8.top1)
-
-    @property
-    def speedup(self) -> float:
-        return self.fp32.ms_per_clip / max(1e-9, self.int8.ms_per_clip)
-
-    def warning(self, max_drop: float = ACCEPTABLE_DROP_POINTS) -> str | None:
-        """A line to show when int8 costs more than ``max_drop`` points, else None.
-
-        Measured on models trained from scratch on small data: their decision margins are thin,
-        and 8-bit activations can flip several percent of labels (see docs/deploy.md).
-        """
-        if self.accuracy_drop <= max_drop:
-            return None
-        changed = round((1.0 - self.agreement) * self.num_videos)
-        return (
-            f"int8 loses {self.accuracy_drop:.1f} points of top-1 (more than {max_drop:g}) and "
-            f"changes the label of {changed} of {self.num_videos} videos; "
-            "keep the fp32 .onnx where that matters"
-        )
 
 
 @dataclass
@@ -188,7 +143,6 @@ def quantize_onnx(
     used for calibration (at most ``eval_videos`` of them).
     """
     from resaction.deploy.export import require, write_metadata
-    from resaction.runtime.onnx_backend import OnnxBackend
 
     require("onnxruntime", "int8 quantisation")
     started = time.perf_counter()
@@ -198,14 +152,7 @@ def quantize_onnx(
             f"--calib-videos {calib_videos} is too few: calibration needs at least "
             f"{MIN_CALIBRATION_VIDEOS} videos (the default {DEFAULT_CALIBRATION_VIDEOS} is better)"
         )
-    source = OnnxBackend(model)
-    if not source.has_metadata:
-        raise DeployError(
-            f"{model} has no resaction metadata, so its preprocessing is unknown; "
-            "quantise a model written by `resaction export`"
-        )
-    if source.metadata.get("quantization"):
-        raise DeployError(f"{model} is already quantised; quantise the float model")
+    source = _float_model(model)
     entries = calibration_entries(calibrate, calib_videos, seed)
     calibration = load_calibration_clips(
         entries, source.preprocess, num_workers=num_workers, progress=progress
@@ -220,19 +167,7 @@ def quantize_onnx(
         nodes_to_exclude=excluded,
         per_channel=per_channel,
     )
-    quantization = {
-        "format": "QDQ",
-        "activations": "uint8",
-        "weights": "int8 per-channel" if per_channel else "int8",
-        "ops": list(QUANTIZED_OPS),
-        "excluded": excluded,
-        "calibration": {
-            "data": str(calibrate),
-            "videos": calibration.videos,
-            "clips": len(calibration.clips),
-            "method": "minmax",
-        },
-    }
+    quantization = _quantization_record(per_channel, excluded, calibrate, calibration)
     write_metadata(out, {**source.metadata, "quantization": quantization})
     result = QuantizeResult(
         path=out,
@@ -256,6 +191,38 @@ def quantize_onnx(
             progress=progress,
         )
     return result
+
+
+def _float_model(model: Path) -> OnnxBackend:
+    """The float ONNX model to quantise, refused with one line if it cannot be."""
+    source = OnnxBackend(model)
+    if not source.has_metadata:
+        raise DeployError(
+            f"{model} has no resaction metadata, so its preprocessing is unknown; "
+            "quantise a model written by `resaction export`"
+        )
+    if source.metadata.get("quantization"):
+        raise DeployError(f"{model} is already quantised; quantise the float model")
+    return source
+
+
+def _quantization_record(
+    per_channel: bool, excluded: list[str], calibrate: str | Path, calibration: CalibrationClips
+) -> dict[str, Any]:
+    """How the model was quantised, stored in its metadata."""
+    return {
+        "format": "QDQ",
+        "activations": "uint8",
+        "weights": "int8 per-channel" if per_channel else "int8",
+        "ops": list(QUANTIZED_OPS),
+        "excluded": excluded,
+        "calibration": {
+            "data": str(calibrate),
+            "videos": calibration.videos,
+            "clips": len(calibration.clips),
+            "method": "minmax",
+        },
+    }
 
 
 def quantize_qdq(
@@ -369,108 +336,3 @@ def _prepare(model: Path, out: Path) -> Path:
         except Exception as error:  # an optimisation: quantising without it still works
             log.info("quantisation pre-processing of %s failed: %s", model, error)
     return model
-
-
-def compare_accuracy(
-    fp32: str | Path,
-    int8: str | Path,
-    data: str | Path,
-    *,
-    exclude: set[str] | None = None,
-    max_videos: int | None = None,
-    num_workers: int | None = None,
-    seed: int = 0,
-    progress: bool = True,
-) -> AccuracyComparison:
-    """Top-1 and ms/clip of both models on ``data``'s videos, leaving out ``exclude`` paths."""
-    from resaction.runtime.onnx_backend import OnnxBackend
-
-    reference = OnnxBackend(fp32)
-    entries = held_out_entries(data, reference.classes, exclude or set(), max_videos, seed)
-    scores = [
-        score_onnx(name, path, entries, num_workers=num_workers, progress=progress)
-        for name, path in (("onnx fp32", Path(fp32)), ("onnx int8", Path(int8)))
-    ]
-    agreement = float(
-        np.mean(np.asarray(scores[0].predictions) == np.asarray(scores[1].predictions))
-    )
-    return AccuracyComparison(scores[0], scores[1], len(scores[0].predictions), agreement)
-
-
-def held_out_entries(
-    data: str | Path,
-    classes: Sequence[str],
-    exclude: set[str],
-    max_videos: int | None,
-    seed: int,
-) -> list[Any]:
-    """``data``'s videos labelled in the model's class order, minus ``exclude``d paths."""
-    from resaction.data.manifests import read_manifest
-
-    found = read_manifest(data)
-    unknown = [name for name in found.classes if name not in classes]
-    if unknown:
-        raise DatasetError(
-            f"{data} has class {unknown[0]!r}, which the model does not know "
-            f"({', '.join(list(classes)[:6])}); evaluate on videos of its classes"
-        )
-    entries = [
-        entry
-        for entry in read_manifest(data, classes=list(classes)).entries
-        if str(Path(entry.path).resolve()) not in exclude
-    ]
-    if not entries:
-        raise DatasetError(
-            f"{data} has no videos left for the accuracy check after removing the "
-            "calibration videos; give held-out videos with --eval"
-        )
-    if max_videos is not None and len(entries) > max_videos:
-        order = np.random.default_rng(seed).permutation(len(entries))[:max_videos]
-        entries = [entries[i] for i in sorted(order.tolist())]
-    return entries
-
-
-def score_onnx(
-    name: str,
-    path: Path,
-    entries: Sequence[Any],
-    *,
-    num_workers: int | None = None,
-    progress: bool = True,
-) -> ModelScore:
-    """Evaluate an ONNX model on ``entries`` with its own protocol, and time one clip."""
-    from resaction.engine.evaluate import evaluate
-    from resaction.runtime.loading import load_model
-
-    loaded = load_model(path)
-    backend = loaded.backend
-    result = evaluate(
-        backend,
-        entries,
-        loaded.classes,
-        preprocess=loaded.spec.to_dict(),
-        protocol=loaded.views.to_dict(),
-        num_workers=num_workers,
-        progress=progress,
-    )
-    clip = np.random.default_rng(0).standard_normal((1, *backend.input_shape[1:]), np.float32)
-    return ModelScore(
-        name=name,
-        path=path,
-        top1=result.top1,
-        ms_per_clip=median_ms(lambda: backend(clip)),
-        size_mb=path.stat().st_size / 1e6,
-        predictions=result.predictions.tolist(),
-    )
-
-
-def median_ms(run: Any, repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time of ``run()`` in milliseconds after ``warmup`` calls."""
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(times))
