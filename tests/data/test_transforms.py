@@ -185,3 +185,25 @@ def test_build_transform_shapes_and_dtypes() -> None:
         build_transform(preprocess, num_crops=5)
     with pytest.raises(ValueError, match="uint8"):
         train(clip.float())
+
+
+def test_direction_blind_plays_training_clips_backwards_at_random_and_tests_both_ways() -> None:
+    preprocess = {"resize": 16, "crop": 16, "scales": [1.0], "flip": 0.0, "direction_blind": True}
+    clip = torch.randint(0, 256, (6, 16, 16, 3), dtype=torch.uint8)
+    plain = build_transform({**preprocess, "direction_blind": False})(clip)
+
+    train = build_transform(preprocess, train=True)
+    seen = set()
+    for seed in range(20):
+        out = train(clip, np.random.default_rng(seed))
+        assert torch.equal(out, plain) or torch.equal(out, plain.flip(1))
+        seen.add(torch.equal(out, plain))
+    assert seen == {True, False}
+
+    test = build_transform(preprocess)
+    views = test(clip)
+    assert test.num_views == 2 and views.shape == (2, 3, 6, 16, 16)
+    assert torch.equal(views[0], plain) and torch.equal(views[1], plain.flip(1))
+    # a clip and its reverse give the same two views, so averaged scores cannot tell them apart
+    reversed_views = test(clip.flip(0))
+    assert torch.equal(reversed_views[0], views[1]) and torch.equal(reversed_views[1], views[0])

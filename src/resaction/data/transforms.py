@@ -269,6 +269,35 @@ class RandomHorizontalFlip:
         return f"RandomHorizontalFlip(p={self.p})"
 
 
+class RandomTimeReversal:
+    """Play the clip backwards, or not, with probability ``p`` (training of a direction-blind
+    model)."""
+
+    views = 1
+
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = p
+
+    def __call__(self, frames: Tensor, rng: np.random.Generator) -> Tensor:
+        return frames.flip(1) if rng.random() < self.p else frames
+
+    def __repr__(self) -> str:
+        return f"RandomTimeReversal(p={self.p})"
+
+
+class BothDirections:
+    """Two views of each clip: as it is and played backwards. Averaging the model's scores over
+    them gives a clip and its reverse the same score: the model cannot tell which way time runs."""
+
+    views = 2
+
+    def __call__(self, frames: Tensor, rng: np.random.Generator) -> Tensor:
+        return torch.stack([frames, frames.flip(1)], dim=1).flatten(0, 1)
+
+    def __repr__(self) -> str:
+        return "BothDirections()"
+
+
 class ClipTransform:
     """uint8 clip ``(T, H, W, C)`` -> float ``(C, T, H, W)`` (or ``(V, C, T, H, W)``).
 
@@ -329,7 +358,9 @@ def build_transform(
 
     Training: resize, TSN multi-scale random crop, horizontal flip. Evaluation: resize, then a
     centre crop (``num_crops=1``) or three crops (``num_crops=3``). Optional keys: ``antialias``
-    (default True), ``scales`` (multi-scale crop) and ``flip`` (flip probability, default 0.5).
+    (default True), ``scales`` (multi-scale crop), ``flip`` (flip probability, default 0.5) and
+    ``direction_blind`` (default False: training plays clips backwards at random, evaluation
+    scores every clip both ways, so the model cannot tell a video from its reverse).
     """
     antialias = bool(preprocess.get("antialias", True))
     ops: list[ClipOp] = []
@@ -350,6 +381,8 @@ def build_transform(
             ops.append(ThreeCrop(crop))
         else:
             raise ConfigError(f"num_crops must be 1 or 3, got {num_crops}")
+    if preprocess.get("direction_blind"):
+        ops.append(RandomTimeReversal() if train else BothDirections())
     return ClipTransform(ops, preprocess.get("mean"), preprocess.get("std"))
 
 

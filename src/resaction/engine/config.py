@@ -44,6 +44,7 @@ PREPROCESS_KEYS = (
     "antialias",
     "scales",
     "flip",
+    "direction_blind",
 )
 PROTOCOL_KEYS = ("num_clips", "num_crops", "aggregate")
 DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-3}
