@@ -232,3 +232,27 @@ def test_compile_flag_runs_the_compiled_model_and_gives_the_same_labels(
     for eager, fast in zip(jsonl(plain), jsonl(compiled), strict=True):
         assert eager["label"] == fast["label"]
         assert eager["confidence"] == pytest.approx(fast["confidence"], abs=1e-5)
+
+
+def test_predict_and_timeline_print_plain_lines_when_not_on_a_terminal(
+    tiny_checkpoint: Path,
+    clips: Path,
+    steps_video: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Captured output is not a terminal: one line per finished loop, no bar redraws."""
+    assert run_app(["predict", str(clips), "-c", str(tiny_checkpoint)]) == 0
+    captured = capsys.readouterr()
+    assert "\r" not in captured.out + captured.err
+    bars = [line for line in captured.err.splitlines() if line.startswith("predict:")]
+    assert len(bars) == 1 and bars[0].startswith("predict: 3/3 video")
+
+    argv = ["timeline", str(steps_video), "-c", str(tiny_checkpoint), "--stride", "8"]
+    assert run_app([*argv, "--out", str(tmp_path / "timeline")]) == 0
+    captured = capsys.readouterr()
+    assert "\r" not in captured.out + captured.err
+    windows = [line for line in captured.err.splitlines() if line.startswith("timeline:")]
+    assert len(windows) == 1
+    done, total = windows[0].split()[1].split("/")
+    assert done == total and int(total) > 1
