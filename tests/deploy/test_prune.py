@@ -8,7 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from resaction.deploy.prune import check_ratio, example_input, prune_checkpoint, prune_model
+from resaction.deploy.prune import (
+    check_ratio,
+    count_params,
+    example_input,
+    prune_checkpoint,
+    prune_model,
+)
 from resaction.errors import CheckpointError, ConfigError
 from resaction.models.checkpoint import load_checkpoint, save_checkpoint
 from resaction.models.pruned import shrink_to_state_dict
@@ -160,3 +166,29 @@ def test_each_layer_keeps_the_nearest_multiple_of_sixteen_channels() -> None:
     # 70% of 64, 128, 256, 512 is 44.8, 89.6, 179.2, 358.4: nearest multiples 48, 96, 176, 352
     assert sorted(set(convs.values())) == [48, 96, 176, 352]
     assert 0.4 < result.param_ratio < 0.6
+
+
+@pytest.mark.slow
+def test_train_starts_from_a_pruned_checkpoint(tmp_path: Path, gt_videos: Path) -> None:
+    """``train --weights pruned.pt`` keeps the pruned widths, and its checkpoints reload."""
+    from resaction.engine.config import TrainConfig
+    from resaction.engine.trainer import train
+
+    checkpoint = make_checkpoint(tmp_path / "resnet18.pt", "resnet18", clip_len=2)
+    pruned = prune_checkpoint(checkpoint, 0.5, tmp_path / "pruned.pt", progress=False)
+    config = TrainConfig(
+        data=str(gt_videos),
+        model="resnet18",
+        weights=str(pruned.path),
+        out=str(tmp_path / "run"),
+        epochs=1,
+        batch_size=4,
+        val_split=0.0,
+        preprocess={"clip_len": 2},
+        num_workers=0,
+        progress=False,
+    )
+    result = train(config)
+    trained = load_checkpoint(result.checkpoint)
+    assert trained.extra.get("pruned") is True
+    assert count_params(trained.model) == count_params(load_checkpoint(pruned.path).model)

@@ -16,7 +16,6 @@ channels inside residual branches are pruned (``keep_residual``).
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -28,8 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from resaction.data.manifests import read_manifest
 from resaction.errors import ConfigError, DatasetError, DeployError, describe_error
-from resaction.progress import progress_bar
+from resaction.models.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,6 @@ def prune_checkpoint(
     Fine-tuning needs ``data`` (the training videos); ``val_data`` (or a ``val_split`` of
     ``data``, grouped as the data's groups say) selects the best epoch.
     """
-    from resaction.models.checkpoint import load_checkpoint, save_checkpoint
     from resaction.runtime.loading import resolve_spec
 
     ratio = check_ratio(ratio)
@@ -277,14 +276,32 @@ def prune_checkpoint(
     result = prune_model(
         bundle.model, ratio, example_input(preprocess), keep_residual=keep_residual
     )
+    record = {
+        "ratio": ratio,
+        "from": str(checkpoint),
+        "keep_residual": result.keep_residual,
+        "params_before": result.params_before,
+        "params_after": result.params_after,
+        "gflops_before": result.gflops_before,
+        "gflops_after": result.gflops_after,
+        "finetune_epochs": finetune_epochs,
+    }
+    save = {
+        "model_name": bundle.model_name,
+        "classes": bundle.classes,
+        "model_kwargs": bundle.model_kwargs,
+        "preprocess": bundle.preprocess,
+        "protocol": bundle.protocol,
+        "pruned": True,
+        "prune": record,
+    }
+    path = save_checkpoint(out, result.model, **save)
     history: list[dict[str, float]] = []
     if finetune_epochs:
-        history = finetune(
-            result.model,
+        tuned, history = finetune(
+            path,
             data,  # type: ignore[arg-type]
             bundle.classes,
-            preprocess,
-            bundle.protocol,
             epochs=finetune_epochs,
             val_data=val_data,
             val_split=val_split,
@@ -295,35 +312,15 @@ def prune_checkpoint(
             seed=seed,
             progress=progress,
         )
-    path = save_checkpoint(
-        out,
-        result.model,
-        model_name=bundle.model_name,
-        classes=bundle.classes,
-        model_kwargs=bundle.model_kwargs,
-        preprocess=bundle.preprocess,
-        protocol=bundle.protocol,
-        pruned=True,
-        prune={
-            "ratio": ratio,
-            "from": str(checkpoint),
-            "keep_residual": result.keep_residual,
-            "params_before": result.params_before,
-            "params_after": result.params_after,
-            "gflops_before": result.gflops_before,
-            "gflops_after": result.gflops_after,
-            "finetune_epochs": finetune_epochs,
-        },
-    )
+        result.model = tuned
+        path = save_checkpoint(out, tuned, **save)
     return PruneReport(path=path, result=result, finetune_history=history)
 
 
 def finetune(
-    model: nn.Module,
+    pruned: Path,
     data: str | Path,
     classes: Sequence[str],
-    preprocess: dict[str, Any],
-    protocol: dict[str, Any],
     *,
     epochs: int,
     val_data: str | Path | None = None,
@@ -334,93 +331,47 @@ def finetune(
     num_workers: int | None = None,
     seed: int = 0,
     progress: bool = True,
-) -> list[dict[str, float]]:
-    """Fine-tune a pruned model in place; keeps the weights of the best validation epoch.
+) -> tuple[nn.Module, list[dict[str, float]]]:
+    """Fine-tune a pruned checkpoint with the trainer (``engine.trainer.train`` starts from it);
+    returns the network of the best validation epoch (the last without validation) and one
+    row per epoch. The run folder sits beside the pruned file (``<name>.finetune/``)."""
+    from resaction.engine.config import TrainConfig
+    from resaction.engine.trainer import train
 
-    ``engine.trainer.train`` builds its model with ``create_model`` and so cannot take a pruned
-    one; this is a plain SGD loop over the same data pipeline (dataset, sampler, transform,
-    loader) with validation by ``engine.evaluate.evaluate``.
-    """
-    from resaction.data.loader import make_loader
-    from resaction.data.spec import ClipSpec
-    from resaction.engine.evaluate import evaluate
-
-    train_entries, val_entries = _finetune_split(data, val_data, classes, val_split, group_by, seed)
-    dataset = ClipSpec.from_dict(preprocess).dataset(train_entries, train=True, seed=seed)
-    loader = make_loader(dataset, batch_size, train=True, num_workers=num_workers, seed=seed)
-    steps = max(1, epochs * len(loader))
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
-    history: list[dict[str, float]] = []
-    best: tuple[float, dict[str, torch.Tensor]] | None = None
-    for epoch in range(1, epochs + 1):
-        loader.set_epoch(epoch)
-        model.train()
-        total, seen = 0.0, 0
-        bar = progress_bar(
-            loader, desc=f"fine-tune {epoch}/{epochs}", disable=not progress, leave=False
+    found = read_manifest(data)
+    if list(found.classes) != list(classes):
+        raise DatasetError(
+            f"{data} has classes {', '.join(found.classes)}; fine-tuning the pruned model needs "
+            f"the classes it was trained on ({', '.join(classes)})"
         )
-        for clips, labels, _ in bar:
-            loss = loss_fn(model(clips), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += loss.item() * len(labels)
-            seen += len(labels)
-            bar.set_postfix(loss=f"{total / max(1, seen):.3f}")
-        row = {"epoch": float(epoch), "train_loss": total / max(1, seen)}
-        if val_entries:
-            result = evaluate(
-                model,
-                val_entries,
-                list(classes),
-                preprocess=preprocess,
-                protocol=protocol,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                progress=progress,
-            )
-            row["val_top1"] = result.top1
-            if best is None or result.top1 > best[0]:
-                best = (result.top1, copy.deepcopy(model.state_dict()))
-        history.append(row)
-        log.info("fine-tune epoch %d: %s", epoch, row)
-    if best is not None:
-        model.load_state_dict(best[1])
-    model.eval()
-    return history
-
-
-def _finetune_split(
-    data: str | Path,
-    val_data: str | Path | None,
-    classes: Sequence[str],
-    val_split: float,
-    group_by: str | None,
-    seed: int,
-) -> tuple[list[Any], list[Any]]:
-    """Training and validation entries labelled in the checkpoint's class order; the split
-    keeps groups (``group_by`` regex, else the data's groups.csv) on one side."""
-    from resaction.data.manifests import read_manifest
-    from resaction.data.splits import train_test_split
-
-    def labelled(source: str | Path) -> Any:
-        found = read_manifest(source)
-        unknown = [name for name in found.classes if name not in classes]
-        if unknown:
-            raise DatasetError(
-                f"{source} has class {unknown[0]!r}, which the checkpoint was not trained on"
-            )
-        return read_manifest(source, classes=list(classes))
-
-    manifest = labelled(data)
-    if not manifest.entries:
-        raise DatasetError(f"{data} has no videos to fine-tune on")
-    if val_data is not None:
-        return list(manifest.entries), list(labelled(val_data).entries)
-    if val_split <= 0:
-        return list(manifest.entries), []
-    train, val = train_test_split(manifest, test_size=val_split, group_by=group_by, seed=seed)
-    return list(train.entries), list(val.entries)
+    stored = load_checkpoint(pruned)
+    config = TrainConfig(
+        data=str(data),
+        model=stored.model_name,
+        weights=str(pruned),
+        out=str(pruned.with_name(f"{pruned.stem}.finetune")),
+        epochs=epochs,
+        batch_size=batch_size,
+        val_data=None if val_data is None else str(val_data),
+        val_split=val_split,
+        group_by=group_by,
+        preprocess=stored.preprocess,
+        protocol=stored.protocol,
+        lr=lr,
+        warmup_epochs=0.0,
+        model_kwargs=stored.model_kwargs,
+        num_workers=num_workers,
+        seed=seed,
+        progress=progress,
+        select="best" if val_data is not None or val_split > 0 else "last",
+    )
+    result = train(config)
+    history = [
+        {
+            key: float(value)
+            for key, value in row.items()
+            if key in ("epoch", "train_loss", "val_top1")
+        }
+        for row in result.history
+    ]
+    return load_checkpoint(result.checkpoint).model, history

@@ -61,6 +61,7 @@ from resaction.errors import (
     ResactionError,
     first_line,
 )
+from resaction.models.checkpoint import ModelBundle, load_checkpoint, read_checkpoint
 from resaction.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,20 @@ def train(config: TrainConfig) -> TrainResult:
     finally:
         if owns_group:
             distributed.teardown(context)
+
+
+def pruned_start(weights: str | None) -> ModelBundle | None:
+    """The network of a pruned checkpoint that ``weights`` names, to train on from there
+    (``create_model`` cannot build its narrower layers); None for anything else."""
+    path = Path(str(weights or "")).expanduser()
+    if str(weights or "none") == "none" or not path.is_file():
+        return None
+    try:
+        if not read_checkpoint(path).get("pruned"):
+            return None
+    except CheckpointError:
+        return None
+    return load_checkpoint(path)
 
 
 @dataclass
@@ -269,10 +284,17 @@ class Trainer:
         from resaction.models.registry import create_model
 
         config = self.config
-        weights = None if resumed is not None else config.weights
-        model = create_model(
-            config.model, num_classes=len(self.classes), weights=weights, **config.model_kwargs
-        )
+        pruned = pruned_start(config.weights)
+        self.pruned = pruned is not None
+        if pruned is not None:
+            model = pruned.model
+            if len(pruned.classes) != len(self.classes):
+                model.reset_classifier(len(self.classes))
+        else:
+            weights = None if resumed is not None else config.weights
+            model = create_model(
+                config.model, num_classes=len(self.classes), weights=weights, **config.model_kwargs
+            )
         wanted = int(self.preprocess.get("segment_len", 1) or 1)
         reads = getattr(model, "segment_len", 1)
         if reads != wanted:
@@ -637,6 +659,7 @@ class Trainer:
             model_kwargs=self.config.model_kwargs,
             preprocess=self.preprocess,
             protocol=self.protocol,
+            **({"pruned": True} if self.pruned else {}),
             **training_state(
                 optimizer=self.optimizer,
                 scheduler=self.scheduler,
