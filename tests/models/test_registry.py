@@ -14,7 +14,7 @@ from resaction.models import (
     model_info,
     model_stats,
 )
-from resaction.models.registry import _count
+from resaction.models.catalog import _count
 
 FAMILIES = {"resnet2d", "tsn", "lrcn", "tsm"}
 MODELS = [name for name in list_models() if model_info(name).family in FAMILIES]

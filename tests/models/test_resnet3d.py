@@ -9,7 +9,7 @@ import torch
 from resaction.errors import ModelError
 from resaction.models import create_model, default_preprocess, list_models, model_info, model_stats
 from resaction.models.registry import KINETICS_MEAN, KINETICS_STD
-from resaction.models.resnet3d import BasicBlock, BasicStem, Conv3DSimple, VideoResNet
+from resaction.models.resnet3d import BasicBlock3d, BasicStem, Conv3DSimple, VideoResNet
 
 TORCHVISION_MODELS = ["r3d_18", "mc3_18", "r2plus1d_18"]
 RESNET3D_MODELS = [name for name in list_models() if model_info(name).family == "resnet3d"]
@@ -104,7 +104,7 @@ def test_mc3_keeps_time_above_layer1_and_r3d_does_not() -> None:
 
 def test_one_builder_per_block_composes_a_stage() -> None:
     per_block = [Conv3DSimple, Conv3DSimple]
-    model = VideoResNet(BasicBlock, [per_block] * 4, [2, 2, 2, 2], BasicStem, num_classes=3)
+    model = VideoResNet(BasicBlock3d, [per_block] * 4, [2, 2, 2, 2], BasicStem, num_classes=3)
     reference = create_model("r3d_18", num_classes=3)
     model.load_state_dict(reference.state_dict(), strict=True)
     clip = torch.randn(1, 3, 2, 32, 32)
@@ -114,7 +114,7 @@ def test_one_builder_per_block_composes_a_stage() -> None:
 
 def test_builder_count_must_match_blocks() -> None:
     with pytest.raises(ModelError, match="2 blocks got 3 conv builders"):
-        VideoResNet(BasicBlock, [[Conv3DSimple] * 3] * 4, [2, 2, 2, 2], BasicStem)
+        VideoResNet(BasicBlock3d, [[Conv3DSimple] * 3] * 4, [2, 2, 2, 2], BasicStem)
 
 
 def test_rejects_images_with_a_clear_error() -> None:

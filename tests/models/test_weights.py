@@ -21,7 +21,6 @@ from resaction.models.weights import (
     fetch_state_dict,
     identify_architecture,
     kinetics400_classes,
-    load_2d_imagenet_state_dict,
     load_weights,
     weight_spec,
     weights_preprocess,
@@ -204,7 +203,7 @@ def test_named_weights_go_through_the_table_into_models_and_trunks(
 
     image_model = create_model("resnet18", weights="imagenet")
     tsn = create_model("tsn_resnet18", weights="imagenet", num_classes=5)
-    trunk = load_2d_imagenet_state_dict(18)
+    trunk = fetch_state_dict(weight_spec("i3d_resnet18", "imagenet")[1])
 
     assert image_model.get_classifier().out_features == 1000
     assert not image_model.load_report.replaced_head

@@ -1,30 +1,32 @@
 """Video models, all ResNet-based, behind one registry.
 
-Importing this package imports every family module, which registers its builders.
+Importing this package imports every family module by name, which registers its builders.
+Registration and metadata live in ``catalog``, the factory that builds with weights in ``factory``.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
-from resaction.models.registry import (
+from resaction.models import i3d, lrcn, resnet2d, resnet3d, tsm, tsn
+from resaction.models.catalog import (
+    InputSpec,
     ModelInfo,
-    create_model,
+    build_model,
     default_preprocess,
     list_models,
     model_info,
     model_stats,
     register_model,
 )
+from resaction.models.factory import create_model
 
-_NOT_FAMILIES = {"registry", "checkpoint", "weights", "finetune", "inflation", "layers"}
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in _NOT_FAMILIES and not _module.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_module.name}")
+FAMILIES = (resnet2d, resnet3d, i3d, tsn, tsm, lrcn)
+"""The family modules; each registers its builders when imported."""
 
 __all__ = [
+    "FAMILIES",
+    "InputSpec",
     "ModelInfo",
+    "build_model",
     "create_model",
     "default_preprocess",
     "list_models",

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from resaction.errors import CheckpointError
+from resaction.models.factory import create_model
+from resaction.models.pruned import shrink_to_state_dict
 
 FORMAT_VERSION = 1
 
@@ -104,15 +106,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_checkpoint(path: str | Path) -> ModelBundle:
     """Rebuild the model stored in a resaction checkpoint, in eval mode."""
-    from resaction.models.registry import create_model
-
     payload = read_checkpoint(path)
     model = create_model(
         payload["model_name"], num_classes=payload["num_classes"], **payload["model_kwargs"]
     )
     if payload.get("pruned"):
-        from resaction.models.pruned import shrink_to_state_dict
-
         shrink_to_state_dict(model, payload["state_dict"])
     try:
         model.load_state_dict(payload["state_dict"], strict=True)

@@ -59,7 +59,7 @@ class CompiledModel(nn.Module):
     def _run_compiled(self, clips: torch.Tensor) -> torch.Tensor:
         if not self.freezing:
             return self._compiled(clips)
-        from torch._inductor import config as inductor_config
+        from torch._inductor import config as inductor_config  # 2 s to import: only when used
 
         with inductor_config.patch(freezing=True):
             return self._compiled(clips)

@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from resaction.errors import ModelError
-from resaction.models.registry import IMAGENET_MEAN, IMAGENET_STD, register_model
-from resaction.models.resnet3d import BasicBlock, Block, Bottleneck, VideoResNet
+from resaction.models.catalog import IMAGENET_MEAN, IMAGENET_STD, StateDict, register_model
+from resaction.models.inflation import inflate_state_dict
+from resaction.models.resnet3d import VideoResNet, depth_layout
 
 
 class TimeReplicateConv3d(nn.Conv3d):
@@ -103,12 +104,6 @@ TEMPORAL_PRESETS: dict[str, tuple[StageSpec, ...]] = {
 layer1, every other block of layer2 and layer3 from the first, and of layer4 from the second;
 ``"slowonly"`` inflates layer3 and layer4 only (Feichtenhofer et al., 2019)."""
 
-_DEPTHS: dict[int, tuple[Block, tuple[int, int, int, int]]] = {
-    18: (BasicBlock, (2, 2, 2, 2)),
-    34: (BasicBlock, (3, 4, 6, 3)),
-    50: (Bottleneck, (3, 4, 6, 3)),
-}
-
 
 def temporal_kernels(spec: str | Sequence[StageSpec], layers: Sequence[int]) -> list[list[int]]:
     """Temporal kernel size of every block, stage by stage.
@@ -150,16 +145,13 @@ def i3d_resnet(
     stem_temporal_kernel: int = 5,
     zero_init_residual: bool = False,
 ) -> VideoResNet:
-    """An I3D ResNet of depth 18, 34 or 50 whose keys match torchvision's 2D ResNet of that depth.
+    """An I3D ResNet of a depth of ``resnet3d.DEPTHS`` whose keys match the 2D ResNet of that
+    depth (torchvision's, for 18, 34 and 50).
 
     ``temporal_stages`` chooses which blocks get a temporal kernel (see ``temporal_kernels``);
     ``stem_temporal_kernel`` is the stem conv's temporal size.
     """
-    if depth not in _DEPTHS:
-        raise ModelError(
-            f"no I3D ResNet of depth {depth}; use one of {', '.join(map(str, _DEPTHS))}"
-        )
-    block, layers = _DEPTHS[depth]
+    block, layers = depth_layout(depth)
     builders = [
         [InflatedConv(t) for t in stage] for stage in temporal_kernels(temporal_stages, layers)
     ]
@@ -174,6 +166,15 @@ def i3d_resnet(
     )
 
 
+INFLATION = "mean"
+
+
+def convert_state_dict(state: StateDict, model: nn.Module) -> StateDict:
+    """I3D's conversion function: a 2D ResNet state dict (ImageNet's, a fine-tuned TSN trunk)
+    renamed and inflated to the model's 3D kernels; a 3D state dict passes unchanged."""
+    return inflate_state_dict(state, model, mode=INFLATION)
+
+
 _I3D = {
     "family": "i3d",
     "clip_len": 8,
@@ -183,17 +184,18 @@ _I3D = {
     "std": IMAGENET_STD,
     "weights": ("imagenet",),
     "frame_interval": 8,
-    "inflation": "mean",
+    "inflation": INFLATION,
+    "convert": convert_state_dict,
 }
 
 
-@register_model(**_I3D, inflate_from="resnet18")
+@register_model(**_I3D, trunk="resnet18")
 def i3d_resnet18(num_classes: int = 400, **kwargs) -> VideoResNet:
     """I3D ResNet-18: ResNet-18 inflated to 3D, seeded from its ImageNet weights."""
     return i3d_resnet(18, num_classes, **kwargs)
 
 
-@register_model(**_I3D, inflate_from="resnet50")
+@register_model(**_I3D, trunk="resnet50")
 def i3d_resnet50(num_classes: int = 400, **kwargs) -> VideoResNet:
     """I3D ResNet-50: ResNet-50 inflated to 3D, seeded from its ImageNet weights."""
     return i3d_resnet(50, num_classes, **kwargs)

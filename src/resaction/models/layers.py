@@ -1,4 +1,5 @@
-"""Pieces shared by the 2D-trunk video models: frame folding, temporal consensus, the head API."""
+"""Pieces shared by the model families: the residual block, frame folding, temporal consensus and
+the head API."""
 
 from __future__ import annotations
 
@@ -10,6 +11,23 @@ from torch import nn
 from resaction.errors import ModelError
 
 CONSENSUS_MODES = ("avg", "max", "weighted")
+
+
+class ResidualBlock(nn.Module):
+    """``relu(residual(x) + shortcut(x))``; subclasses define the residual branch (2D and 3D)."""
+
+    expansion = 1
+    downsample: nn.Module | None
+    relu: nn.Module
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.downsample is None else self.downsample(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.residual(x) + self.shortcut(x))
 
 
 def frames_to_batch(clip: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from resaction.errors import ModelError
-from resaction.models.registry import register_model
-from resaction.models.resnet2d import DEPTHS, ResNet
+from resaction.models.catalog import register_model
+from resaction.models.resnet2d import DEPTHS, ResNet, convert_state_dict
 
 RNN_TYPES = {"lstm": nn.LSTM, "gru": nn.GRU}
 POOLING = ("mean", "last")
@@ -76,22 +76,23 @@ _LRCN = {
     "input_size": 112,
     "resize": 128,
     "frame_interval": 2,
+    "convert": convert_state_dict,
 }
 
 
-@register_model(**_LRCN, weights=("imagenet",), backbone="resnet18")
+@register_model(**_LRCN, weights=("imagenet",), trunk="resnet18")
 def lrcn_resnet18(num_classes: int = 400, **options: Any) -> LRCN:
     """LRCN on ResNet-18: 16 frames (every 2nd) at 112 px into a 1-layer LSTM, mean of states."""
     return LRCN(18, num_classes, **options)
 
 
-@register_model(**_LRCN, weights=("imagenet",), backbone="resnet34")
+@register_model(**_LRCN, weights=("imagenet",), trunk="resnet34")
 def lrcn_resnet34(num_classes: int = 400, **options: Any) -> LRCN:
     """LRCN on ResNet-34: 16 frames (every 2nd) at 112 px into a 1-layer LSTM, mean of states."""
     return LRCN(34, num_classes, **options)
 
 
-@register_model(**_LRCN, weights=("imagenet", "imagenet_v2"), backbone="resnet50")
+@register_model(**_LRCN, weights=("imagenet", "imagenet_v2"), trunk="resnet50")
 def lrcn_resnet50(num_classes: int = 400, **options: Any) -> LRCN:
     """LRCN on ResNet-50: 16 frames (every 2nd) at 112 px into a 1-layer LSTM, mean of states."""
     return LRCN(50, num_classes, **options)

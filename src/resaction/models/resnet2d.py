@@ -13,9 +13,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from resaction.models.layers import ClassifierMixin, frames_to_batch
-from resaction.models.modality import frame_input, input_channels
-from resaction.models.registry import register_model
+from resaction.models.catalog import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    StateDict,
+    WeightSpec,
+    register_model,
+)
+from resaction.models.hub import torchvision_file
+from resaction.models.layers import ClassifierMixin, ResidualBlock, frames_to_batch
+from resaction.models.modality import adapt_first_conv, frame_input, input_channels
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -24,23 +31,6 @@ def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 
 def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
-
-
-class ResidualBlock(nn.Module):
-    """``relu(residual(x) + shortcut(x))``; subclasses define the residual branch."""
-
-    expansion = 1
-    downsample: nn.Module | None
-    relu: nn.Module
-
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.downsample is None else self.downsample(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.residual(x) + self.shortcut(x))
 
 
 class BasicBlock(ResidualBlock):
@@ -183,6 +173,35 @@ def resnet(depth: int, num_classes: int = 1000, **block_kwargs: Any) -> ResNet:
     return ResNet(block, layers, num_classes, **block_kwargs)
 
 
+def convert_state_dict(state: StateDict, model: nn.Module) -> StateDict:
+    """The 2D trunks' conversion function: an RGB first convolution (ImageNet's, or any RGB
+    model's) becomes one for the stacked frame differences of a difference model."""
+    weight, target = state.get("conv1.weight"), model.conv1.weight
+    if model.modality == "rgb" or weight is None or weight.dim() != 4:
+        return state
+    if weight.shape[1] != 3 or tuple(weight.shape) == tuple(target.shape):
+        return state
+    return {**state, "conv1.weight": adapt_first_conv(weight, model.modality, model.segment_len)}
+
+
+def imagenet_weights(file: str, resize: int, source: str) -> WeightSpec:
+    """One of torchvision's ImageNet ResNet files, for the ``files=`` of a builder."""
+    url, sha256_prefix = torchvision_file(file)
+    return WeightSpec(
+        url=url,
+        sha256_prefix=sha256_prefix,
+        classes=None,
+        num_classes=1000,
+        preprocess={
+            "resize": resize,
+            "crop": 224,
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+        },
+        source=f"torchvision {source}",
+    )
+
+
 _IMAGE = {
     "family": "resnet2d",
     "clip_len": 1,
@@ -190,28 +209,52 @@ _IMAGE = {
     "resize": 256,
     "default_num_classes": 1000,
     "sampling": "segments",
+    "convert": convert_state_dict,
 }
+_V1, _V2 = "IMAGENET1K_V1, top-1", "IMAGENET1K_V2, top-1"
 
 
-@register_model(**_IMAGE, weights=("imagenet",), backbone="resnet18")
+@register_model(
+    **_IMAGE,
+    trunk="resnet18",
+    files={"imagenet": imagenet_weights("resnet18-f37072fd.pth", 256, f"{_V1} 69.76")},
+)
 def resnet18(num_classes: int = 1000) -> ResNet:
     """ResNet-18 image classifier (torchvision layout); clips: per-frame logits averaged."""
     return resnet(18, num_classes)
 
 
-@register_model(**_IMAGE, weights=("imagenet",), backbone="resnet34")
+@register_model(
+    **_IMAGE,
+    trunk="resnet34",
+    files={"imagenet": imagenet_weights("resnet34-b627a593.pth", 256, f"{_V1} 73.31")},
+)
 def resnet34(num_classes: int = 1000) -> ResNet:
     """ResNet-34 image classifier (torchvision layout); clips: per-frame logits averaged."""
     return resnet(34, num_classes)
 
 
-@register_model(**_IMAGE, weights=("imagenet", "imagenet_v2"), backbone="resnet50")
+@register_model(
+    **_IMAGE,
+    trunk="resnet50",
+    files={
+        "imagenet": imagenet_weights("resnet50-0676ba61.pth", 256, f"{_V1} 76.13"),
+        "imagenet_v2": imagenet_weights("resnet50-11ad3fa6.pth", 232, f"{_V2} 80.86"),
+    },
+)
 def resnet50(num_classes: int = 1000) -> ResNet:
     """ResNet-50 image classifier (torchvision layout); clips: per-frame logits averaged."""
     return resnet(50, num_classes)
 
 
-@register_model(**_IMAGE, weights=("imagenet", "imagenet_v2"), backbone="resnet101")
+@register_model(
+    **_IMAGE,
+    trunk="resnet101",
+    files={
+        "imagenet": imagenet_weights("resnet101-63fe2227.pth", 256, f"{_V1} 77.37"),
+        "imagenet_v2": imagenet_weights("resnet101-cd907fc2.pth", 232, f"{_V2} 81.89"),
+    },
+)
 def resnet101(num_classes: int = 1000) -> ResNet:
     """ResNet-101 image classifier (torchvision layout); clips: per-frame logits averaged."""
     return resnet(101, num_classes)

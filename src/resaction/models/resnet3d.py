@@ -9,19 +9,23 @@ A conv builder is a callable ``builder(in_planes, out_planes, midplanes, stride)
 also answers ``builder.get_downsample_stride(stride)``, the stride of the 1x1x1 shortcut conv that
 keeps the residual branch the same shape. A stage takes one builder for all its blocks, or a
 sequence with one builder per block (used by the inflated I3D networks in ``i3d.py``).
+
+``VARIANTS`` names each variant's builders and stem, ``DEPTHS`` each depth's block and blocks per
+stage; the I3D networks take their depths from the same table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from resaction.errors import ModelError
-from resaction.models.layers import ClassifierMixin
-from resaction.models.registry import KINETICS_MEAN, KINETICS_STD, register_model
+from resaction.models.catalog import KINETICS_MEAN, KINETICS_STD, WeightSpec, register_model
+from resaction.models.hub import kinetics400_classes, torchvision_file
+from resaction.models.layers import ClassifierMixin, ResidualBlock
 
 
 class ConvBuilder(Protocol):
@@ -123,8 +127,20 @@ def _midplanes(inplanes: int, planes: int) -> int:
     return (inplanes * planes * 3 * 3 * 3) // (inplanes * 3 * 3 + 3 * planes)
 
 
-class BasicBlock(nn.Module):
-    expansion = 1
+def conv_bn_relu(
+    in_planes: int,
+    out_planes: int,
+    kernel: int | tuple[int, int, int],
+    stride: int | tuple[int, int, int] = 1,
+    padding: int | tuple[int, int, int] = 0,
+) -> list[nn.Module]:
+    """A bias-free 3D conv, its BN and a ReLU, to be laid out in an ``nn.Sequential``."""
+    conv = nn.Conv3d(in_planes, out_planes, kernel, stride=stride, padding=padding, bias=False)
+    return [conv, nn.BatchNorm3d(out_planes), nn.ReLU(inplace=True)]
+
+
+class _Block3d(ResidualBlock):
+    """A residual block whose branch is built around the stage's conv builder."""
 
     def __init__(
         self,
@@ -135,71 +151,62 @@ class BasicBlock(nn.Module):
         downsample: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        midplanes = _midplanes(inplanes, planes)
-        self.conv1 = nn.Sequential(
-            conv_builder(inplanes, planes, midplanes, stride),
-            nn.BatchNorm3d(planes),
-            nn.ReLU(inplace=True),
-        )
-        self.conv2 = nn.Sequential(conv_builder(planes, planes, midplanes), nn.BatchNorm3d(planes))
+        self.build_branch(inplanes, planes, conv_builder, stride, _midplanes(inplanes, planes))
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        residual = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.conv2(self.conv1(x)) + residual)
+    def build_branch(
+        self, inplanes: int, planes: int, builder: ConvBuilder, stride: int, midplanes: int
+    ) -> None:
+        raise NotImplementedError
 
 
-class Bottleneck(nn.Module):
+class BasicBlock3d(_Block3d):
+    """Two convolutions of the stage's builder, each with BN (torchvision's video BasicBlock)."""
+
+    expansion = 1
+
+    def build_branch(
+        self, inplanes: int, planes: int, builder: ConvBuilder, stride: int, midplanes: int
+    ) -> None:
+        self.conv1 = nn.Sequential(
+            builder(inplanes, planes, midplanes, stride),
+            nn.BatchNorm3d(planes),
+            nn.ReLU(inplace=True),
+        )
+        self.conv2 = nn.Sequential(builder(planes, planes, midplanes), nn.BatchNorm3d(planes))
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.conv1(x))
+
+
+class Bottleneck3d(_Block3d):
     """1x1x1 reduce, the builder's conv (carrying the stride), 1x1x1 expand."""
 
     expansion = 4
 
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        conv_builder: ConvBuilder,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
+    def build_branch(
+        self, inplanes: int, planes: int, builder: ConvBuilder, stride: int, midplanes: int
     ) -> None:
-        super().__init__()
-        midplanes = _midplanes(inplanes, planes)
-        self.conv1 = nn.Sequential(
-            nn.Conv3d(inplanes, planes, kernel_size=1, bias=False),
-            nn.BatchNorm3d(planes),
-            nn.ReLU(inplace=True),
-        )
+        wide = planes * self.expansion
+        self.conv1 = nn.Sequential(*conv_bn_relu(inplanes, planes, 1))
         self.conv2 = nn.Sequential(
-            conv_builder(planes, planes, midplanes, stride),
+            builder(planes, planes, midplanes, stride),
             nn.BatchNorm3d(planes),
             nn.ReLU(inplace=True),
         )
-        self.conv3 = nn.Sequential(
-            nn.Conv3d(planes, planes * self.expansion, kernel_size=1, bias=False),
-            nn.BatchNorm3d(planes * self.expansion),
-        )
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-        self.stride = stride
+        self.conv3 = nn.Sequential(nn.Conv3d(planes, wide, 1, bias=False), nn.BatchNorm3d(wide))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        residual = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.conv3(self.conv2(self.conv1(x))) + residual)
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv3(self.conv2(self.conv1(x)))
 
 
 class BasicStem(nn.Sequential):
     """3x7x7 conv with spatial stride 2, BN, ReLU (R3D, MC3)."""
 
     def __init__(self) -> None:
-        super().__init__(
-            nn.Conv3d(
-                3, 64, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False
-            ),
-            nn.BatchNorm3d(64),
-            nn.ReLU(inplace=True),
-        )
+        super().__init__(*conv_bn_relu(3, 64, (3, 7, 7), (1, 2, 2), (1, 3, 3)))
 
 
 class R2Plus1dStem(nn.Sequential):
@@ -207,20 +214,12 @@ class R2Plus1dStem(nn.Sequential):
 
     def __init__(self) -> None:
         super().__init__(
-            nn.Conv3d(
-                3, 45, kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False
-            ),
-            nn.BatchNorm3d(45),
-            nn.ReLU(inplace=True),
-            nn.Conv3d(
-                45, 64, kernel_size=(3, 1, 1), stride=(1, 1, 1), padding=(1, 0, 0), bias=False
-            ),
-            nn.BatchNorm3d(64),
-            nn.ReLU(inplace=True),
+            *conv_bn_relu(3, 45, (1, 7, 7), (1, 2, 2), (0, 3, 3)),
+            *conv_bn_relu(45, 64, (3, 1, 1), 1, (1, 0, 0)),
         )
 
 
-Block = type[BasicBlock] | type[Bottleneck]
+Block = type[BasicBlock3d] | type[Bottleneck3d]
 StageBuilders = ConvBuilder | Sequence[ConvBuilder]
 
 
@@ -228,7 +227,7 @@ class VideoResNet(ClassifierMixin, nn.Module):
     """A stem, stages ``layer1``..``layer4`` (64..512 planes), global average pooling and ``fc``.
 
     Args:
-        block: ``BasicBlock`` or ``Bottleneck``.
+        block: ``BasicBlock3d`` or ``Bottleneck3d``.
         conv_makers: four entries, one per stage: a conv builder for every block of the stage, or a
             sequence with one builder per block.
         layers: number of blocks per stage.
@@ -303,9 +302,9 @@ class VideoResNet(ClassifierMixin, nn.Module):
                 nn.init.zeros_(module.bias)
         if zero_init_residual:
             for module in self.modules():
-                if isinstance(module, Bottleneck):
+                if isinstance(module, Bottleneck3d):
                     nn.init.zeros_(module.conv3[1].weight)
-                elif isinstance(module, BasicBlock):
+                elif isinstance(module, BasicBlock3d):
                     nn.init.zeros_(module.conv2[1].weight)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -322,61 +321,119 @@ class VideoResNet(ClassifierMixin, nn.Module):
         return self.fc(self.forward_features(x))
 
 
-_KINETICS = {"mean": KINETICS_MEAN, "std": KINETICS_STD}
-_VIDEO = {"family": "resnet3d", "clip_len": 16, "input_size": 112, "resize": 128, **_KINETICS}
-_KINETICS_WEIGHTED = {**_VIDEO, "fps": 15, "weights": ("kinetics400",)}
+DEPTHS: dict[int, tuple[Block, tuple[int, int, int, int]]] = {
+    10: (BasicBlock3d, (1, 1, 1, 1)),
+    18: (BasicBlock3d, (2, 2, 2, 2)),
+    34: (BasicBlock3d, (3, 4, 6, 3)),
+    50: (Bottleneck3d, (3, 4, 6, 3)),
+}
+"""Depth -> block and blocks per stage, for every 3D ResNet: R3D, MC3, R(2+1)D and I3D."""
+
+
+def depth_layout(depth: int) -> tuple[Block, tuple[int, int, int, int]]:
+    """The block and the blocks per stage of a 3D ResNet of ``depth``."""
+    if depth not in DEPTHS:
+        raise ModelError(f"no 3D ResNet of depth {depth}; use one of {', '.join(map(str, DEPTHS))}")
+    return DEPTHS[depth]
+
+
+VARIANTS: dict[str, tuple[Sequence[StageBuilders], Callable[[], nn.Module]]] = {
+    "r3d": ([Conv3DSimple] * 4, BasicStem),
+    "mc3": ([Conv3DSimple] + [Conv3DNoTemporal] * 3, BasicStem),
+    "r2plus1d": ([Conv2Plus1D] * 4, R2Plus1dStem),
+}
+"""Variant -> conv builder of each stage and stem: all that tells R3D, MC3 and R(2+1)D apart."""
+
+
+def video_resnet(variant: str, depth: int, num_classes: int = 400, **kwargs: Any) -> VideoResNet:
+    """The ``VideoResNet`` of a variant (``VARIANTS``) and a depth (``DEPTHS``)."""
+    builders, stem = VARIANTS[variant]
+    block, layers = depth_layout(depth)
+    return VideoResNet(block, builders, layers, stem, num_classes, **kwargs)
+
+
+_K400 = "Kinetics-400 top-1/top-5 (video, 5 clips x 16 frames at 15 fps, 112 px)"
+
+
+def kinetics_weights(file: str, source: str) -> WeightSpec:
+    """One of torchvision's Kinetics-400 video files, with the preprocessing it was trained with
+    (torchvision's video preset: 16 frames at 15 fps, resized to 128x171 without antialiasing)."""
+    url, sha256_prefix = torchvision_file(file)
+    return WeightSpec(
+        url=url,
+        sha256_prefix=sha256_prefix,
+        classes=kinetics400_classes(),
+        num_classes=400,
+        preprocess={
+            "clip_len": 16,
+            "sampling": "dense",
+            "frame_interval": 1,
+            "target_fps": 15,
+            "resize": [128, 171],
+            "crop": 112,
+            "antialias": False,
+            "mean": list(KINETICS_MEAN),
+            "std": list(KINETICS_STD),
+        },
+        source=f"torchvision, {_K400} {source}",
+    )
+
+
+_VIDEO = {
+    "family": "resnet3d",
+    "clip_len": 16,
+    "input_size": 112,
+    "resize": 128,
+    "mean": KINETICS_MEAN,
+    "std": KINETICS_STD,
+}
 
 
 @register_model(**_VIDEO)
 def r3d_10(num_classes: int = 400, **kwargs) -> VideoResNet:
     """R3D-10: full 3x3x3 convolutions in every stage, one block per stage."""
-    return VideoResNet(
-        BasicBlock, [Conv3DSimple] * 4, [1, 1, 1, 1], BasicStem, num_classes, **kwargs
-    )
+    return video_resnet("r3d", 10, num_classes, **kwargs)
 
 
-@register_model(**_KINETICS_WEIGHTED)
+@register_model(
+    **_VIDEO, fps=15, files={"kinetics400": kinetics_weights("r3d_18-b3b3357e.pth", "63.20/83.48")}
+)
 def r3d_18(num_classes: int = 400, **kwargs) -> VideoResNet:
     """R3D-18: full 3x3x3 convolutions in every stage (torchvision r3d_18)."""
-    return VideoResNet(
-        BasicBlock, [Conv3DSimple] * 4, [2, 2, 2, 2], BasicStem, num_classes, **kwargs
-    )
+    return video_resnet("r3d", 18, num_classes, **kwargs)
 
 
 @register_model(**_VIDEO)
 def r3d_34(num_classes: int = 400, **kwargs) -> VideoResNet:
     """R3D-34: full 3x3x3 convolutions, ResNet-34 depth."""
-    return VideoResNet(
-        BasicBlock, [Conv3DSimple] * 4, [3, 4, 6, 3], BasicStem, num_classes, **kwargs
-    )
+    return video_resnet("r3d", 34, num_classes, **kwargs)
 
 
 @register_model(**_VIDEO)
 def r3d_50(num_classes: int = 400, **kwargs) -> VideoResNet:
     """R3D-50: bottleneck blocks with a 3x3x3 middle convolution."""
-    return VideoResNet(
-        Bottleneck, [Conv3DSimple] * 4, [3, 4, 6, 3], BasicStem, num_classes, **kwargs
-    )
+    return video_resnet("r3d", 50, num_classes, **kwargs)
 
 
-@register_model(**_KINETICS_WEIGHTED)
+@register_model(
+    **_VIDEO, fps=15, files={"kinetics400": kinetics_weights("mc3_18-a90a0ba3.pth", "63.96/84.13")}
+)
 def mc3_18(num_classes: int = 400, **kwargs) -> VideoResNet:
     """MC3-18: 3D convolutions in the stem and layer1, spatial-only above (torchvision mc3_18)."""
-    builders = [Conv3DSimple] + [Conv3DNoTemporal] * 3
-    return VideoResNet(BasicBlock, builders, [2, 2, 2, 2], BasicStem, num_classes, **kwargs)
+    return video_resnet("mc3", 18, num_classes, **kwargs)
 
 
-@register_model(**_KINETICS_WEIGHTED)
+@register_model(
+    **_VIDEO,
+    fps=15,
+    files={"kinetics400": kinetics_weights("r2plus1d_18-91a641e6.pth", "67.46/86.18")},
+)
 def r2plus1d_18(num_classes: int = 400, **kwargs) -> VideoResNet:
     """R(2+1)D-18: every 3D convolution split in spatial and temporal (torchvision r2plus1d_18)."""
-    return VideoResNet(
-        BasicBlock, [Conv2Plus1D] * 4, [2, 2, 2, 2], R2Plus1dStem, num_classes, **kwargs
-    )
+    return video_resnet("r2plus1d", 18, num_classes, **kwargs)
 
 
 @register_model(**_VIDEO)
 def r2plus1d_34(num_classes: int = 400, **kwargs) -> VideoResNet:
     """R(2+1)D-34: factorised convolutions, ResNet-34 depth."""
-    return VideoResNet(
-        BasicBlock, [Conv2Plus1D] * 4, [3, 4, 6, 3], R2Plus1dStem, num_classes, **kwargs
-    )
+    return video_resnet("r2plus1d", 34, num_classes, **kwargs)

@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from resaction.errors import ModelError
-from resaction.models.layers import TemporalConsensus
-from resaction.models.registry import register_model
-from resaction.models.resnet2d import DEPTHS, BasicBlock, Bottleneck, ResidualBlock, ResNet
+from resaction.models.catalog import register_model
+from resaction.models.layers import ResidualBlock
+from resaction.models.resnet2d import BasicBlock, Bottleneck, convert_state_dict
+from resaction.models.tsn import DIFFERENCE_INPUT, TSN
 
 SHIFT_MODES = ("bidirectional", "past", "online")
 PLACEMENTS = ("residual", "inplace")
@@ -75,7 +76,18 @@ class _ShiftedBlock(ResidualBlock):
     """A residual block that shifts its input in time: for the residual branch only ("residual")
     or for the shortcut too ("inplace")."""
 
-    def _add_shift(self, fold_div: int, shift_mode: str, placement: str) -> None:
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        *,
+        fold_div: int = 8,
+        shift_mode: str = "bidirectional",
+        placement: str = "residual",
+    ) -> None:
+        super().__init__(inplanes, planes, stride, downsample)  # the 2D block's own layers
         if placement not in PLACEMENTS:
             raise ModelError(f"shift placement {placement!r} is not one of {', '.join(PLACEMENTS)}")
         self.shift = TemporalShift(fold_div, shift_mode)
@@ -88,70 +100,30 @@ class _ShiftedBlock(ResidualBlock):
 
 
 class ShiftedBasicBlock(_ShiftedBlock, BasicBlock):
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        *,
-        fold_div: int = 8,
-        shift_mode: str = "bidirectional",
-        placement: str = "residual",
-    ) -> None:
-        BasicBlock.__init__(self, inplanes, planes, stride, downsample)
-        self._add_shift(fold_div, shift_mode, placement)
+    pass
 
 
 class ShiftedBottleneck(_ShiftedBlock, Bottleneck):
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        *,
-        fold_div: int = 8,
-        shift_mode: str = "bidirectional",
-        placement: str = "residual",
-    ) -> None:
-        Bottleneck.__init__(self, inplanes, planes, stride, downsample)
-        self._add_shift(fold_div, shift_mode, placement)
+    pass
 
 
-_SHIFTED = {BasicBlock: ShiftedBasicBlock, Bottleneck: ShiftedBottleneck}
+_SHIFTED: dict[type[ResidualBlock], type[ResidualBlock]] = {
+    BasicBlock: ShiftedBasicBlock,
+    Bottleneck: ShiftedBottleneck,
+}
 
 
-class TSM(ResNet):
-    """ResNet with a temporal shift in every block -> dropout -> fc -> consensus over frames."""
+class TSM(TSN):
+    """A TSN with a temporal shift in every block: ResNet with shifts -> dropout -> fc ->
+    consensus over frames.
 
-    def __init__(
-        self,
-        depth: int,
-        num_classes: int,
-        *,
-        fold_div: int = 8,
-        shift_mode: str = "bidirectional",
-        placement: str = "residual",
-        dropout: float = 0.5,
-        consensus: str = "avg",
-        num_segments: int = 8,
-        modality: str = "rgb",
-        segment_len: int = 1,
-    ) -> None:
-        block, layers = DEPTHS[depth]
-        super().__init__(
-            _SHIFTED[block],
-            layers,
-            num_classes,
-            modality=modality,
-            segment_len=segment_len,
-            fold_div=fold_div,
-            shift_mode=shift_mode,
-            placement=placement,
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.consensus = TemporalConsensus(consensus, num_segments)
+    Besides TSN's options, every block takes ``fold_div`` (8: 1/8 of the channels shift each way),
+    ``shift_mode`` (one of ``SHIFT_MODES``) and ``placement`` (one of ``PLACEMENTS``).
+    """
+
+    @staticmethod
+    def residual_block(block: type[ResidualBlock]) -> type[ResidualBlock]:
+        return _SHIFTED[block]
 
     def shifts(self) -> list[TemporalShift]:
         return [m for m in self.modules() if isinstance(m, TemporalShift)]
@@ -169,18 +141,12 @@ class TSM(ResNet):
         for shift in self.shifts():
             shift.reset()
 
-    def head_modules(self) -> list[nn.Module]:
-        return [self.consensus, self.fc]
-
-    def forward_frames(self, clip: torch.Tensor) -> torch.Tensor:
-        """(N, C, T, H, W) -> per-frame logits (N, T, K)."""
-        frames, t = self.clip_frames(clip)
+    def clip_frames(self, clip: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """The trunk's frames, with every shift told how many frames a clip has."""
+        frames, t = super().clip_frames(clip)
         for shift in self.shifts():
             shift.num_frames = t
-        return self.fc(self.dropout(self.forward_features(frames))).unflatten(0, (-1, t))
-
-    def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        return self.consensus(self.forward_frames(clip))
+        return frames, t
 
 
 _TSM = {
@@ -188,41 +154,32 @@ _TSM = {
     "clip_len": 8,
     "input_size": 160,
     "sampling": "segments",
+    "convert": convert_state_dict,
 }
 
 
-@register_model(**_TSM, weights=("imagenet",), backbone="resnet18")
+@register_model(**_TSM, weights=("imagenet",), trunk="resnet18")
 def tsm_resnet18(num_classes: int = 400, **options: Any) -> TSM:
     """TSM on ResNet-18: 8 segments, 1/8 + 1/8 channels shifted in every residual branch."""
     return TSM(18, num_classes, **options)
 
 
-@register_model(**_TSM, weights=("imagenet", "imagenet_v2"), backbone="resnet50")
+@register_model(**_TSM, weights=("imagenet", "imagenet_v2"), trunk="resnet50")
 def tsm_resnet50(num_classes: int = 400, **options: Any) -> TSM:
     """TSM on ResNet-50: 8 segments, 1/8 + 1/8 channels shifted in every residual branch."""
     return TSM(50, num_classes, **options)
 
 
-DIFF_SEGMENT_LEN = 3
-_TSM_DIFF = {
-    **_TSM,
-    "clip_len": 8 * DIFF_SEGMENT_LEN,
-    "segment_len": DIFF_SEGMENT_LEN,
-    "modality": "rgb_diff",
-}
+_TSM_DIFF = {**_TSM, **DIFFERENCE_INPUT}
 
 
-@register_model(**_TSM_DIFF, weights=("imagenet",), backbone="resnet18")
+@register_model(**_TSM_DIFF, weights=("imagenet",), trunk="resnet18")
 def tsm_diff_resnet18(num_classes: int = 400, **options: Any) -> TSM:
     """TSM on RGB differences, ResNet-18: 8 segments of 3 frames, shifts between segments."""
-    return TSM(
-        18, num_classes, **{"modality": "rgb_diff", "segment_len": DIFF_SEGMENT_LEN, **options}
-    )
+    return TSM(18, num_classes, **options)
 
 
-@register_model(**_TSM_DIFF, weights=("imagenet", "imagenet_v2"), backbone="resnet50")
+@register_model(**_TSM_DIFF, weights=("imagenet", "imagenet_v2"), trunk="resnet50")
 def tsm_diff_resnet50(num_classes: int = 400, **options: Any) -> TSM:
     """TSM on RGB differences, ResNet-50: 8 segments of 3 frames, shifts between segments."""
-    return TSM(
-        50, num_classes, **{"modality": "rgb_diff", "segment_len": DIFF_SEGMENT_LEN, **options}
-    )
+    return TSM(50, num_classes, **options)

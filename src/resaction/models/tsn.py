@@ -1,7 +1,8 @@
 """TSN (Temporal Segment Networks): a 2D ResNet scores one frame per segment; a consensus pools.
 
 The frame-level baseline: no temporal modelling beyond the consensus. Keys are the 2D ResNet's
-(plus ``consensus.weight`` for the weighted consensus), so ImageNet weights load directly.
+(plus ``consensus.weight`` for the weighted consensus), so ImageNet weights load directly. TSM is
+a TSN whose blocks shift channels in time, so the two share this head.
 """
 
 from __future__ import annotations
@@ -11,16 +12,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from resaction.models.layers import TemporalConsensus
-from resaction.models.registry import register_model
-from resaction.models.resnet2d import DEPTHS, ResNet
+from resaction.models.catalog import register_model
+from resaction.models.layers import ResidualBlock, TemporalConsensus
+from resaction.models.resnet2d import DEPTHS, ResNet, convert_state_dict
 
 DEFAULT_SEGMENTS = 8
 DEFAULT_SIZE = 160
 
 
 class TSN(ResNet):
-    """ResNet per frame -> dropout -> fc -> consensus over the T frames of a clip."""
+    """ResNet per frame -> dropout -> fc -> consensus over the T frames of a clip.
+
+    ``block_options`` go to every residual block (a subclass's blocks take options: TSM's shift).
+    """
 
     def __init__(
         self,
@@ -32,11 +36,24 @@ class TSN(ResNet):
         dropout: float = 0.5,
         modality: str = "rgb",
         segment_len: int = 1,
+        **block_options: Any,
     ) -> None:
         block, layers = DEPTHS[depth]
-        super().__init__(block, layers, num_classes, modality=modality, segment_len=segment_len)
+        super().__init__(
+            self.residual_block(block),
+            layers,
+            num_classes,
+            modality=modality,
+            segment_len=segment_len,
+            **block_options,
+        )
         self.dropout = nn.Dropout(dropout)
         self.consensus = TemporalConsensus(consensus, num_segments)
+
+    @staticmethod
+    def residual_block(block: type[ResidualBlock]) -> type[ResidualBlock]:
+        """The block the stages use in place of the depth's plain 2D ResNet block."""
+        return block
 
     def head_modules(self) -> list[nn.Module]:
         return [self.consensus, self.fc]
@@ -55,47 +72,43 @@ _TSN = {
     "clip_len": DEFAULT_SEGMENTS,
     "input_size": DEFAULT_SIZE,
     "sampling": "segments",
+    "convert": convert_state_dict,
 }
+DIFF_SEGMENT_LEN = 3
+DIFFERENCE_INPUT = {
+    "clip_len": DEFAULT_SEGMENTS * DIFF_SEGMENT_LEN,
+    "segment_len": DIFF_SEGMENT_LEN,
+    "modality": "rgb_diff",
+}
+"""Difference models (TSN's and TSM's): 8 segments of 3 frames, each seen as its 2 differences."""
+_TSN_DIFF = {**_TSN, **DIFFERENCE_INPUT}
 
 
-@register_model(**_TSN, weights=("imagenet",), backbone="resnet18")
+@register_model(**_TSN, weights=("imagenet",), trunk="resnet18")
 def tsn_resnet18(num_classes: int = 400, **options: Any) -> TSN:
     """TSN on ResNet-18: 8 segments, one frame each, logits averaged (frame-level baseline)."""
     return TSN(18, num_classes, **options)
 
 
-@register_model(**_TSN, weights=("imagenet",), backbone="resnet34")
+@register_model(**_TSN, weights=("imagenet",), trunk="resnet34")
 def tsn_resnet34(num_classes: int = 400, **options: Any) -> TSN:
     """TSN on ResNet-34: 8 segments, one frame each, logits averaged (frame-level baseline)."""
     return TSN(34, num_classes, **options)
 
 
-@register_model(**_TSN, weights=("imagenet", "imagenet_v2"), backbone="resnet50")
+@register_model(**_TSN, weights=("imagenet", "imagenet_v2"), trunk="resnet50")
 def tsn_resnet50(num_classes: int = 400, **options: Any) -> TSN:
     """TSN on ResNet-50: 8 segments, one frame each, logits averaged (frame-level baseline)."""
     return TSN(50, num_classes, **options)
 
 
-DIFF_SEGMENT_LEN = 3
-_TSN_DIFF = {
-    **_TSN,
-    "clip_len": DEFAULT_SEGMENTS * DIFF_SEGMENT_LEN,
-    "segment_len": DIFF_SEGMENT_LEN,
-    "modality": "rgb_diff",
-}
-
-
-@register_model(**_TSN_DIFF, weights=("imagenet",), backbone="resnet18")
+@register_model(**_TSN_DIFF, weights=("imagenet",), trunk="resnet18")
 def tsn_diff_resnet18(num_classes: int = 400, **options: Any) -> TSN:
     """TSN RGB difference on ResNet-18: 8 segments of 3 frames, their 2 differences stacked."""
-    return TSN(
-        18, num_classes, **{"modality": "rgb_diff", "segment_len": DIFF_SEGMENT_LEN, **options}
-    )
+    return TSN(18, num_classes, **options)
 
 
-@register_model(**_TSN_DIFF, weights=("imagenet", "imagenet_v2"), backbone="resnet50")
+@register_model(**_TSN_DIFF, weights=("imagenet", "imagenet_v2"), trunk="resnet50")
 def tsn_diff_resnet50(num_classes: int = 400, **options: Any) -> TSN:
     """TSN RGB difference on ResNet-50: 8 segments of 3 frames, their 2 differences stacked."""
-    return TSN(
-        50, num_classes, **{"modality": "rgb_diff", "segment_len": DIFF_SEGMENT_LEN, **options}
-    )
+    return TSN(50, num_classes, **options)
