@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from resaction.data.loader import make_loader
 from resaction.data.spec import DEFAULT_VIEWS, ClipSpec, ViewProtocol
 from resaction.deploy.bench_measure import (
     machine_facts,
@@ -30,10 +31,28 @@ from resaction.deploy.bench_measure import (
     measure_in_subprocess,
     measure_matmul_peak,
 )
+from resaction.deploy.export import clip_shape, export_model, write_metadata
+from resaction.deploy.prune import (
+    check_ratio,
+    count_gflops,
+    count_params,
+    example_input,
+    prune_model,
+)
+from resaction.deploy.quantize import (
+    ClipCalibrationReader,
+    calibration_entries,
+    first_conv_name,
+    load_calibration_clips,
+    quantize_qdq,
+)
+from resaction.deploy.quantize_accuracy import held_out_entries
 from resaction.errors import ConfigError, DeployError, describe_error
+from resaction.models.checkpoint import save_checkpoint
 from resaction.models.registry import create_model, default_preprocess, list_models
 from resaction.progress import progress_bar
 from resaction.runtime.loading import load_model
+from resaction.runtime.onnx_backend import OnnxBackend
 
 BACKENDS = ("eager", "compiled", "onnx", "int8", "pruned")
 EXTRA_BACKENDS = ("pruned-onnx", "pruned-int8")
@@ -164,8 +183,6 @@ def bench(
         raise ConfigError("threads and batch size must be at least 1, iterations at least 2")
     backends = parse_backends(backends)
     if any(backend.startswith("pruned") for backend in backends):
-        from resaction.deploy.prune import check_ratio
-
         check_ratio(prune_ratio)
     out_dir = Path(out_dir)
     load_before = os.getloadavg()
@@ -255,8 +272,6 @@ def _prepare_model(
     if spec.model is not None:
         _write_model_files(spec, work, wanted, prune_ratio, (files, notes, gflops, params))
     elif spec.onnx_path is not None:
-        from resaction.runtime.onnx_backend import OnnxBackend
-
         quantized = bool(OnnxBackend(spec.onnx_path).metadata.get("quantization"))
         files["int8.onnx" if quantized else "fp32.onnx"] = spec.onnx_path
     calibration_source = calibrate if calibrate is not None else data
@@ -299,9 +314,6 @@ def _write_model_files(
 ) -> None:
     """The checkpoints and ONNX files the wanted backends run, fp32 and pruned, with their
     GFLOPs and parameter counts (``found``: files, notes, gflops, params, filled in)."""
-    from resaction.deploy.export import export_model
-    from resaction.deploy.prune import count_gflops, count_params, example_input, prune_model
-    from resaction.models.checkpoint import save_checkpoint
 
     files, notes, gflops, params = found
     clip = example_input(spec.preprocess)
@@ -337,15 +349,6 @@ def _quantize_for_bench(
 ) -> tuple[str, list[Any]]:
     """Quantise like ``quantize_onnx``, on ``data``'s clips or, without data, on random clips
     (enough for timing; the int8 model's accuracy is then meaningless)."""
-    from resaction.deploy.export import write_metadata
-    from resaction.deploy.quantize import (
-        ClipCalibrationReader,
-        calibration_entries,
-        first_conv_name,
-        load_calibration_clips,
-        quantize_qdq,
-    )
-    from resaction.runtime.onnx_backend import OnnxBackend
 
     source = OnnxBackend(onnx_path)
     entries: list[Any] = []
@@ -378,8 +381,6 @@ def _cache_eval_views(
     progress: bool,
 ) -> tuple[Path, int]:
     """Decode the held-out videos' views once; every backend then reads the same arrays."""
-    from resaction.data.loader import make_loader
-    from resaction.deploy.quantize_accuracy import held_out_entries
 
     used = {str(Path(entry.path).resolve()) for entry in calibration_entries}
     entries = held_out_entries(data, spec.classes, used, max_videos, seed)
@@ -460,7 +461,6 @@ def _run_backend(
 
 
 def _clip_shape(preprocess: dict[str, Any]) -> tuple[int, ...]:
-    from resaction.deploy.export import clip_shape
 
     return clip_shape(preprocess)
 

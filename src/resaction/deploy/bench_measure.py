@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from resaction.models.compile import compile_model
 from resaction.runtime.loading import load_model
 from resaction.runtime.onnx_backend import OnnxBackend
 from resaction.runtime.scores import videos_probabilities
@@ -96,8 +97,6 @@ def load_runner(
         return OnnxBackend(path, threads=threads), str
     loaded = load_model(path)
     if backend == "compiled":
-        from resaction.models.compile import compile_model
-
         compiled = compile_model(loaded.module)
 
         def describe() -> str:

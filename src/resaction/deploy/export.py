@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 from resaction.errors import DeployError
+from resaction.models.tsm import TemporalShift
 from resaction.runtime.loading import load_model
-from resaction.runtime.onnx_backend import FORMAT_KEY, METADATA_FORMAT
+from resaction.runtime.onnx_backend import FORMAT_KEY, METADATA_FORMAT, OnnxBackend
 
 # ONNX Runtime 1.17+ runs opset 17 everywhere, and its QDQ quantiser supports per-channel
 # weights from opset 13; torch's TorchScript exporter is tested best up to 17.
@@ -165,7 +166,6 @@ def clip_shape(preprocess: dict[str, Any]) -> tuple[int, int, int, int]:
 
 def compare_with_torch(model: nn.Module, path: str | Path, clips: torch.Tensor) -> float:
     """Largest absolute difference between PyTorch's and ONNX Runtime's logits on ``clips``."""
-    from resaction.runtime.onnx_backend import OnnxBackend
 
     with torch.no_grad():
         expected = model(clips).float().numpy()
@@ -213,7 +213,6 @@ def _torch_export(
 
 def _check_exportable(model: nn.Module, model_name: str) -> None:
     """Refuse, with the reason, models an ONNX graph cannot represent."""
-    from resaction.models.tsm import TemporalShift
 
     if any(isinstance(m, TemporalShift) and m.mode == "online" for m in model.modules()):
         raise DeployError(

@@ -28,8 +28,13 @@ import torch
 from torch import nn
 
 from resaction.data.manifests import read_manifest
+from resaction.deploy.export import require
+from resaction.engine.config import TrainConfig
+from resaction.engine.trainer import train
 from resaction.errors import ConfigError, DatasetError, DeployError, describe_error
 from resaction.models.checkpoint import load_checkpoint, save_checkpoint
+from resaction.models.tsm import TemporalShift
+from resaction.runtime.loading import resolve_spec
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +129,6 @@ def prune_model(
     oneDNN blocks channels by 16 on AVX-512 CPUs, and widths between its blocks run slowly (a
     40-channel 3D convolution took as long as a 64-channel one here).
     """
-    from resaction.deploy.export import require
 
     require("torch_pruning", "pruning", "resaction[deploy]")
     import torch_pruning as tp
@@ -205,7 +209,6 @@ def _ignored_layers(model: nn.Module) -> list[nn.Module]:
 
 
 def _has_temporal_shift(model: nn.Module) -> bool:
-    from resaction.models.tsm import TemporalShift
 
     return any(isinstance(module, TemporalShift) for module in model.modules())
 
@@ -215,7 +218,6 @@ def _shifts_hidden(model: nn.Module) -> Iterator[None]:
     """Trace temporal shifts as identities: a shift moves features in time, never across
     channels, so channel dependencies are those of the identity (and tracing its slices and
     concatenations makes Torch-Pruning's graph search very slow)."""
-    from resaction.models.tsm import TemporalShift
 
     swapped: list[tuple[nn.Module, str, nn.Module]] = []
     for parent in list(model.modules()):
@@ -264,7 +266,6 @@ def prune_checkpoint(
     Fine-tuning needs ``data`` (the training videos); ``val_data`` (or a ``val_split`` of
     ``data``, grouped as the data's groups say) selects the best epoch.
     """
-    from resaction.runtime.loading import resolve_spec
 
     ratio = check_ratio(ratio)
     if finetune_epochs < 0:
@@ -335,8 +336,6 @@ def finetune(
     """Fine-tune a pruned checkpoint with the trainer (``engine.trainer.train`` starts from it);
     returns the network of the best validation epoch (the last without validation) and one
     row per epoch. The run folder sits beside the pruned file (``<name>.finetune/``)."""
-    from resaction.engine.config import TrainConfig
-    from resaction.engine.trainer import train
 
     found = read_manifest(data)
     if list(found.classes) != list(classes):

@@ -29,6 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from resaction.data.loader import make_loader
+from resaction.data.manifests import read_manifest
+from resaction.data.spec import ClipSpec, ViewProtocol
+from resaction.deploy.export import require, write_metadata
 from resaction.deploy.quantize_accuracy import AccuracyComparison, compare_accuracy
 from resaction.errors import ConfigError, DeployError
 from resaction.progress import progress_bar
@@ -75,8 +79,6 @@ def load_calibration_clips(
 ) -> CalibrationClips:
     """Decode ``clips_per_video`` uniform clips of each video through the model's evaluation
     sampler and transform, so calibration sees exactly what inference will feed the model."""
-    from resaction.data.loader import make_loader
-    from resaction.data.spec import ClipSpec, ViewProtocol
 
     views = ViewProtocol(num_clips=clips_per_video)
     dataset = ClipSpec.from_dict(preprocess).dataset(list(entries), train=False, views=views)
@@ -142,7 +144,6 @@ def quantize_onnx(
     With ``eval_data`` the float and int8 models are then scored on its videos that were not
     used for calibration (at most ``eval_videos`` of them).
     """
-    from resaction.deploy.export import require, write_metadata
 
     require("onnxruntime", "int8 quantisation")
     started = time.perf_counter()
@@ -277,7 +278,6 @@ def _too_little(calibrate: str | Path, calibration: CalibrationClips) -> DeployE
 
 def calibration_entries(source: str | Path, count: int, seed: int = 0) -> list[Any]:
     """Up to ``count`` videos of ``source``, taken in turn from each class (a seeded order)."""
-    from resaction.data.manifests import read_manifest
 
     manifest = read_manifest(source)
     if len(manifest.entries) < MIN_CALIBRATION_VIDEOS:

@@ -35,7 +35,9 @@ from resaction.engine.report import (
     write_json,
     write_report,
 )
+from resaction.engine.trainer import train
 from resaction.errors import DatasetError
+from resaction.models.checkpoint import load_checkpoint
 from resaction.runtime.loading import resolve_spec
 
 log = logging.getLogger(__name__)
@@ -168,8 +170,6 @@ def _run_fold(
 
     A fold whose training was interrupted continues from its last checkpoint when ``resume`` and
     it was started with the same settings (``fold_dir/settings.json``)."""
-    from resaction.engine.trainer import train
-    from resaction.models.checkpoint import load_checkpoint
 
     fold_config = dataclasses.replace(
         config,

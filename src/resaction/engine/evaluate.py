@@ -22,9 +22,11 @@ from torch import nn
 from resaction.data.loader import make_loader
 from resaction.data.manifests import VideoEntry, read_manifest
 from resaction.data.spec import DEFAULT_VIEWS, ClipSpec, ViewProtocol
+from resaction.data.stress import apply_stress
 from resaction.data.transforms import ClipTransform
 from resaction.engine.metrics import classification_metrics
-from resaction.errors import ConfigError, DatasetError
+from resaction.errors import ConfigError, DatasetError, ModelError
+from resaction.models.compile import compile_model
 from resaction.progress import progress_bar
 from resaction.runtime.backends import Backend
 from resaction.runtime.loading import LoadedModel, is_onnx, load_model
@@ -93,7 +95,6 @@ class StressedTransform:
         return self.transform.decode_hint(force)
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
-        from resaction.data.stress import apply_stress
 
         if rng is not None:
             seed = int(rng.integers(2**31))
@@ -270,8 +271,6 @@ def _score_views(
 
 def _check_class_count(width: int, classes: Sequence[str]) -> None:
     if width != len(classes):
-        from resaction.errors import ModelError
-
         raise ModelError(
             f"the model outputs {width} classes but the data has {len(classes)} "
             f"({', '.join(list(classes)[:5])}...); evaluate a checkpoint trained on these classes"
@@ -346,8 +345,6 @@ def evaluate_checkpoint(
     views = loaded.views.updated({k: v for k, v in overrides.items() if v is not None})
     model = loaded.network
     if compile:
-        from resaction.models.compile import compile_model
-
         model = compile_model(model)
     result = evaluate(
         model,

@@ -33,6 +33,8 @@ from rich.table import Table
 
 from resaction.engine.evaluate import EvalResult, evaluate
 from resaction.engine.report import ReportFiles, ensure_output_dir, write_json, write_report
+from resaction.runtime.loading import LoadedModel, load_model
+from resaction.runtime.scores import top_k, video_probabilities
 
 TEMPORAL_MODEL = "r3d_10"
 DIRECTION_HIDDEN = "direction hidden"
@@ -136,7 +138,8 @@ def run_quickstart(
         _score(checkpoint, label, test_entries, classes, reversed_classes, out, hidden, progress)
         for label, hidden in scorings
     ]
-    predictions = [predict_one(checkpoint, e.path, classes[e.label]) for e in shown]
+    loaded = load_model(checkpoint)
+    predictions = [predict_one(loaded, e.path, classes[e.label]) for e in shown]
     result = QuickstartResult(
         out=out,
         checkpoint=checkpoint,
@@ -248,28 +251,25 @@ def _score(
     progress: bool,
 ) -> ModelOutcome:
     """Evaluate the checkpoint on the test videos, optionally with the direction hidden."""
-    from resaction.models.checkpoint import load_checkpoint
-    from resaction.models.registry import default_preprocess
-
-    bundle = load_checkpoint(checkpoint)
-    preprocess = {**default_preprocess(bundle.model_name), **bundle.preprocess}
+    loaded = load_model(checkpoint)
+    preprocess = loaded.spec.to_dict()
     if hide_direction:
         preprocess["direction_blind"] = True
     result = evaluate(
-        bundle.model,
+        loaded.network,
         test_entries,
         classes,
         preprocess=preprocess,
-        protocol=bundle.protocol,
+        protocol=loaded.views.to_dict(),
         batch_size=16,
         progress=progress,
     )
-    result.protocol.update(checkpoint=str(checkpoint), model=bundle.model_name)
+    result.protocol.update(checkpoint=str(checkpoint), model=loaded.model_name)
     folder = "eval_direction_hidden" if hide_direction else "eval"
     others = [name for name in classes if name not in reversed_classes]
     return ModelOutcome(
         label=label,
-        model=bundle.model_name,
+        model=loaded.model_name,
         result=result,
         reversed_pair_accuracy=result.accuracy_on(reversed_classes),
         other_accuracy=result.accuracy_on(others),
@@ -277,12 +277,12 @@ def _score(
     )
 
 
-def predict_one(checkpoint: Path, video: Path, true_class: str) -> dict[str, Any]:
-    """Run the trained model on one held-out video with the inference API."""
-    from resaction.inference import Predictor
-
-    prediction = Predictor.from_checkpoint(checkpoint).predict(video, topk=3)
-    top = [(name, float(p)) for name, p in zip(prediction.labels, prediction.probs, strict=True)]
+def predict_one(loaded: LoadedModel, video: Path, true_class: str) -> dict[str, Any]:
+    """The trained model's top 3 on one held-out video: its test views, scored and averaged as
+    ``resaction predict`` does (the same loader, clip spec and scores)."""
+    logits = loaded.backend(loaded.spec.read_views(video, loaded.views))
+    probs = video_probabilities(logits)
+    top = [(loaded.classes[i], float(probs[i])) for i in top_k(probs, 3)]
     return {"video": str(video), "true": true_class, "top": top}
 
 

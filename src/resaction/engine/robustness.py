@@ -18,6 +18,7 @@ from rich.table import Table
 from torch import nn
 
 from resaction.data.manifests import VideoEntry
+from resaction.data.stress import parse_stress_kinds
 from resaction.engine.evaluate import EvalResult, evaluate
 from resaction.engine.report import ensure_output_dir, result_summary, write_json
 from resaction.runtime.backends import Backend
@@ -67,7 +68,6 @@ def run_robustness(
     progress: bool = True,
 ) -> RobustnessResult:
     """Evaluate ``entries`` clean (unless ``baseline`` is given) and once per stress kind."""
-    from resaction.data.stress import parse_stress_kinds
 
     kinds = parse_stress_kinds(",".join(kinds)) if kinds else []
     common = {

@@ -27,6 +27,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
 
+from resaction.data.loader import collate_skip_bad, default_num_workers, seed_worker
 from resaction.engine.distributed import DistContext, all_reduce_sum
 from resaction.engine.schedule import load_schedule_state
 from resaction.errors import CheckpointError
@@ -173,7 +174,6 @@ def make_train_loader(
     Batches are ``ClipBatch``es; failed videos arrive in ``batch.skipped`` and a batch may be
     empty (``clips`` None), which the loop counts but does not train on, so positions stay exact.
     """
-    from resaction.data.loader import collate_skip_bad, default_num_workers, seed_worker
 
     workers = default_num_workers() if num_workers is None else num_workers
     extra: dict[str, Any] = {"persistent_workers": True, "prefetch_factor": 2} if workers else {}

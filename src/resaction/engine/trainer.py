@@ -27,7 +27,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from resaction.data.manifests import read_manifest
 from resaction.data.spec import DEFAULT_VIEWS, ClipSpec
+from resaction.data.splits import train_test_split
 from resaction.engine import distributed
 from resaction.engine.config import (
     TrainConfig,
@@ -35,6 +37,7 @@ from resaction.engine.config import (
     resolve_defaults,
     save_config,
 )
+from resaction.engine.evaluate import evaluate
 from resaction.engine.logs import (
     SKIPPED_TXT,
     RunLogger,
@@ -61,7 +64,15 @@ from resaction.errors import (
     ResactionError,
     first_line,
 )
-from resaction.models.checkpoint import ModelBundle, load_checkpoint, read_checkpoint
+from resaction.models.checkpoint import (
+    ModelBundle,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from resaction.models.finetune import freeze_backbone, freeze_batchnorm, param_groups
+from resaction.models.registry import create_model
+from resaction.models.weights import training_preprocess
 from resaction.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -210,7 +221,6 @@ class Trainer:
         return distributed.on_main(self.context, self._read_last_checkpoint)
 
     def _read_last_checkpoint(self) -> dict[str, Any] | None:
-        from resaction.models.checkpoint import read_checkpoint
 
         path = self.run_dir / LAST_CHECKPOINT
         if not path.exists():
@@ -227,8 +237,6 @@ class Trainer:
         return payload
 
     def _load_data(self, resumed: dict[str, Any] | None) -> _Data:
-        from resaction.data.manifests import read_manifest
-        from resaction.data.splits import train_test_split
 
         config = self.config
         manifest = read_manifest(config.data)
@@ -268,7 +276,6 @@ class Trainer:
         return _Data(classes=list(manifest.classes), train=list(manifest.entries), val=val)
 
     def _pipeline(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        from resaction.models.weights import training_preprocess
 
         defaults = training_preprocess(self.config.model, self.config.weights)
         check_preprocess_keys(self.config.preprocess, defaults)
@@ -281,7 +288,6 @@ class Trainer:
         return preprocess, DEFAULT_VIEWS.updated(self.config.protocol).to_dict()
 
     def _build_model(self, resumed: dict[str, Any] | None) -> nn.Module:
-        from resaction.models.registry import create_model
 
         config = self.config
         pruned = pruned_start(config.weights)
@@ -339,7 +345,6 @@ class Trainer:
         self.steps_per_epoch = math.ceil(batches / config.accumulate)
 
     def _build_optimisation(self, entries: list[Any]) -> None:
-        from resaction.models.finetune import freeze_batchnorm, param_groups
 
         config = self.config
         if config.freeze_bn:
@@ -442,7 +447,6 @@ class Trainer:
         The optimiser holds every parameter from the start: frozen ones get no gradient, so
         SGD and AdamW leave them (and their state) untouched until they are unfrozen.
         """
-        from resaction.models.finetune import freeze_backbone, freeze_batchnorm
 
         frozen = epoch < self.config.freeze_backbone_epochs
         if frozen == self._frozen:
@@ -604,7 +608,6 @@ class Trainer:
         return distributed.broadcast(self.context, row)
 
     def _evaluate(self) -> dict[str, Any]:
-        from resaction.engine.evaluate import evaluate
 
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
@@ -649,7 +652,6 @@ class Trainer:
     # ------------------------------------------------------------------ files
 
     def _save(self, path: Path, position: Position, totals: EpochTotals) -> None:
-        from resaction.models.checkpoint import save_checkpoint
 
         save_checkpoint(
             path,

@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 
 from resaction.inference.segments import window_cells
+from resaction.io import VideoReader
+from resaction.io.writer import VideoWriter
 from resaction.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -71,8 +73,6 @@ def annotate_timeline(
 
     This is a second decoding pass; the timeline itself decodes the video once.
     """
-    from resaction.io import VideoReader
-    from resaction.io.writer import VideoWriter
 
     cells = window_cells(timeline.times, timeline.duration)
     segments = sorted(timeline.segments, key=lambda segment: segment.start)

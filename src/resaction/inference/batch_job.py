@@ -13,6 +13,7 @@ from typing import Any
 from resaction.errors import ConfigError
 from resaction.inference.archive import BatchStore, VideoKey
 from resaction.inference.batch_work import MODES, WorkSpec
+from resaction.inference.timeline import TimelineConfig
 from resaction.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,6 @@ class BatchOptions:
         if self.local and self.address is not None:
             raise ConfigError("--local runs without Ray: drop --address or --local")
         if self.mode == "timeline":
-            from resaction.inference.timeline import TimelineConfig
-
             try:
                 TimelineConfig(**self.timeline).check()
             except TypeError as error:

@@ -24,6 +24,7 @@ import torch
 from resaction.data.spec import ClipSpec, ViewProtocol
 from resaction.errors import describe_error
 from resaction.inference.predictor import Prediction, Predictor
+from resaction.inference.timeline import TimelineConfig, run_timeline
 
 MODES = ("predict", "timeline")
 VIEWS_PER_FORWARD = 8
@@ -125,7 +126,6 @@ class VideoScorer:
         return Prediction.from_logits("", logits, self.predictor.classes, self.spec.topk, seconds)
 
     def _timeline(self, path: str) -> dict[str, Any]:
-        from resaction.inference.timeline import TimelineConfig, run_timeline
 
         timeline = run_timeline(self.predictor, path, TimelineConfig(**self.spec.timeline))
         return {

@@ -24,6 +24,9 @@ import torch
 from resaction.data.spec import DEFAULT_VIEWS, ClipSpec, ViewProtocol
 from resaction.data.transforms import ClipTransform
 from resaction.errors import CheckpointError, ConfigError, ResactionError, describe_error
+from resaction.models.compile import CompiledModel, compile_model
+from resaction.models.registry import create_model
+from resaction.models.weights import weights_preprocess
 from resaction.runtime.backends import Backend, TorchBackend
 from resaction.runtime.loading import LoadedModel, load_model
 from resaction.runtime.scores import softmax, top_k, video_probabilities
@@ -169,8 +172,6 @@ class Predictor:
         ``weights="none"`` gives random weights (for timing); a checkpoint file is read with
         ``from_checkpoint``, refusing one of another model.
         """
-        from resaction.models.registry import create_model
-        from resaction.models.weights import weights_preprocess
 
         if weights and Path(weights).expanduser().is_file():
             return cls.from_checkpoint(
@@ -203,8 +204,6 @@ class Predictor:
 
         The first batch of each shape pays the compilation; ONNX backends are refused.
         """
-        from resaction.models.compile import CompiledModel, compile_model
-        from resaction.runtime.backends import TorchBackend
 
         if not isinstance(self.backend, TorchBackend):
             raise ConfigError(

@@ -35,6 +35,7 @@ from resaction.inference.sources import (
     OrderedFrames,
     SourceEvent,
 )
+from resaction.io.writer import VideoWriter
 
 if TYPE_CHECKING:
     from resaction.inference.predictor import Predictor
@@ -310,8 +311,6 @@ class StreamRunner:
         if self.config.events:
             self._writer = RecordWriter(self.config.events, fmt="jsonl", key="wall")
         if self.config.annotate:
-            from resaction.io.writer import VideoWriter
-
             self._video = VideoWriter(self.config.annotate, fps=fps)
 
     def _write_frame(self, frame: CapturedFrame) -> None:

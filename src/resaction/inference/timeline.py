@@ -24,6 +24,7 @@ import torch
 
 from resaction.data.sampling import SlidingWindowSampler, Window
 from resaction.errors import ConfigError, VideoError
+from resaction.inference.plots import plot_timeline
 from resaction.inference.segments import (
     SMOOTH_METHODS,
     Segment,
@@ -300,8 +301,6 @@ def write_timeline(
         writer.writerows(segments)
     _write_windows(timeline, paths["windows_csv"])
     if plot:
-        from resaction.inference.plots import plot_timeline
-
         paths["plot"] = plot_timeline(
             timeline.times,
             timeline.smoothed,

@@ -19,6 +19,7 @@ from resaction.errors import CheckpointError
 from resaction.models.checkpoint import load_checkpoint
 from resaction.models.registry import default_preprocess, list_models
 from resaction.runtime.backends import Backend, TorchBackend
+from resaction.runtime.onnx_backend import OnnxBackend
 
 
 @dataclass
@@ -86,7 +87,6 @@ def load_model(
 
 
 def _load_onnx(path: Path, device: str, classes: list[str] | None) -> LoadedModel:
-    from resaction.runtime.onnx_backend import OnnxBackend
 
     providers = ["CPUExecutionProvider"]
     if device.startswith("cuda"):

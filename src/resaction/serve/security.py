@@ -18,6 +18,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 
 from resaction.errors import ResactionError
+from resaction.io import VideoReader
 
 CHUNK_ALLOWANCE = 64 * 1024
 MAX_FIELD_BYTES = 4096
@@ -292,7 +293,6 @@ def sniff_video(path: Path, name: str, max_duration_s: float) -> VideoFacts:
     """Open ``path`` with PyAV and decode its first frame; refuse what is not a video (415) or
     runs longer than ``max_duration_s`` (413). The declared content type is never consulted.
     """
-    from resaction.io import VideoReader
 
     try:
         with VideoReader(path) as reader:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resaction.inference.annotate import annotate_timeline
+from resaction.inference.timeline import TimelineConfig, run_timeline, write_timeline
 from resaction.serve.security import ApiError
 
 if TYPE_CHECKING:
@@ -104,8 +106,6 @@ def predict_record(predictor: Predictor, video: Path, name: str, topk: int) -> d
 
 def run_job(predictor: Predictor, job: Job, out_dir: Path, progress: Progress) -> dict[str, Any]:
     """Top-k of the whole video, its timeline and (unless turned off) the annotated copy."""
-    from resaction.inference.annotate import annotate_timeline
-    from resaction.inference.timeline import TimelineConfig, run_timeline, write_timeline
 
     options = JobOptions(**job.options)
     progress(0.0, "predicting")
