@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -53,8 +54,11 @@ def test_quickstart_meets_its_thresholds_and_prints_plain_lines_when_not_on_a_te
 
     # captured output is not a terminal: no bar redraws, one line per training epoch
     assert "\r" not in printed.out + printed.err
-    epochs = [line for line in printed.err.splitlines() if line.startswith("epoch ")]
-    assert len(epochs) == SIZE.epochs
+    summary = re.compile(r"epoch \d+/\d+  loss")
+    summaries = [line for line in printed.err.splitlines() if summary.match(line)]
+    assert [line.split("  ")[0] for line in summaries] == [
+        f"epoch {n}/{SIZE.epochs}" for n in range(1, SIZE.epochs + 1)
+    ]
     assert "direction hidden" in printed.out
     for p in shown:
         assert f"{Path(p['video']).name}: truly {p['true']}, r3d_10 says {p['top'][0][0]}" in (

@@ -322,6 +322,7 @@ def test_cli_output_that_is_not_a_terminal_is_one_line_per_epoch(
     captured = capsys.readouterr()
     assert "\r" not in captured.out + captured.err
     epochs = [line for line in captured.err.splitlines() if line.startswith("epoch ")]
+    # (an epoch longer than 30 s would add a progress line; these take well under a second)
     assert [line.split("  ")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
     assert all("loss " in line and "clips/s" in line for line in epochs)
     notes = [line for line in captured.out.splitlines() if line.startswith("note: tsn_resnet18")]
