@@ -13,6 +13,7 @@ import urllib.error
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -22,9 +23,23 @@ from resaction.models.catalog import WeightSpec
 TORCHVISION_URL = "https://download.pytorch.org/models/"
 
 
-def torchvision_file(file: str) -> tuple[str, str]:
-    """The URL of one of torchvision's files and the SHA-256 prefix its name carries."""
-    return TORCHVISION_URL + file, file.rsplit("-", 1)[1].split(".")[0]
+def torchvision_weights(
+    file: str,
+    source: str,
+    *,
+    num_classes: int,
+    preprocess: dict[str, Any],
+    classes: tuple[str, ...] | None = None,
+) -> WeightSpec:
+    """One of torchvision's weight files; its name carries the SHA-256 prefix of its contents."""
+    return WeightSpec(
+        url=TORCHVISION_URL + file,
+        sha256_prefix=file.rsplit("-", 1)[1].split(".")[0],
+        classes=classes,
+        num_classes=num_classes,
+        preprocess=preprocess,
+        source=source,
+    )
 
 
 @cache

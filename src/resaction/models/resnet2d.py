@@ -20,7 +20,7 @@ from resaction.models.catalog import (
     WeightSpec,
     register_model,
 )
-from resaction.models.hub import torchvision_file
+from resaction.models.hub import torchvision_weights
 from resaction.models.layers import ClassifierMixin, ResidualBlock, frames_to_batch
 from resaction.models.modality import adapt_first_conv, frame_input, input_channels
 
@@ -186,19 +186,10 @@ def convert_state_dict(state: StateDict, model: nn.Module) -> StateDict:
 
 def imagenet_weights(file: str, resize: int, source: str) -> WeightSpec:
     """One of torchvision's ImageNet ResNet files, for the ``files=`` of a builder."""
-    url, sha256_prefix = torchvision_file(file)
-    return WeightSpec(
-        url=url,
-        sha256_prefix=sha256_prefix,
-        classes=None,
-        num_classes=1000,
-        preprocess={
-            "resize": resize,
-            "crop": 224,
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-        },
-        source=f"torchvision {source}",
+    mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+    preprocess = {"resize": resize, "crop": 224, "mean": mean, "std": std}
+    return torchvision_weights(
+        file, f"torchvision {source}", num_classes=1000, preprocess=preprocess
     )
 
 

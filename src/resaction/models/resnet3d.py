@@ -24,7 +24,7 @@ from torch import nn
 
 from resaction.errors import ModelError
 from resaction.models.catalog import KINETICS_MEAN, KINETICS_STD, WeightSpec, register_model
-from resaction.models.hub import kinetics400_classes, torchvision_file
+from resaction.models.hub import kinetics400_classes, torchvision_weights
 from resaction.models.layers import ClassifierMixin, ResidualBlock
 
 
@@ -352,30 +352,29 @@ def video_resnet(variant: str, depth: int, num_classes: int = 400, **kwargs: Any
     return VideoResNet(block, builders, layers, stem, num_classes, **kwargs)
 
 
-_K400 = "Kinetics-400 top-1/top-5 (video, 5 clips x 16 frames at 15 fps, 112 px)"
+_K400 = "torchvision, Kinetics-400 top-1/top-5 (video, 5 clips x 16 frames at 15 fps, 112 px)"
 
 
 def kinetics_weights(file: str, source: str) -> WeightSpec:
     """One of torchvision's Kinetics-400 video files, with the preprocessing it was trained with
     (torchvision's video preset: 16 frames at 15 fps, resized to 128x171 without antialiasing)."""
-    url, sha256_prefix = torchvision_file(file)
-    return WeightSpec(
-        url=url,
-        sha256_prefix=sha256_prefix,
-        classes=kinetics400_classes(),
+    preprocess = {
+        "clip_len": 16,
+        "sampling": "dense",
+        "frame_interval": 1,
+        "target_fps": 15,
+        "resize": [128, 171],
+        "crop": 112,
+        "antialias": False,
+        "mean": list(KINETICS_MEAN),
+        "std": list(KINETICS_STD),
+    }
+    return torchvision_weights(
+        file,
+        f"{_K400} {source}",
         num_classes=400,
-        preprocess={
-            "clip_len": 16,
-            "sampling": "dense",
-            "frame_interval": 1,
-            "target_fps": 15,
-            "resize": [128, 171],
-            "crop": 112,
-            "antialias": False,
-            "mean": list(KINETICS_MEAN),
-            "std": list(KINETICS_STD),
-        },
-        source=f"torchvision, {_K400} {source}",
+        preprocess=preprocess,
+        classes=kinetics400_classes(),
     )
 
 
