@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from resaction.models.compile import compile_model
+from resaction.models import compile as model_compile
 from resaction.runtime.loading import load_model
 from resaction.runtime.onnx_backend import OnnxBackend
 from resaction.runtime.scores import videos_probabilities
@@ -97,7 +97,7 @@ def load_runner(
         return OnnxBackend(path, threads=threads), str
     loaded = load_model(path)
     if backend == "compiled":
-        compiled = compile_model(loaded.module)
+        compiled = model_compile.compile_model(loaded.module)
 
         def describe() -> str:
             return "" if compiled.compiled else "torch.compile failed: eager fallback"

@@ -26,7 +26,7 @@ from resaction.data.stress import apply_stress
 from resaction.data.transforms import ClipTransform
 from resaction.engine.metrics import classification_metrics
 from resaction.errors import ConfigError, DatasetError, ModelError
-from resaction.models.compile import compile_model
+from resaction.models import compile as model_compile
 from resaction.progress import progress_bar
 from resaction.runtime.backends import Backend
 from resaction.runtime.loading import LoadedModel, is_onnx, load_model
@@ -345,7 +345,7 @@ def evaluate_checkpoint(
     views = loaded.views.updated({k: v for k, v in overrides.items() if v is not None})
     model = loaded.network
     if compile:
-        model = compile_model(model)
+        model = model_compile.compile_model(model)
     result = evaluate(
         model,
         entries,

@@ -24,7 +24,7 @@ import torch
 from resaction.data.spec import DEFAULT_VIEWS, ClipSpec, ViewProtocol
 from resaction.data.transforms import ClipTransform
 from resaction.errors import CheckpointError, ConfigError, ResactionError, describe_error
-from resaction.models.compile import CompiledModel, compile_model
+from resaction.models import compile as model_compile
 from resaction.models.registry import create_model
 from resaction.models.weights import weights_preprocess
 from resaction.runtime.backends import Backend, TorchBackend
@@ -210,8 +210,10 @@ class Predictor:
                 f"--compile compiles PyTorch models; {self.model_name or 'this model'} runs on "
                 f"{getattr(self.backend, 'name', 'another backend')} (use a .pt checkpoint)"
             )
-        if not isinstance(self.backend.model, CompiledModel):
-            self.backend = TorchBackend(compile_model(self.backend.model), self.backend.device)
+        if not isinstance(self.backend.model, model_compile.CompiledModel):
+            self.backend = TorchBackend(
+                model_compile.compile_model(self.backend.model), self.backend.device
+            )
         return self
 
     def clip_transform(self) -> ClipTransform:
