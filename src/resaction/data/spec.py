@@ -107,15 +107,19 @@ class ClipSpec:
         options = {key: value for key, value in data.items() if key not in typed}
         return cls(**values, options=options)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The plain preprocessing dict (``segment_len`` only where it is not 1)."""
+    def facts(self) -> dict[str, Any]:
+        """The typed input facts as plain data (``segment_len`` only where it is not 1)."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "options"}
         for key in ("mean", "std"):
             if data[key] is not None:
                 data[key] = list(data[key])
         if data["segment_len"] == 1:
             del data["segment_len"]
-        return {**data, **self.options}
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain preprocessing dict: the facts and the options."""
+        return {**self.facts(), **self.options}
 
     def updated(self, overrides: Mapping[str, Any]) -> ClipSpec:
         """This spec with the keys of ``overrides`` replaced (typed ones or options)."""

@@ -73,8 +73,8 @@ async def health(service: Service = Depends(get_service)) -> dict[str, Any]:
 @service_routes.get("/model", tags=["service"], summary="The loaded model", dependencies=guarded)
 async def model(service: Service = Depends(get_service)) -> dict[str, Any]:
     predictor = service.predictor
-    pre = predictor.preprocess
-    crop = pre.get("crop")
+    facts = predictor.spec.facts()
+    crop = facts["crop"]
     size = list(crop) if isinstance(crop, list | tuple) else [crop, crop]
     return {
         "name": predictor.model_name,
@@ -83,22 +83,10 @@ async def model(service: Service = Depends(get_service)) -> dict[str, Any]:
         "classes": predictor.classes,
         "num_classes": len(predictor.classes),
         "input": {
-            "shape": [None, 3, pre.get("clip_len"), *size],
+            "shape": [None, 3, facts["clip_len"], *size],
             "layout": "NCTHW",
             "dtype": "float32",
-            **{
-                key: pre.get(key)
-                for key in (
-                    "clip_len",
-                    "sampling",
-                    "frame_interval",
-                    "target_fps",
-                    "resize",
-                    "crop",
-                    "mean",
-                    "std",
-                )
-            },
+            **facts,
         },
         "protocol": predictor.protocol,
         "limits": {
