@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from resaction.cli.app import app, console
-from resaction.cli.predict import COMPILE_OPTION
+from resaction.cli.options import COMPILE_OPTION
 
 
 @app.command()

@@ -16,6 +16,14 @@ import typer
 from rich.table import Table
 
 from resaction.cli.app import app, console, err_console
+from resaction.cli.options import (
+    CHECKPOINT_OPTION,
+    CLASSES_OPTION,
+    COMPILE_OPTION,
+    MODEL_OPTION,
+    PROGRESS_OPTION,
+    WEIGHTS_OPTION,
+)
 from resaction.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -24,12 +32,6 @@ if TYPE_CHECKING:
 
 TABLE_ROWS = 50
 _GLOB_CHARS = set("*?[")
-COMPILE_OPTION = typer.Option(
-    False,
-    "--compile",
-    help="torch.compile the PyTorch model with freezing (the first batch pays the compilation; "
-    "eager with a warning if it fails).",
-)
 
 
 def load_predictor(
@@ -167,22 +169,10 @@ def predict(
     paths: list[str] = typer.Argument(
         ..., help="Video files, folders (searched recursively) or glob patterns ('clips/*.mp4')."
     ),
-    checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", "-c", help="A resaction checkpoint."
-    ),
-    model: str | None = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="With --weights: a registered model; with --checkpoint: "
-        "refuse a checkpoint of another model.",
-    ),
-    weights: str | None = typer.Option(
-        None, "--weights", help="Named weights for --model, e.g. kinetics400."
-    ),
-    classes: Path | None = typer.Option(
-        None, "--classes", help="Class names, one per line, for an .onnx file without metadata."
-    ),
+    checkpoint: Path | None = CHECKPOINT_OPTION,
+    model: str | None = MODEL_OPTION,
+    weights: str | None = WEIGHTS_OPTION,
+    classes: Path | None = CLASSES_OPTION,
     topk: int = typer.Option(5, "--topk", "-k", min=1, help="Labels per video."),
     json_out: Path | None = typer.Option(
         None, "--json", help="Write results as JSON lines, one object per video (--resume appends)."
@@ -202,7 +192,7 @@ def predict(
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Clips per forward pass."),
     workers: int = typer.Option(2, "--workers", min=1, help="Decoding threads."),
     compile: bool = COMPILE_OPTION,
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Top-k action labels for each video, with the checkpoint's multi-clip protocol."""
     from resaction.inference import VideoFailure

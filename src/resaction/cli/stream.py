@@ -10,7 +10,14 @@ import typer
 from rich.table import Table
 
 from resaction.cli.app import app, console, err_console
-from resaction.cli.predict import COMPILE_OPTION, load_predictor
+from resaction.cli.options import (
+    CHECKPOINT_OPTION,
+    CLASSES_OPTION,
+    COMPILE_OPTION,
+    MODEL_OPTION,
+    WEIGHTS_OPTION,
+)
+from resaction.cli.predict import load_predictor
 
 _STATS_LABELS = {
     "input_fps": "input fps",
@@ -63,20 +70,10 @@ def stream(
     source: str = typer.Argument(
         ..., help="A webcam index (0), an rtsp/http/udp URL, or a video file."
     ),
-    checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", "-c", help="A resaction checkpoint."
-    ),
-    model: str | None = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="With --weights: a registered model; with --checkpoint: "
-        "refuse a checkpoint of another model.",
-    ),
-    weights: str | None = typer.Option(None, "--weights", help="Named weights for --model."),
-    classes: Path | None = typer.Option(
-        None, "--classes", help="Class names, one per line, for an .onnx file without metadata."
-    ),
+    checkpoint: Path | None = CHECKPOINT_OPTION,
+    model: str | None = MODEL_OPTION,
+    weights: str | None = WEIGHTS_OPTION,
+    classes: Path | None = CLASSES_OPTION,
     realtime: bool = typer.Option(
         False,
         "--realtime",

@@ -8,26 +8,24 @@ import typer
 from rich.table import Table
 
 from resaction.cli.app import app, console
-from resaction.cli.predict import COMPILE_OPTION, load_predictor
+from resaction.cli.options import (
+    CHECKPOINT_OPTION,
+    CLASSES_OPTION,
+    COMPILE_OPTION,
+    MODEL_OPTION,
+    PROGRESS_OPTION,
+    WEIGHTS_OPTION,
+)
+from resaction.cli.predict import load_predictor
 
 
 @app.command()
 def timeline(
     video: Path = typer.Argument(..., help="The video to scan."),
-    checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", "-c", help="A resaction checkpoint."
-    ),
-    model: str | None = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="With --weights: a registered model; with --checkpoint: "
-        "refuse a checkpoint of another model.",
-    ),
-    weights: str | None = typer.Option(None, "--weights", help="Named weights for --model."),
-    classes: Path | None = typer.Option(
-        None, "--classes", help="Class names, one per line, for an .onnx file without metadata."
-    ),
+    checkpoint: Path | None = CHECKPOINT_OPTION,
+    model: str | None = MODEL_OPTION,
+    weights: str | None = WEIGHTS_OPTION,
+    classes: Path | None = CLASSES_OPTION,
     window: int | None = typer.Option(
         None, "--window", min=1, help="Frames per window (default: the model's clip length)."
     ),
@@ -53,7 +51,7 @@ def timeline(
     ),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Windows per pass."),
     compile: bool = COMPILE_OPTION,
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Sliding-window labels over a whole video: segments (JSON, CSV), a plot, an annotated copy."""
     from resaction.inference.annotate import annotate_timeline
