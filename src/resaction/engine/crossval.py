@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from resaction.data.manifests import Manifest, read_manifest
 from resaction.data.spec import DEFAULT_VIEWS
 from resaction.data.splits import entry_groups, kfold, without_groups
+from resaction.engine import trainer
 from resaction.engine.config import TrainConfig
 from resaction.engine.evaluate import evaluate
 from resaction.engine.metrics import classification_metrics, mean_and_std
@@ -35,7 +36,6 @@ from resaction.engine.report import (
     write_json,
     write_report,
 )
-from resaction.engine.trainer import train
 from resaction.errors import DatasetError
 from resaction.models.checkpoint import load_checkpoint
 from resaction.runtime.loading import resolve_spec
@@ -185,7 +185,7 @@ def _run_fold(
     test_part.to_csv(fold_dir / "test.csv")
     write_json(key, fold_dir / "settings.json")
     started = time.perf_counter()
-    trained = train(fold_config)
+    trained = trainer.train(fold_config)
     train_seconds = time.perf_counter() - started
     bundle = load_checkpoint(trained.last_checkpoint)
     if list(bundle.classes) != list(test_part.classes):
