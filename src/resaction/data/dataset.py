@@ -79,13 +79,15 @@ class VideoClipDataset(Dataset):
     ``clip`` is the transform's ``(C, T, H, W)`` for one clip and one view (uint8 frames as
     ``(C, T, H, W)`` without a transform), and the stacked views ``(K*V, C, T, H, W)``,
     clip-major, when the sampler gives K clips or the transform V views, or always with
-    ``multi_view=True``. Random draws come from ``(seed, epoch, index)``: the same item in the
-    same epoch is the same clip in any worker. ``resize_in_decoder`` lets the decoder do the
+    ``multi_view=True``. Random draws come from ``(seed, draw key, index)``: the same key gives
+    the same clip in any worker. The draw key is the epoch for ``make_loader``'s sampler and a
+    random number per position for the trainer's (so a video drawn twice in one epoch gets two
+    clips). ``resize_in_decoder`` lets the decoder do the
     transform's first resize: None for antialiased resizes only (see
     ``ClipTransform.decode_hint``), True always (faster), False never (torch does it).
     """
 
-    epoch_in_key = True  # make_loader sends (index, epoch) keys, which __getitem__ accepts
+    draw_key_in_item = True  # samplers send (index, draw key) pairs, which __getitem__ accepts
 
     def __init__(
         self,
@@ -135,12 +137,12 @@ class VideoClipDataset(Dataset):
             self._failed.setdefault(item.index, item)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, int, int] | SkippedVideo:
-        index, epoch = key if isinstance(key, tuple) else (key, self.epoch)
+        index, draw_key = key if isinstance(key, tuple) else (key, self.epoch)
         index = int(index)
         entry = self.entries[index]
         if index in self._failed:
             return self._failed[index]
-        rng = np.random.default_rng([self.seed, int(epoch), index])
+        rng = np.random.default_rng([self.seed, int(draw_key), index])
         clips = self._read_clips(entry, rng)
         views: list[Tensor] = []
         while True:

@@ -176,7 +176,7 @@ def make_loader(
         seed=seed,
         num_replicas=replicas,
         rank=rank,
-        with_epoch=getattr(dataset, "epoch_in_key", False),
+        with_epoch=getattr(dataset, "draw_key_in_item", False),
     )
     extra: dict[str, Any] = {}
     if workers > 0:
