@@ -27,6 +27,8 @@ from resaction.io.metadata import VideoMetadata, frame_rate
 
 log = logging.getLogger(__name__)
 
+FRAMES_A_SEEK_COSTS = 4
+
 
 class VideoReader(FrameReader):
     """Random access to the frames of one video file.
@@ -121,13 +123,13 @@ class VideoReader(FrameReader):
 
     def _frames_from(self, first: int) -> ForwardDecode:
         """Decoding that reaches frame ``first``: the one left running by the last read when
-        ``first`` lies ahead of it with no keyframe between (as clips of one video read in
-        order do), else a new one from the keyframe before ``first``."""
+        ``first`` lies ahead of it and no keyframe well past it would be closer (as clips of one
+        video read in order do), else a new one from the keyframe before ``first``."""
         index = self._index
         key = index.seek_point(first)
         running = self._decoding
         last = None if running is None or running.finished else running.last
-        if last is not None and last < first and index.key_slot[key] <= last:
+        if last is not None and last < first and not self._worth_seeking(last, first):
             running.first_wanted = first
             return running
         if running is not None:
@@ -135,11 +137,17 @@ class VideoReader(FrameReader):
         self._decoding = ForwardDecode(self._container, self._stream, index, key, first)
         return self._decoding
 
+    def _worth_seeking(self, decoded: int, wanted: int) -> bool:
+        """Whether a new seek reaches frame ``wanted`` sooner than decoding on from frame
+        ``decoded``: the keyframe before ``wanted`` is more than a few frames past ``decoded``
+        (a seek and a decoder flush cost about as much as decoding those few frames)."""
+        key = self._index.seek_point(wanted)
+        return int(self._index.key_slot[key]) - decoded > FRAMES_A_SEEK_COSTS
+
     def _decode_run(self, unique: np.ndarray, first: int, out: np.ndarray) -> int:
         """Decode forward from one position, filling ``out[first:]`` until the next wanted
-        frame is better reached by a new seek (a keyframe lies between) or all are done. Returns
-        the number of wanted frames filled so far."""
-        index = self._index
+        frame is better reached by a new seek (``_worth_seeking``) or all are done. Returns the
+        number of wanted frames filled so far."""
         filled = first
         for slot, frame in self._frames_from(int(unique[first])):
             if slot < unique[filled]:
@@ -150,8 +158,7 @@ class VideoReader(FrameReader):
             filled += 1
             if filled == len(unique):
                 return filled
-            next_key = index.seek_point(int(unique[filled]))
-            if index.key_slot[next_key] > slot:
+            if self._worth_seeking(slot, int(unique[filled])):
                 return filled
         missing = int(unique[filled])
         raise VideoOpenError(
