@@ -24,12 +24,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from resaction.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from resaction.errors import ModelError, WeightsError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
-KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
 Triple = tuple[float, float, float]
 StateDict = dict[str, torch.Tensor]

@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resaction.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from resaction.errors import ModelError
-from resaction.models.catalog import IMAGENET_MEAN, IMAGENET_STD, StateDict, register_model
+from resaction.models.catalog import StateDict, register_model
 from resaction.models.inflation import inflate_state_dict
 from resaction.models.resnet3d import VideoResNet, depth_layout
 

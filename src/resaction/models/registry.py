@@ -8,11 +8,8 @@ factory that builds with weights in ``factory`` (``create_model``). New code imp
 
 from __future__ import annotations
 
+from resaction.data.transforms import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD
 from resaction.models.catalog import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    KINETICS_MEAN,
-    KINETICS_STD,
     InputSpec,
     ModelInfo,
     ModelStats,

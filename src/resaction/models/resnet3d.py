@@ -22,8 +22,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from resaction.data.transforms import KINETICS_MEAN, KINETICS_STD, kinetics_preprocess
 from resaction.errors import ModelError
-from resaction.models.catalog import KINETICS_MEAN, KINETICS_STD, WeightSpec, register_model
+from resaction.models.catalog import WeightSpec, register_model
 from resaction.models.hub import kinetics400_classes, torchvision_weights
 from resaction.models.layers import ClassifierMixin, ResidualBlock
 
@@ -358,22 +359,11 @@ _K400 = "torchvision, Kinetics-400 top-1/top-5 (video, 5 clips x 16 frames at 15
 def kinetics_weights(file: str, source: str) -> WeightSpec:
     """One of torchvision's Kinetics-400 video files, with the preprocessing it was trained with
     (torchvision's video preset: 16 frames at 15 fps, resized to 128x171 without antialiasing)."""
-    preprocess = {
-        "clip_len": 16,
-        "sampling": "dense",
-        "frame_interval": 1,
-        "target_fps": 15,
-        "resize": [128, 171],
-        "crop": 112,
-        "antialias": False,
-        "mean": list(KINETICS_MEAN),
-        "std": list(KINETICS_STD),
-    }
     return torchvision_weights(
         file,
         f"{_K400} {source}",
         num_classes=400,
-        preprocess=preprocess,
+        preprocess=kinetics_preprocess(),
         classes=kinetics400_classes(),
     )
 
