@@ -39,6 +39,7 @@ def test_registers_every_2d_trunk_model() -> None:
         "lrcn_resnet50",
         "tsm_resnet18",
         "tsm_resnet50",
+        "tsm_online_resnet18",
         "tsn_diff_resnet18",
         "tsn_diff_resnet50",
         "tsm_diff_resnet18",

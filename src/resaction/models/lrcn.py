@@ -56,9 +56,12 @@ class LRCN(ResNet):
     def head_modules(self) -> list[nn.Module]:
         return [self.rnn, self.fc]
 
-    def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        frames, t = self.clip_frames(clip)
-        features = self.dropout(self.forward_features(frames)).unflatten(0, (-1, t))
+    def frame_outputs(self, frames: torch.Tensor) -> torch.Tensor:
+        """Per-frame trunk features (B, num_features): the recurrent head pools them."""
+        return self.dropout(self.forward_features(frames))
+
+    def pool_frames(self, features: torch.Tensor) -> torch.Tensor:
+        """Features (N, T, F) -> logits (N, K) through the RNN and the classifier."""
         outputs, state = self.rnn(features)
         if self.pool == "mean":
             pooled = outputs.mean(dim=1)

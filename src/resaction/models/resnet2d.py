@@ -153,11 +153,22 @@ class ResNet(ClassifierMixin, nn.Module):
         """(N, C, T, H, W) -> the trunk's input frames (N*T', C', H, W) and T'."""
         return frames_to_batch(self.frame_input(clip))
 
+    def frame_outputs(self, frames: torch.Tensor) -> torch.Tensor:
+        """The trunk's frames (B, C', H, W) -> what the clip head pools, per frame (B, D).
+
+        A clip's output is ``pool_frames`` over these, so a live stream can compute each frame's
+        output once and pool any window of them later (``monitor/incremental.py``)."""
+        return self.fc(self.forward_features(frames))
+
+    def pool_frames(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Per-frame outputs (N, T, D) -> clip logits (N, K): their mean for an image model."""
+        return outputs.mean(dim=1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4:
             return self.fc(self.forward_features(x))
         frames, t = self.clip_frames(x)
-        return self.fc(self.forward_features(frames)).unflatten(0, (-1, t)).mean(dim=1)
+        return self.pool_frames(self.frame_outputs(frames).unflatten(0, (-1, t)))
 
 
 DEPTHS: dict[int, tuple[type[ResidualBlock], tuple[int, int, int, int]]] = {

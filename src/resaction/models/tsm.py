@@ -141,6 +141,17 @@ class TSM(TSN):
         for shift in self.shifts():
             shift.reset()
 
+    def online_state(self) -> list[torch.Tensor | None]:
+        """Each shift's cached last frame: what an online model carries from one call to the
+        next for the streams of its batch."""
+        return [shift._cache for shift in self.shifts()]
+
+    def set_online_state(self, state: list[torch.Tensor | None]) -> None:
+        """Restore what ``online_state`` returned (or states of several streams, concatenated
+        along the batch in the order of the next call's batch)."""
+        for shift, cache in zip(self.shifts(), state, strict=True):
+            shift._cache = cache
+
     def clip_frames(self, clip: torch.Tensor) -> tuple[torch.Tensor, int]:
         """The trunk's frames, with every shift told how many frames a clip has."""
         frames, t = super().clip_frames(clip)
@@ -168,6 +179,13 @@ def tsm_resnet18(num_classes: int = 400, **options: Any) -> TSM:
 def tsm_resnet50(num_classes: int = 400, **options: Any) -> TSM:
     """TSM on ResNet-50: 8 segments, 1/8 + 1/8 channels shifted in every residual branch."""
     return TSM(50, num_classes, **options)
+
+
+@register_model(**_TSM, weights=("imagenet",), trunk="resnet18")
+def tsm_online_resnet18(num_classes: int = 400, **options: Any) -> TSM:
+    """TSM on ResNet-18 shifting only from the past: a live stream runs it one frame at a time
+    ("online" shift), each frame through the network once."""
+    return TSM(18, num_classes, **{"shift_mode": "past", **options})
 
 
 _TSM_DIFF = {**_TSM, **DIFFERENCE_INPUT}

@@ -58,13 +58,16 @@ class TSN(ResNet):
     def head_modules(self) -> list[nn.Module]:
         return [self.consensus, self.fc]
 
+    def frame_outputs(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.forward_features(frames)))
+
+    def pool_frames(self, outputs: torch.Tensor) -> torch.Tensor:
+        return self.consensus(outputs)
+
     def forward_frames(self, clip: torch.Tensor) -> torch.Tensor:
         """(N, C, T, H, W) -> per-frame logits (N, T, K)."""
         frames, t = self.clip_frames(clip)
-        return self.fc(self.dropout(self.forward_features(frames))).unflatten(0, (-1, t))
-
-    def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        return self.consensus(self.forward_frames(clip))
+        return self.frame_outputs(frames).unflatten(0, (-1, t))
 
 
 _TSN = {

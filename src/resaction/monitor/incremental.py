@@ -1,0 +1,242 @@
+"""Scores for live windows, each frame through the network once where the model allows it.
+
+A live window is the newest ``clip_len`` frames of a camera on a fixed lattice (every ``step``-th
+frame the reader delivered). Models with a 2D trunk (TSN, the difference models, LRCN, and a TSM
+that shifts only from the past) give a window's logits by pooling per-frame outputs
+(``frame_outputs`` then ``pool_frames``), so each lattice frame (for a difference model, each
+segment of ``segment_len`` frames) goes through the trunk once, its output is cached per camera,
+and a window costs one pooling. A past-shift TSM runs its shifts "online": each camera's last
+frame is carried between calls, which gives exactly the past-shift model run once over the whole
+stream. Every other model (3D ResNets, bidirectional TSM, ONNX files) recomputes whole windows
+every ``stride`` lattice frames. The cameras' work is batched: one forward per round, whatever
+the number of cameras.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from resaction.data.transforms import ClipTransform
+from resaction.models.resnet2d import ResNet
+from resaction.models.tsm import TSM
+from resaction.runtime.backends import Backend
+from resaction.runtime.scores import softmax
+
+
+@dataclass
+class WindowScore:
+    """One window's class probabilities; ``time`` and ``captured`` are its newest frame's."""
+
+    camera: str
+    probabilities: np.ndarray
+    time: float
+    captured: float
+    seq: int
+
+
+@dataclass
+class _Unit:
+    frames: torch.Tensor  # (C, L, H, W): one trunk input (L = segment_len)
+    time: float
+    captured: float
+    seq: int
+
+
+@dataclass
+class CameraTrack:
+    """What one camera contributes: its lattice, its pending trunk inputs and its cache."""
+
+    camera: str
+    step: int
+    window_units: int
+    unit_len: int
+    stride: int
+    next_seq: int = 0
+    partial: list[torch.Tensor] = field(default_factory=list)
+    pending: deque[_Unit] = field(default_factory=deque)
+    outputs: deque[torch.Tensor] = field(default_factory=deque)
+    units: deque[_Unit] = field(default_factory=deque)
+    since_window: int = 0
+    shift_state: list[torch.Tensor | None] | None = None
+
+    def accept(self, seq: int) -> bool:
+        """Whether frame ``seq`` lies on the lattice; a gap (dropped frames) restarts it there."""
+        if seq < self.next_seq:
+            return False
+        self.next_seq = seq + self.step
+        return True
+
+    def add_frame(self, frame: torch.Tensor, time: float, captured: float, seq: int) -> None:
+        """A transformed lattice frame (C, 1, H, W); every ``unit_len`` of them make a unit."""
+        self.partial.append(frame)
+        if len(self.partial) == self.unit_len:
+            frames = torch.cat(self.partial, dim=1)
+            self.partial = []
+            self.pending.append(_Unit(frames, time, captured, seq))
+
+
+class LiveScorer:
+    """Turns lattice frames of many cameras into window scores, batched across cameras.
+
+    ``incremental`` is true when the model allows per-frame caching; ``stride`` (lattice units
+    between recomputed windows) only matters otherwise.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        module: nn.Module | None,
+        transform: ClipTransform,
+        *,
+        clip_len: int,
+        segment_len: int = 1,
+        stride: int = 1,
+        max_batch: int = 32,
+        incremental: bool | None = None,
+    ) -> None:
+        self.backend = backend
+        self.module = module
+        self.transform = transform
+        self.unit_len = max(1, segment_len)
+        self.window_units = max(1, clip_len // self.unit_len)
+        self.stride = max(1, stride)
+        self.max_batch = max(1, max_batch)
+        possible = supports_incremental(module)
+        self.incremental = possible if incremental is None else incremental and possible
+        self.stateful = self.incremental and isinstance(module, TSM)
+        if self.stateful:
+            module.set_shift_mode("online")
+
+    def track(self, camera: str, step: int) -> CameraTrack:
+        return CameraTrack(camera, step, self.window_units, self.unit_len, self.stride)
+
+    def add(
+        self, track: CameraTrack, image: np.ndarray, time: float, captured: float, seq: int
+    ) -> bool:
+        """Offer a decoded frame (H, W, 3) uint8; true when it lies on the lattice and was kept."""
+        if not track.accept(seq):
+            return False
+        clip = torch.from_numpy(np.ascontiguousarray(image)).unsqueeze(0)
+        track.add_frame(self.transform(clip), time, captured, seq)
+        return True
+
+    def score(self, tracks: Sequence[CameraTrack]) -> list[WindowScore]:
+        """Run every pending unit of ``tracks``; the windows that became ready, in order."""
+        if self.incremental:
+            return self._score_incremental(tracks)
+        return self._score_windows(tracks)
+
+    def pending_units(self, tracks: Sequence[CameraTrack]) -> int:
+        return sum(len(track.pending) for track in tracks)
+
+    def _score_incremental(self, tracks: Sequence[CameraTrack]) -> list[WindowScore]:
+        scores: list[WindowScore] = []
+        while True:
+            # One unit per camera per round: an online shift must see a camera's frames in order.
+            round_ = [t for t in tracks if t.pending][: self.max_batch]
+            if not round_:
+                return scores
+            units = [track.pending.popleft() for track in round_]
+            outputs = self._frame_outputs(round_, units)
+            ready: list[tuple[CameraTrack, _Unit]] = []
+            for track, unit, output in zip(round_, units, outputs, strict=True):
+                track.outputs.append(output)
+                while len(track.outputs) > track.window_units:
+                    track.outputs.popleft()
+                if len(track.outputs) == track.window_units:
+                    ready.append((track, unit))
+            if ready:
+                scores.extend(self._pool(ready))
+
+    def _frame_outputs(self, tracks: list[CameraTrack], units: list[_Unit]) -> torch.Tensor:
+        batch = torch.stack([unit.frames for unit in units])
+        model = self.module
+        assert isinstance(model, ResNet)
+        with torch.inference_mode():
+            if self.stateful:
+                shifts = len(model.shifts())
+                model.set_online_state(_stack_states([t.shift_state for t in tracks], shifts))
+            frames, _ = model.clip_frames(batch)
+            outputs = model.frame_outputs(frames)
+            if self.stateful:
+                states = _split_states(model.online_state(), len(tracks))
+                for track, state in zip(tracks, states, strict=True):
+                    track.shift_state = state
+        return outputs
+
+    def _pool(self, ready: list[tuple[CameraTrack, _Unit]]) -> list[WindowScore]:
+        model = self.module
+        assert isinstance(model, ResNet)
+        stacked = torch.stack([torch.stack(list(track.outputs)) for track, _ in ready])
+        with torch.inference_mode():
+            logits = model.pool_frames(stacked).float().numpy()
+        return _window_scores(ready, logits)
+
+    def _score_windows(self, tracks: Sequence[CameraTrack]) -> list[WindowScore]:
+        ready: list[tuple[CameraTrack, _Unit]] = []
+        clips: list[torch.Tensor] = []
+        for track in tracks:
+            while track.pending:
+                unit = track.pending.popleft()
+                track.units.append(unit)
+                while len(track.units) > track.window_units:
+                    track.units.popleft()
+                track.since_window += 1
+                full = len(track.units) == track.window_units
+                if full and track.since_window >= track.stride:
+                    track.since_window = 0
+                    ready.append((track, unit))
+                    clips.append(torch.cat([u.frames for u in track.units], dim=1))
+        scores: list[WindowScore] = []
+        for start in range(0, len(clips), self.max_batch):
+            batch = torch.stack(clips[start : start + self.max_batch])
+            logits = np.asarray(self.backend(batch), dtype=np.float32)
+            scores.extend(_window_scores(ready[start : start + self.max_batch], logits))
+        return scores
+
+
+def supports_incremental(module: nn.Module | None) -> bool:
+    """True for a PyTorch model whose clip output pools per-frame outputs of a causal trunk."""
+    if not isinstance(module, ResNet):
+        return False
+    if isinstance(module, TSM):
+        return all(shift.mode in ("past", "online") for shift in module.shifts())
+    return True
+
+
+def _window_scores(ready: list[tuple[CameraTrack, _Unit]], logits: np.ndarray) -> list[WindowScore]:
+    probabilities = softmax(logits)
+    return [
+        WindowScore(track.camera, probs, unit.time, unit.captured, unit.seq)
+        for (track, unit), probs in zip(ready, probabilities, strict=True)
+    ]
+
+
+def _stack_states(
+    states: list[list[torch.Tensor | None] | None], shifts: int
+) -> list[torch.Tensor | None]:
+    """Per-camera shift caches -> one batch's; a camera without a past gets zeros (as the
+    first frame of a stream does)."""
+    known = next((s for s in states if s is not None), None)
+    if known is None:
+        return [None] * shifts
+    stacked: list[torch.Tensor | None] = []
+    for index, reference in enumerate(known):
+        parts = [s[index] if s is not None else torch.zeros_like(reference) for s in states]
+        stacked.append(torch.cat(parts))
+    return stacked
+
+
+def _split_states(state: list[torch.Tensor | None], count: int) -> list[list[torch.Tensor | None]]:
+    per_camera: list[list[torch.Tensor | None]] = [[] for _ in range(count)]
+    for cache in state:
+        parts = cache.split(1) if cache is not None else [None] * count
+        for camera, part in zip(per_camera, parts, strict=True):
+            camera.append(part)
+    return per_camera

@@ -1,0 +1,118 @@
+"""Incremental live scores equal the from-scratch computation of the same frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from resaction.data.spec import ClipSpec
+from resaction.models.registry import create_model
+from resaction.monitor.incremental import LiveScorer, supports_incremental
+from resaction.runtime.backends import TorchBackend
+from resaction.runtime.scores import softmax
+
+SIZE = 48
+SPEC = ClipSpec(resize=SIZE, crop=SIZE, mean=[0.45] * 3, std=[0.225] * 3)
+
+
+def frames(count: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (count, SIZE, SIZE, 3), dtype=np.uint8)
+
+
+def scorer_for(name: str, clip_len: int, segment_len: int = 1, **options) -> LiveScorer:
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5, **options).eval()
+    return LiveScorer(
+        TorchBackend(model),
+        model,
+        SPEC.transform(train=False),
+        clip_len=clip_len,
+        segment_len=segment_len,
+        max_batch=3,
+    )
+
+
+def run_cameras(scorer: LiveScorer, videos: list[np.ndarray], step: int = 1):
+    """Feed every camera's frames a few at a time, interleaved, as the watcher does."""
+    tracks = [scorer.track(f"cam{i}", step) for i in range(len(videos))]
+    scores = []
+    for start in range(0, len(videos[0]), 3):
+        for track, video in zip(tracks, videos, strict=True):
+            for seq in range(start, min(start + 3, len(video))):
+                scorer.add(track, video[seq], seq / 25, 0.0, seq)
+        scores.extend(scorer.score(tracks))
+    return scores
+
+
+def reference_probs(scorer: LiveScorer, window: np.ndarray) -> np.ndarray:
+    clip = scorer.transform(torch.from_numpy(window)).unsqueeze(0)
+    with torch.inference_mode():
+        return softmax(scorer.module(clip).numpy())[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "clip_len", "segment_len"),
+    [("tsn_resnet18", 4, 1), ("tsn_diff_resnet18", 6, 3), ("lrcn_resnet18", 4, 1)],
+)
+def test_incremental_windows_equal_from_scratch(name: str, clip_len: int, segment_len: int) -> None:
+    options = {"num_segments": clip_len // segment_len} if name.startswith("tsn") else {}
+    scorer = scorer_for(name, clip_len, segment_len, **options)
+    assert scorer.incremental
+    videos = [frames(20, seed) for seed in range(3)]
+    step = 2
+    scores = run_cameras(scorer, videos, step=step)
+    lattice = list(range(0, 20, step))
+    expected_windows = (len(lattice) - clip_len) // segment_len + 1
+    assert len(scores) == 3 * expected_windows
+    for score in scores:
+        video = videos[int(score.camera[3:])]
+        end = lattice.index(score.seq)
+        picks = lattice[end - clip_len + 1 : end + 1]
+        np.testing.assert_allclose(
+            score.probabilities, reference_probs(scorer, video[picks]), atol=1e-4
+        )
+
+
+def test_online_tsm_equals_the_past_shift_model_over_the_whole_stream() -> None:
+    scorer = scorer_for("tsm_online_resnet18", 4)
+    assert scorer.incremental and scorer.stateful
+    videos = [frames(12, seed) for seed in range(2)]
+    scores = run_cameras(scorer, videos)
+    assert len(scores) == 2 * (12 - 4 + 1)
+    torch.manual_seed(0)
+    past = create_model("tsm_online_resnet18", num_classes=5).eval()
+    for index, video in enumerate(videos):
+        clip = scorer.transform(torch.from_numpy(video)).unsqueeze(0)
+        with torch.inference_mode():
+            per_frame = past.forward_frames(clip)[0]
+        mine = [s for s in scores if s.camera == f"cam{index}"]
+        for score in mine:
+            window = per_frame[score.seq - 3 : score.seq + 1].unsqueeze(0)
+            expected = softmax(past.pool_frames(window).numpy())[0]
+            np.testing.assert_allclose(score.probabilities, expected, atol=1e-4)
+
+
+def test_models_without_a_causal_trunk_recompute_windows_at_a_stride() -> None:
+    torch.manual_seed(0)
+    model = create_model("r3d_10", num_classes=5).eval()
+    assert not supports_incremental(model)
+    assert not supports_incremental(create_model("tsm_resnet18", num_classes=5))
+    scorer = LiveScorer(
+        TorchBackend(model), model, SPEC.transform(train=False), clip_len=4, stride=2
+    )
+    videos = [frames(12, 7)]
+    scores = run_cameras(scorer, videos)
+    assert [s.seq for s in scores] == [3, 5, 7, 9, 11]
+    for score in scores:
+        window = videos[0][score.seq - 3 : score.seq + 1]
+        np.testing.assert_allclose(score.probabilities, reference_probs(scorer, window), atol=1e-4)
+
+
+def test_dropped_frames_restart_the_lattice_at_the_next_frame() -> None:
+    scorer = scorer_for("tsn_resnet18", 2, num_segments=2)
+    track = scorer.track("cam", step=2)
+    image = frames(1, 0)[0]
+    kept = [seq for seq in (0, 1, 2, 5, 6, 7, 9) if scorer.add(track, image, 0.0, 0.0, seq)]
+    assert kept == [0, 2, 5, 7, 9]
