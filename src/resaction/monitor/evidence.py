@@ -1,0 +1,322 @@
+"""Evidence for events: a per-camera ring of compressed video packets, MP4 clips cut from it by
+remuxing (no re-encode), and snapshot JPEGs decoded from it.
+
+The ring holds packets as the camera sent them, a few hundred kB a second, not decoded frames
+(640x480 RGB at 25 fps is 23 MB a second), so keeping the last minute per camera is cheap. A clip
+starts at a keyframe, the last one at or before the wanted start, so it decodes on its own.
+
+Packets are copied to bytes when added: a demuxed ``av.Packet`` and its stream belong to the
+reader's container, which is closed when the camera reconnects. What a clip needs of the stream
+(codec parameters, extradata, time base) is copied once per connection into a stream of a private,
+never-written container, the template for ``add_stream_from_template``.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import threading
+import time as clock
+from collections import deque
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+
+from resaction.errors import VideoError, first_line
+
+
+@dataclass(frozen=True)
+class _Packet:
+    data: bytes
+    pts: int | None
+    dts: int | None
+    duration: int
+    keyframe: bool
+    time: float  # presentation time, in the camera's stream seconds
+
+
+class _Segment:
+    """The packets of one connection: groups of pictures, each starting at a keyframe."""
+
+    def __init__(self, stream: av.video.stream.VideoStream, number: int) -> None:
+        self.number = number
+        self.stream: av.video.stream.VideoStream | None = stream  # for identity only
+        self._holder = av.open(io.BytesIO(), "w", format="matroska")
+        self.error: str | None = None  # why this connection's packets cannot be kept
+        try:
+            self.template = self._holder.add_stream_from_template(stream)
+        except (ValueError, av.FFmpegError) as error:
+            self.template = None
+            self.error = f"cannot keep {stream.codec_context.name} packets: {first_line(error)}"
+        self.codec = stream.codec_context.name
+        self.width, self.height = stream.codec_context.width, stream.codec_context.height
+        self.extradata = stream.codec_context.extradata
+        self.time_base = stream.time_base or Fraction(1, 90000)
+        self.gops: deque[list[_Packet]] = deque()
+        self.nbytes = 0
+        self.count = 0
+        self.newest = float("-inf")
+        self.arrival = clock.monotonic()
+
+    @property
+    def oldest(self) -> float:
+        return self.gops[0][0].time if self.gops else float("inf")
+
+    def add(self, packet: _Packet) -> None:
+        if self.template is None:
+            return
+        if packet.keyframe:
+            self.gops.append([packet])
+        elif self.gops:
+            self.gops[-1].append(packet)
+        else:
+            return  # nothing before the connection's first keyframe can be decoded
+        self.nbytes += len(packet.data)
+        self.count += 1
+        self.newest = max(self.newest, packet.time)
+        self.arrival = clock.monotonic()
+
+    def drop_oldest_gop(self) -> None:
+        gop = self.gops.popleft()
+        self.nbytes -= sum(len(p.data) for p in gop)
+        self.count -= len(gop)
+
+    def packets(self) -> list[_Packet]:
+        return list(itertools.chain.from_iterable(self.gops))
+
+
+class PacketRing:
+    """The last ``seconds`` of one camera's compressed video. Thread-safe.
+
+    Memory: the newest ``seconds`` of stream time plus at most one group of pictures (the oldest
+    kept packet is always a keyframe), and never more than ``max_bytes`` in all: past that the
+    oldest groups go even if they are recent, and a single group larger than that is dropped
+    whole. Segments of earlier connections are kept for ``seconds`` of wall clock after their
+    last packet, at most ``max_segments`` of them."""
+
+    def __init__(self, seconds: float, max_bytes: int = 64 * 2**20, max_segments: int = 4) -> None:
+        self.seconds = float(seconds)
+        self.max_bytes = int(max_bytes)
+        self.max_segments = max(1, int(max_segments))
+        self._segments: list[_Segment] = []
+        self._lock = threading.Lock()
+        self._numbers = itertools.count()
+
+    def add(self, packet: av.Packet, time: float, stream: av.video.stream.VideoStream) -> None:
+        """Keep ``packet`` (shown at ``time``, stream seconds) of ``stream``; a stream other than
+        the last one's starts a new segment (a reconnect: clips never mix two connections)."""
+        if packet.size == 0:
+            return
+        record = _Packet(
+            bytes(packet),
+            packet.pts,
+            packet.dts,
+            int(packet.duration or 0),
+            bool(packet.is_keyframe),
+            float(time),
+        )
+        with self._lock:
+            current = self._segments[-1] if self._segments else None
+            if current is None or current.stream is not stream:
+                if current is not None:
+                    current.stream = None
+                current = _Segment(stream, next(self._numbers))
+                self._segments.append(current)
+            current.add(record)
+            self._evict(current)
+
+    def _evict(self, current: _Segment) -> None:
+        horizon = current.newest - self.seconds
+        while len(current.gops) >= 2 and current.gops[1][0].time <= horizon:
+            current.drop_oldest_gop()
+        now = clock.monotonic()
+        self._segments = [
+            s
+            for s in self._segments[-self.max_segments :]
+            if s is current or (now - s.arrival <= self.seconds and s.gops)
+        ]
+        while sum(s.nbytes for s in self._segments) > self.max_bytes:
+            oldest = self._segments[0]
+            if oldest is not current:
+                self._segments.pop(0)
+            elif len(current.gops) >= 2:
+                current.drop_oldest_gop()
+            else:
+                current.gops.clear()
+                current.nbytes = current.count = 0
+
+    def stats(self) -> dict:
+        """What the ring holds now: packets, bytes, segments and the current segment's span."""
+        with self._lock:
+            current = self._segments[-1] if self._segments else None
+            return {
+                "packets": sum(s.count for s in self._segments),
+                "bytes": sum(s.nbytes for s in self._segments),
+                "segments": len(self._segments),
+                "oldest": current.oldest if current and current.gops else None,
+                "newest": current.newest if current and current.gops else None,
+                "error": current.error if current else None,
+            }
+
+    def _find(self, start: float, end: float) -> tuple[_Segment, list[_Packet]] | None:
+        """The newest segment holding part of [start, end], and a copy of its packets."""
+        with self._lock:
+            for segment in reversed(self._segments):
+                if segment.gops and segment.oldest <= end and segment.newest >= start:
+                    return segment, segment.packets()
+        return None
+
+    def write_clip(self, start: float, end: float, path: Path) -> dict | None:
+        """Remux the packets from the last keyframe at or before ``start`` to the last packet
+        shown at or before ``end`` into an MP4 at ``path``. Returns the clip's facts (``start`` and
+        ``end`` in stream seconds, ``complete``: whether the ring still held all of the span) or
+        None when the ring holds nothing of it."""
+        found = self._find(start, end)
+        if found is None:
+            return None
+        segment, packets = found
+        chosen = _span(packets, start, end)
+        if not chosen:
+            return None
+        _remux(segment, chosen, Path(path))
+        first, last = chosen[0].time, max(p.time for p in chosen)
+        return {
+            "path": str(path),
+            "start": first,
+            "end": last,
+            "complete": first <= start and last >= end - _frame_gap(chosen),
+            "packets": len(chosen),
+            "keyframes": sum(p.keyframe for p in chosen),
+            "bytes": sum(len(p.data) for p in chosen),
+            "codec": segment.codec,
+            "width": segment.width,
+            "height": segment.height,
+            "segment": segment.number,
+        }
+
+    def snapshot(self, time: float, path: Path, max_side: int = 640) -> Path | None:
+        """Write the frame shown at ``time`` (or the last one before it) as a JPEG whose longer
+        side is at most ``max_side``; None when the ring holds nothing shown by ``time``."""
+        found = self._find(float("-inf"), time)
+        if found is None:
+            return None
+        segment, packets = found
+        chosen = _span(packets, time, time)
+        frame = _decode_at(segment, chosen, time) if chosen else None
+        if frame is None:
+            return None
+        scale = min(1.0, max_side / max(frame.width, frame.height))
+        width, height = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
+        image = frame.reformat(width, height, format="bgr24", interpolation="AREA").to_ndarray()
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if not ok:
+            raise VideoError(f"cannot encode the snapshot {path} as JPEG")
+        _write_atomic(Path(path), jpeg.tobytes())
+        return Path(path)
+
+
+def _span(packets: list[_Packet], start: float, end: float) -> list[_Packet]:
+    """Packets in decode order from the last keyframe shown at or before ``start`` (else the
+    first packet, a keyframe) to the last packet shown at or before ``end``."""
+    first = 0
+    for i, packet in enumerate(packets):
+        if packet.keyframe and packet.time <= start:
+            first = i
+    last = max((i for i in range(first, len(packets)) if packets[i].time <= end), default=-1)
+    return packets[first : last + 1]
+
+
+def _frame_gap(packets: list[_Packet]) -> float:
+    times = sorted(p.time for p in packets)
+    return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
+def _timestamps(packets: list[_Packet], time_base: Fraction) -> list[tuple[int, int]]:
+    """(pts, dts) per packet, shifted so the first dts is 0, with dts strictly increasing and
+    pts >= dts as MP4 requires. Missing pts come from the packets' times, missing dts from the
+    pts (so B-frames keep their display order)."""
+    if all(p.pts is not None for p in packets):
+        pts = [int(p.pts) for p in packets]
+    else:
+        pts = [round(p.time / time_base) for p in packets]
+    if all(p.dts is not None for p in packets):
+        dts = [int(p.dts) for p in packets]
+    else:  # the sorted pts, delayed by the stream's reordering depth, are a valid dts
+        order = sorted(pts)
+        delay = max(0, *(o - p for o, p in zip(order, pts, strict=True)))
+        dts = [o - delay for o in order]
+    out: list[tuple[int, int]] = []
+    previous: int | None = None
+    offset = dts[0]
+    for p, d in zip(pts, dts, strict=True):
+        if previous is not None and d <= previous:
+            d = previous + 1
+        previous = d
+        out.append((max(p, d) - offset, d - offset))
+    return out
+
+
+def _remux(segment: _Segment, packets: list[_Packet], path: Path) -> None:
+    part = path.with_name(f".{path.name}.part")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with av.open(str(part), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            stream = out.add_stream_from_template(segment.template)
+            times = _timestamps(packets, segment.time_base)
+            for packet, (pts, dts) in zip(packets, times, strict=True):
+                copy = av.Packet(packet.data)
+                copy.pts, copy.dts, copy.time_base = pts, dts, segment.time_base
+                copy.duration = packet.duration
+                copy.is_keyframe = packet.keyframe
+                copy.stream = stream
+                out.mux(copy)
+    except (av.FFmpegError, ValueError, OSError) as error:
+        part.unlink(missing_ok=True)
+        raise VideoError(
+            f"cannot write the evidence clip {path} ({segment.codec}): {first_line(error)}"
+        ) from error
+    os.replace(part, path)
+
+
+def _decode_at(segment: _Segment, packets: list[_Packet], time: float) -> av.VideoFrame | None:
+    """Decode ``packets`` (from a keyframe) and return the last frame shown at or before
+    ``time``, else the first frame."""
+    decoder = av.CodecContext.create(segment.codec, "r")
+    decoder.extradata = segment.extradata
+    decoder.width, decoder.height = segment.width, segment.height
+    decoder.thread_count = 1
+    times = _timestamps(packets, segment.time_base)
+    # frame pts -> stream time, through the packets' own pts
+    shown = {pts: p.time for p, (pts, _) in zip(packets, times, strict=True)}
+    best: tuple[float, av.VideoFrame] | None = None
+    first: av.VideoFrame | None = None
+    try:
+        for packet, (pts, dts) in [*zip(packets, times, strict=True), (None, (0, 0))]:
+            if packet is None:
+                frames = decoder.decode(None)
+            else:
+                copy = av.Packet(packet.data)
+                copy.pts, copy.dts, copy.time_base = pts, dts, segment.time_base
+                frames = decoder.decode(copy)
+            for frame in frames:
+                at = shown.get(frame.pts, float("-inf")) if frame.pts is not None else None
+                if first is None:
+                    first = frame
+                if at is not None and at <= time and (best is None or at >= best[0]):
+                    best = (at, frame)
+    except av.FFmpegError as error:
+        raise VideoError(
+            f"cannot decode the snapshot at {time:.2f} s ({segment.codec}): {first_line(error)}"
+        ) from error
+    return best[1] if best else first
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f".{path.name}.part")
+    part.write_bytes(data)
+    os.replace(part, path)
