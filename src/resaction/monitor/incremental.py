@@ -107,14 +107,19 @@ class LiveScorer:
         self.window_units = max(1, clip_len // self.unit_len)
         self.stride = max(1, stride)
         self.max_batch = max(1, max_batch)
+        self.batches: list[int] = []
+        """Sizes of the forwards run since the caller last cleared it (for metrics)."""
         possible = supports_incremental(module)
         self.incremental = possible if incremental is None else incremental and possible
         self.stateful = self.incremental and isinstance(module, TSM)
         if self.stateful:
             module.set_shift_mode("online")
 
-    def track(self, camera: str, step: int) -> CameraTrack:
-        return CameraTrack(camera, step, self.window_units, self.unit_len, self.stride)
+    def track(self, camera: str, step: int, stride: int | None = None) -> CameraTrack:
+        """A camera's lattice: every ``step``-th frame; windows recomputed every ``stride``
+        units (the scorer's default when not given) unless the model is incremental."""
+        stride = self.stride if stride is None else max(1, stride)
+        return CameraTrack(camera, step, self.window_units, self.unit_len, stride)
 
     def add(
         self, track: CameraTrack, image: np.ndarray, time: float, captured: float, seq: int
@@ -156,6 +161,7 @@ class LiveScorer:
 
     def _frame_outputs(self, tracks: list[CameraTrack], units: list[_Unit]) -> torch.Tensor:
         batch = torch.stack([unit.frames for unit in units])
+        self.batches.append(len(units))
         model = self.module
         assert isinstance(model, ResNet)
         with torch.inference_mode():
@@ -196,6 +202,7 @@ class LiveScorer:
         scores: list[WindowScore] = []
         for start in range(0, len(clips), self.max_batch):
             batch = torch.stack(clips[start : start + self.max_batch])
+            self.batches.append(len(batch))
             logits = np.asarray(self.backend(batch), dtype=np.float32)
             scores.extend(_window_scores(ready[start : start + self.max_batch], logits))
         return scores

@@ -1,0 +1,119 @@
+"""``resaction watch``: one process watching every camera of a cameras file."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from resaction.cli.app import app, console, err_console
+
+
+def _print_message(message: dict[str, Any]) -> None:
+    if message["type"] == "camera":
+        colour = "green" if message["state"] == "live" else "yellow"
+        err_console.print(
+            f"[{colour}]{message['camera']}: {message['state']}[/] {message['message']}",
+            highlight=False,
+        )
+        return
+    if message["state"] == "open":
+        console.print(
+            f"[bold red]event[/] {message['camera']}: {message['label']} from "
+            f"{message['stream_start']:.1f} s (score {message['peak']:.2f})  {message['id']}",
+            highlight=False,
+        )
+    else:
+        clip = message.get("clip") or "no clip"
+        console.print(
+            f"[bold]ended[/] {message['camera']}: {message['label']} "
+            f"{message['stream_start']:.1f}-{message['stream_end']:.1f} s, peak "
+            f"{message['peak']:.2f}, {clip}",
+            highlight=False,
+        )
+
+
+@app.command()
+def watch(
+    cameras: Path = typer.Argument(..., help="The cameras file (YAML); see docs/monitor.md."),
+    checkpoint: Path = typer.Option(
+        ..., "--checkpoint", "-c", help="A resaction checkpoint (.pt) or an exported .onnx file."
+    ),
+    out: Path = typer.Option(
+        Path("watch"), "--out", help="Folder for the event log, events.jsonl, snapshots, clips."
+    ),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics."
+    ),
+    duration: float | None = typer.Option(
+        None,
+        "--duration",
+        min=0.0,
+        help="Stop after this many seconds (default: run until "
+        "stopped, or until every file source has ended).",
+    ),
+    max_batch: int = typer.Option(32, "--max-batch", min=1, help="Most units in one batch."),
+    rate: float = typer.Option(
+        4.0,
+        "--rate",
+        min=0.1,
+        help="Windows a second per camera for models that recompute "
+        "whole windows (3D models); 2D-trunk models score every new frame.",
+    ),
+    incremental: bool = typer.Option(
+        True, "--incremental/--recompute", help="Cache per-frame outputs where the model allows."
+    ),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="Threads for the model."),
+) -> None:
+    """Watch many cameras: events with snapshots and clips, delivered to every sink."""
+    import torch
+
+    from resaction.monitor.config import load_watch_config
+    from resaction.monitor.watcher import Watcher, WatchOptions
+    from resaction.runtime.loading import load_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    config = load_watch_config(cameras)
+    model = load_model(checkpoint)
+    options = WatchOptions(
+        out=out,
+        metrics_port=metrics_port,
+        max_batch=max_batch,
+        rate=rate,
+        incremental=incremental,
+        duration=duration,
+    )
+    watcher = Watcher(config, model, options)
+    watcher.subscribe(_print_message)
+    signal.signal(signal.SIGTERM, lambda *_: watcher.request_stop())
+    how = "incremental" if watcher.scorer.incremental else "window recompute"
+    console.print(
+        f"watching {len(config.cameras)} camera(s) with {model.model_name} ({how}); "
+        f"events in {out}",
+        highlight=False,
+    )
+    summary = watcher.run()
+    table = Table(title="watch summary")
+    for column in ("camera", "state", "frames", "dropped", "reconnects", "fps in", "label"):
+        table.add_column(
+            column, justify="left" if column in ("camera", "state", "label") else "right"
+        )
+    for camera in summary["cameras"]:
+        table.add_row(
+            camera["name"],
+            camera["state"],
+            str(camera["frames"]),
+            str(camera["dropped"]),
+            str(camera["reconnects"]),
+            f"{camera['input_fps']:.1f}",
+            camera["label"] or "-",
+        )
+    console.print(table)
+    if not summary["delivered_all"]:
+        err_console.print(
+            "[yellow]some events are not delivered yet; the next run delivers them[/]"
+        )

@@ -1,0 +1,218 @@
+"""One watched camera: its reader, evidence ring, lattice, decisions and open events.
+
+The watcher's worker thread calls ``collect`` (new frames onto the scorer's lattice),
+``decide`` (a window score through the hysteresis, opening and closing events) and
+``finish_due`` (events whose post-roll has passed get their clip and are closed in the log).
+The reader thread only feeds the frame sink and the packet ring.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from resaction.data.spec import ClipSpec
+from resaction.inference.stream import DEFAULT_CAMERA_FPS, stream_step
+from resaction.monitor.config import CameraConfig
+from resaction.monitor.decisions import DecisionTracker, Thresholds, Transition
+from resaction.monitor.events import Event, EventLog, new_event_id
+from resaction.monitor.evidence import PacketRing
+from resaction.monitor.incremental import CameraTrack, LiveScorer, WindowScore
+from resaction.monitor.metrics import WatchMetrics
+from resaction.monitor.readers import CameraReader
+
+EVIDENCE_LIMIT_S = 60.0
+
+
+@dataclass
+class _Closing:
+    event: Event
+    due: float  # stream time at which the post-roll is complete
+
+
+class WatchedCamera:
+    def __init__(
+        self,
+        config: CameraConfig,
+        classes: list[str],
+        calibrated: dict[str, float] | None,
+        short_side: int | None,
+        out_dir: Path,
+        metrics: WatchMetrics,
+        **reader_options: Any,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.classes = classes
+        self.out_dir = out_dir
+        self.metrics = metrics
+        watched = config.classes or classes
+        self.decisions = DecisionTracker(
+            self.name,
+            {classes.index(c): (c, config.thresholds_for(c, calibrated)) for c in watched},
+        )
+        self.ring = PacketRing(config.pre + config.post + EVIDENCE_LIMIT_S)
+        self.reader = CameraReader(
+            self.name,
+            config.url,
+            short_side=short_side,
+            loop=config.loop,
+            on_packet=self.ring.add,
+            on_state=self._on_state,
+            **reader_options,
+        )
+        self.track: CameraTrack | None = None
+        self.last_seq = -1
+        self.latest: Any = None
+        self.label: str | None = None
+        self.score = 0.0
+        self.open: dict[str, Event] = {}
+        self.closing: list[_Closing] = []
+        self.stream_time = 0.0
+        self.listeners: list[Any] = []
+
+    def thresholds(self) -> dict[str, Thresholds]:
+        return {label: self.config.thresholds_for(label) for label in self.decisions.scores()}
+
+    def _on_state(self, camera: str, state: str, message: str) -> None:
+        if state in ("connecting", "live", "reconnecting", "down", "ended"):
+            self.metrics.state.labels(camera).state(state)
+        for listener in self.listeners:
+            listener({"type": "camera", "camera": camera, "state": state, "message": message})
+
+    def collect(self, scorer: LiveScorer, spec: ClipSpec, rate: float) -> int:
+        """Move the reader's new frames onto the lattice; the number of frames taken."""
+        frames = self.reader.frames.take_new(timeout=None)
+        if not frames:
+            return 0
+        if self.track is None:
+            fps = self.reader.stats().input_fps or DEFAULT_CAMERA_FPS
+            step = stream_step(spec.to_dict(), fps)
+            per_window = fps / step / scorer.unit_len
+            self.track = scorer.track(self.name, step, max(1, round(per_window / rate)))
+        counter = self.metrics.frames.labels(self.name)
+        for frame in frames:
+            gap = frame.seq - self.last_seq - 1
+            if gap > 0 and self.last_seq >= 0:
+                self.metrics.dropped.labels(self.name).inc(gap)
+            self.last_seq = frame.seq
+            counter.inc()
+            image = self._roi(frame.image)
+            scorer.add(self.track, image, frame.time, frame.captured, frame.seq)
+            self.stream_time = frame.time
+        self.latest = frames[-1]
+        return len(frames)
+
+    def _roi(self, image: np.ndarray) -> np.ndarray:
+        roi = self.config.roi
+        if roi is None or self.reader.source_size is None:
+            return image
+        height, width = self.reader.source_size
+        sy, sx = image.shape[0] / height, image.shape[1] / width
+        x, y, w, h = roi
+        top, left = round(y * sy), round(x * sx)
+        bottom, right = max(top + 1, round((y + h) * sy)), max(left + 1, round((x + w) * sx))
+        return image[top:bottom, left:right]
+
+    def decide(self, score: WindowScore, log: EventLog) -> list[Event]:
+        """A window's probabilities through the decisions; the events opened."""
+        self.metrics.windows.labels(self.name).inc()
+        self.metrics.latency.labels(self.name).observe(time.monotonic() - score.captured)
+        best = int(np.argmax(score.probabilities))
+        self.label, self.score = self.classes[best], float(score.probabilities[best])
+        wall = time.time() - (time.monotonic() - score.captured)
+        opened = []
+        for change in self.decisions.update(score.probabilities, score.time):
+            event = self._transition(change, wall - (score.time - change.start), log)
+            if event is not None:
+                opened.append(event)
+        return opened
+
+    def _transition(self, change: Transition, start_wall: float, log: EventLog) -> Event | None:
+        if change.kind == "open":
+            event = Event(
+                id=new_event_id(),
+                camera=self.name,
+                label=change.label,
+                state="open",
+                started_at=start_wall,
+                ended_at=None,
+                stream_start=change.start,
+                stream_end=None,
+                peak=change.peak,
+                mean=change.mean,
+                snapshot=None,
+                clip=None,
+            )
+            event.snapshot = self._snapshot(event, change.end)
+            log.open_event(event)
+            self.open[change.label] = event
+            self.metrics.events.labels(self.name, change.label).inc()
+            self._tell({"type": "event", **event.to_dict()})
+            return event
+        event = self.open.pop(change.label, None)
+        if event is not None:
+            event.stream_end, event.peak, event.mean = change.end, change.peak, change.mean
+            event.ended_at = event.started_at + (change.end - change.start)
+            self.closing.append(_Closing(event, change.end + self.config.post))
+        return None
+
+    def finish_due(self, log: EventLog, everything: bool = False) -> None:
+        """Cut the clips of events whose post-roll has been recorded and close them."""
+        live = self.reader.state == "live"
+        for closing in list(self.closing):
+            if everything or not live or self.stream_time >= closing.due:
+                self.closing.remove(closing)
+                self._close(closing.event, log)
+
+    def flush(self, log: EventLog) -> None:
+        """Close open events at the last frame seen (the watcher stops)."""
+        for change in self.decisions.flush(self.stream_time):
+            self._transition(change, time.time() - (self.stream_time - change.start), log)
+        self.finish_due(log, everything=True)
+
+    def _close(self, event: Event, log: EventLog) -> None:
+        event.state = "closed"
+        start = event.stream_start - self.config.pre
+        end = (event.stream_end or event.stream_start) + self.config.post
+        path = self.out_dir / "clips" / f"{event.id}.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if self.ring.write_clip(start, end, path) is not None:
+            event.clip = str(path.relative_to(self.out_dir))
+        log.close_event(event)
+        self._tell({"type": "event", **event.to_dict()})
+
+    def _snapshot(self, event: Event, at: float) -> str | None:
+        path = self.out_dir / "snapshots" / f"{event.id}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        written = self.ring.snapshot(at, path)
+        return None if written is None else str(path.relative_to(self.out_dir))
+
+    def _tell(self, message: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(message)
+
+    def status(self) -> dict[str, Any]:
+        stats = self.reader.stats()
+        self.metrics.input_fps.labels(self.name).set(stats.input_fps)
+        latest = self.latest
+        return {
+            "name": self.name,
+            "url": self.config.url,
+            "state": stats.state,
+            "message": stats.message,
+            "label": self.label,
+            "score": round(self.score, 4),
+            "scores": {k: round(v, 4) for k, v in self.decisions.scores().items()},
+            "open_events": [event.id for event in self.open.values()],
+            "input_fps": round(stats.input_fps, 2),
+            "frames": stats.frames_read,
+            "dropped": stats.frames_dropped,
+            "reconnects": stats.reconnects,
+            "stream_time": round(stats.stream_time, 3),
+            "frame_age": None if latest is None else round(time.monotonic() - latest.captured, 3),
+        }

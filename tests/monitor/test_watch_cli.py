@@ -1,0 +1,82 @@
+"""``resaction watch`` from the command line: bad input is one line; an unreachable camera is
+reported and retried while the others run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from resaction.cli import run_app
+from resaction.models.checkpoint import save_checkpoint
+from resaction.models.registry import create_model
+
+from .fight_model import clip_path
+from .streams import free_port
+
+CLASSES = ["fight", "noFight"]
+
+
+@pytest.fixture(scope="module")
+def tiny_tsn(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = create_model("tsn_resnet18", num_classes=2, num_segments=2)
+    preprocess = {"clip_len": 2, "resize": 40, "crop": 32, "mean": [0.45] * 3, "std": [0.225] * 3}
+    path = tmp_path_factory.mktemp("watch") / "tiny.pt"
+    return save_checkpoint(
+        path, model, model_name="tsn_resnet18", classes=CLASSES, preprocess=preprocess
+    )
+
+
+def cameras_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cameras.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_mistake_in_the_cameras_file_is_one_line(
+    tiny_tsn: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cameras_file(tmp_path, "cameras:\n  - name: a\n    url: x.mp4\n    treshold: 0.5\n")
+    assert run_app(["watch", str(path), "-c", str(tiny_tsn), "--out", str(tmp_path)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "line 4, cameras.0.treshold: unknown key" in err
+
+
+def test_an_alert_class_the_model_lacks_lists_its_classes(
+    tiny_tsn: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], videos_dir: Path
+) -> None:
+    url = clip_path(videos_dir, "nofi148")
+    text = f"cameras:\n  - name: hall\n    url: {url}\n    classes: [fihgt]\n"
+    path = cameras_file(tmp_path, text)
+    assert run_app(["watch", str(path), "-c", str(tiny_tsn), "--out", str(tmp_path)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "'hall' watches class 'fihgt'" in err and "fight, noFight" in err
+
+
+def test_an_unreachable_camera_is_retried_while_the_others_run(
+    tiny_tsn: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], videos_dir: Path
+) -> None:
+    url = clip_path(videos_dir, "nofi148")
+    text = (
+        "defaults:\n  classes: [fight]\n"
+        f"cameras:\n  - name: hall\n    url: {url}\n    loop: true\n"
+        f"  - name: gone\n    url: http://127.0.0.1:{free_port()}/live.ts\n"
+        "sinks: [jsonl]\n"
+    )
+    path = cameras_file(tmp_path, text)
+    out = tmp_path / "out"
+    argv = ["watch", str(path), "-c", str(tiny_tsn), "--out", str(out), "--duration", "4"]
+    assert run_app(argv) == 0
+    captured = capsys.readouterr()
+    assert "gone: reconnecting" in captured.err
+    assert "hall: live" in captured.err
+    rows = {line.split("│")[1].strip(): line for line in captured.out.splitlines() if "│" in line}
+    hall = [cell.strip() for cell in rows["hall"].split("│")[1:-1]]
+    assert hall[1] == "live" and int(hall[2]) > 60
+    assert "reconnecting" in rows["gone"] or "connecting" in rows["gone"]
+    assert (out / "events.db").exists()
+    events = out / "events.jsonl"
+    assert not events.exists() or all(json.loads(line) for line in events.read_text().splitlines())
