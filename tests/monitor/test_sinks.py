@@ -291,3 +291,37 @@ def test_kill_9_during_deliveries_repeats_only_unacknowledged_keys(
 
 def _id(event_id: str) -> Event:
     return Event(event_id, "", "", "", 0.0, None, 0.0, None, 0.0, 0.0, None, None)
+
+
+def test_a_redirect_is_a_failed_attempt_not_followed(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.fail_next, receiver.fail_status = 1, 302
+    receiver.start()
+    sink = make_sink(f"webhook:{receiver.url}", tmp_path)
+    log = EventLog(tmp_path / "events.db", [sink.name])
+    deliverer = Deliverer(log, sink, backoff=FAST, poll=0.05).start()
+    (event,) = record(log, 1, close=False)
+    assert receiver.wait_for(lambda r: len(r.acknowledged()) == 1, 10)
+    assert deliverer.stop(timeout=5)
+    assert [r.status for r in receiver.all()] == [302, 200]  # both POSTs, the same key
+    assert {r.key for r in receiver.all()} == {f"{event.id}:started"}
+    log.close()
+
+
+def test_an_answer_too_slow_is_repeated_with_the_same_key(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.delay = 1.0
+    receiver.start()
+    sink = make_sink(f"webhook:{receiver.url}", tmp_path, timeout=0.3)
+    log = EventLog(tmp_path / "events.db", [sink.name])
+    deliverer = Deliverer(log, sink, backoff=FAST, poll=0.05).start()
+    (event,) = record(log, 1, close=False)
+    assert receiver.wait_for(lambda r: len(r.all()) == 1, 10)
+    receiver.delay = 0.0  # the receiver took it but the sender gave up waiting
+    assert receiver.wait_for(lambda r: len(r.all()) == 2, 10)
+    assert deliverer.stop(timeout=5)
+    first, second = receiver.all()
+    assert first.key == second.key == f"{event.id}:started" and first.raw == second.raw
+    (delivery,) = log.deliveries(event.id)
+    assert (delivery.status, delivery.attempts) == ("delivered", 2)
+    log.close()
