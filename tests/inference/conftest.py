@@ -1,9 +1,8 @@
-"""Tiny checkpoints, generated videos and a loopback MPEG-TS server for the inference tests."""
+"""Tiny checkpoints, generated videos and a loopback MPEG-TS server for the inference tests
+(the server is ``monitor.streams.HttpSource``, shared with the monitor tests)."""
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,8 @@ import torch
 from resaction.inference import Predictor
 from resaction.models.checkpoint import save_checkpoint
 from resaction.models.registry import create_model
+
+from ..monitor.streams import HttpSource, PacedPayload
 
 CLASSES = ["dark", "mid", "bright"]
 
@@ -143,61 +144,13 @@ def mpegts_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return path.read_bytes()
 
 
-class MpegTsServer:
-    """Serves an MPEG-TS file over HTTP on loopback, paced at about real time, to each client;
-    ``stop()`` closes the port and cuts the open connections, ``start()`` opens it again on the
-    same port."""
+class MpegTsServer(HttpSource):
+    """Serves an MPEG-TS payload over HTTP on loopback, paced at about real time, to each client
+    from its start; ``stop()`` closes the port and cuts the open connections, ``start()`` opens
+    it again on the same port."""
 
     def __init__(self, payload: bytes, seconds: float) -> None:
-        self.payload = payload
-        self.seconds = seconds
-        self.port = 0
-        self.connections = 0
-        self._server: http.server.ThreadingHTTPServer | None = None
-        self._cut = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/live.ts"
-
-    def start(self) -> MpegTsServer:
-        owner = self
-        self._cut.clear()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                owner.connections += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "video/mp2t")
-                self.end_headers()
-                chunk = 188 * 20
-                pause = owner.seconds * chunk / len(owner.payload)
-                for start in range(0, len(owner.payload), chunk):
-                    if owner._cut.is_set():
-                        return
-                    try:
-                        self.wfile.write(owner.payload[start : start + chunk])
-                        self.wfile.flush()
-                    except OSError:
-                        return
-                    owner._cut.wait(pause)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
-        self.port = server.server_address[1]
-        self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._cut.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        super().__init__(PacedPayload(payload, seconds))
 
 
 @pytest.fixture

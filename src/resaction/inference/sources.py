@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -78,13 +78,18 @@ class LatestFrames:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
+        self.dropped = 0
+        """Frames evicted before the consumer took them."""
         self._frames: deque[CapturedFrame] = deque(maxlen=capacity)
         self._ready = threading.Condition()
         self._last_taken = -1
 
     def put(self, frame: CapturedFrame) -> None:
         with self._ready:
-            self._frames.append(frame)
+            frames = self._frames
+            if len(frames) == self.capacity and frames[0].seq > self._last_taken:
+                self.dropped += 1
+            frames.append(frame)
             self._ready.notify_all()
 
     def __len__(self) -> int:
@@ -283,13 +288,14 @@ class FrameSource:
 
     def _reconnect(self) -> Opened | None:
         started = time.monotonic()
-        delay, most = self.backoff
+        backoff = Backoff(*self.backoff)
         attempt = 0
         while not self._stop.is_set():
             attempt += 1
             try:
                 return self._open()
             except ResactionError as error:
+                delay = backoff.next()
                 waited = time.monotonic() - started
                 if waited + delay > self.reconnect_timeout:
                     self.error = SourceError(
@@ -300,15 +306,40 @@ class FrameSource:
                     return None
                 self._emit("reconnecting", f"attempt {attempt} failed; retrying in {delay:.2g} s")
                 self._stop.wait(delay)
-                delay = min(delay * 2, most)
         return None
 
 
-def _open_pyav(target: str, timeout: tuple[float, float] | None, *, file: bool) -> Opened:
+class Backoff:
+    """Waits between reconnection attempts: ``first`` seconds, doubling up to ``most``."""
+
+    def __init__(self, first: float, most: float) -> None:
+        self.first = first
+        self.most = most
+        self._delay = first
+
+    def next(self) -> float:
+        delay = self._delay
+        self._delay = min(delay * 2, self.most)
+        return delay
+
+    def reset(self) -> None:
+        self._delay = self.first
+
+
+def open_stream(
+    target: str,
+    timeout: tuple[float, float] | None,
+    *,
+    file: bool,
+    options: dict[str, str] | None = None,
+) -> tuple[Any, Any, float]:
+    """A file or network stream opened with PyAV: ``(container, first video stream, frame rate
+    or 0)``; raises ``VideoOpenError`` for a file, ``SourceError`` for a stream, in one line.
+    ``timeout`` is (open, read) seconds; ``options`` go to the demuxer and protocol."""
     import av
 
     try:
-        container = av.open(target, timeout=timeout) if timeout else av.open(target)
+        container = av.open(target, timeout=timeout, options=options or {})
     except Exception as error:
         if file:
             raise VideoOpenError(f"cannot open video {target}: {first_line(error)}") from None
@@ -318,9 +349,13 @@ def _open_pyav(target: str, timeout: tuple[float, float] | None, *, file: bool) 
         error_type = VideoOpenError if file else SourceError
         raise error_type(f"{target} has no video stream")
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    fps = float(rate) if rate else 0.0
+    return container, stream, float(rate) if rate else 0.0
+
+
+def _open_pyav(target: str, timeout: tuple[float, float] | None, *, file: bool) -> Opened:
+    container, stream, fps = open_stream(target, timeout, file=file)
+    stream.thread_type = "AUTO"
 
     def frames() -> Iterator[tuple[float, np.ndarray]]:
         step = 1.0 / fps if fps > 0 else 0.0
@@ -331,7 +366,9 @@ def _open_pyav(target: str, timeout: tuple[float, float] | None, *, file: bool) 
     return frames(), fps, container.close
 
 
-def _open_camera(index: int) -> Opened:
+def open_camera(index: int) -> tuple[Any, float]:
+    """An OpenCV ``VideoCapture`` on camera ``index`` and its frame rate (0 if unknown); OpenCV's
+    own warnings are kept quiet and a missing camera is one ``SourceError`` line."""
     import cv2
 
     quiet = cv2.utils.logging.getLogLevel()
@@ -343,7 +380,13 @@ def _open_camera(index: int) -> Opened:
     if not capture.isOpened():
         capture.release()
         raise SourceError(f"cannot open camera {index}; check that it exists and is not in use")
-    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+    return capture, float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+
+
+def _open_camera(index: int) -> Opened:
+    import cv2
+
+    capture, fps = open_camera(index)
     started = time.monotonic()
 
     def frames() -> Iterator[tuple[float, np.ndarray]]:
