@@ -25,24 +25,35 @@ def clip_path(videos_dir: Path, name: str) -> Path:
     return videos_dir / "surveillance_camera_fight" / folder / f"{name}.mp4"
 
 
-def train_fight_model(videos_dir: Path, out: Path, epochs: int = 15) -> Path:
-    """The checkpoint of a fight / noFight detector trained on FIGHT and QUIET."""
+def train_fight_model(
+    videos_dir: Path,
+    out: Path,
+    epochs: int = 12,
+    repeats: int = 4,
+    model: str = "tsn_diff_resnet18",
+) -> Path:
+    """The checkpoint of a fight / noFight detector trained on FIGHT and QUIET (each clip listed
+    ``repeats`` times an epoch: enough steps for batch norm's running statistics to settle)."""
     from resaction.engine.config import TrainConfig
     from resaction.engine.trainer import train
 
     out.mkdir(parents=True, exist_ok=True)
+    diff = "diff" in model
+    extra = {"segment_len": 2} if diff else {}
     manifest = out / "clips.csv"
     with manifest.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label"])
-        for name in FIGHT + QUIET:
+        for name in (FIGHT + QUIET) * repeats:
             writer.writerow([clip_path(videos_dir, name), "fight" if name in FIGHT else "noFight"])
+    validation = out / "validation.csv"
+    validation.write_text("".join(manifest.read_text().splitlines(True)[: 1 + len(FIGHT + QUIET)]))
     config = TrainConfig(
         data=str(manifest),
-        val_data=str(manifest),
-        model="tsn_diff_resnet18",
-        model_kwargs={"num_segments": 4, "segment_len": 2},
-        preprocess={"clip_len": 8, "segment_len": 2, "resize": 64, "crop": 56},
+        val_data=str(validation),
+        model=model,
+        model_kwargs={"num_segments": 4, **({"segment_len": 2} if diff else {})},
+        preprocess={"clip_len": 8 if diff else 4, "resize": 64, "crop": 56, **extra},
         out=str(out / "run"),
         epochs=epochs,
         batch_size=8,

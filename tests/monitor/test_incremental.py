@@ -23,6 +23,8 @@ def frames(count: int, seed: int) -> np.ndarray:
 
 def scorer_for(name: str, clip_len: int, segment_len: int = 1, **options) -> LiveScorer:
     torch.manual_seed(0)
+    if "diff" in name:
+        options["segment_len"] = segment_len
     model = create_model(name, num_classes=5, **options).eval()
     return LiveScorer(
         TorchBackend(model),
@@ -61,15 +63,16 @@ def test_incremental_windows_equal_from_scratch(name: str, clip_len: int, segmen
     scorer = scorer_for(name, clip_len, segment_len, **options)
     assert scorer.incremental
     videos = [frames(20, seed) for seed in range(3)]
-    step = 2
+    step = 4 if segment_len > 1 else 2
     scores = run_cameras(scorer, videos, step=step)
-    lattice = list(range(0, 20, step))
-    expected_windows = (len(lattice) - clip_len) // segment_len + 1
-    assert len(scores) == 3 * expected_windows
+    # A unit: segment_len consecutive frames, one starting every `step` frames.
+    units = [list(range(s, s + segment_len)) for s in range(0, 20 - segment_len + 1, step)]
+    units_per_window = clip_len // segment_len
+    assert len(scores) == 3 * (len(units) - units_per_window + 1)
     for score in scores:
         video = videos[int(score.camera[3:])]
-        end = lattice.index(score.seq)
-        picks = lattice[end - clip_len + 1 : end + 1]
+        end = [unit[-1] for unit in units].index(score.seq)
+        picks = [f for unit in units[end - units_per_window + 1 : end + 1] for f in unit]
         np.testing.assert_allclose(
             score.probabilities, reference_probs(scorer, video[picks]), atol=1e-4
         )
@@ -116,3 +119,9 @@ def test_dropped_frames_restart_the_lattice_at_the_next_frame() -> None:
     image = frames(1, 0)[0]
     kept = [seq for seq in (0, 1, 2, 5, 6, 7, 9) if scorer.add(track, image, 0.0, 0.0, seq)]
     assert kept == [0, 2, 5, 7, 9]
+    pairs = scorer_for("tsn_diff_resnet18", 4, 2, num_segments=2)
+    track = pairs.track("cam", step=5)
+    kept = [s for s in (0, 1, 2, 5, 7, 8, 9, 10, 11) if pairs.add(track, image, 0.0, 0.0, s)]
+    # 5 starts a unit whose second frame (6) never came: it is dropped, 7 starts the next.
+    assert kept == [0, 1, 5, 7, 8] and len(track.pending) == 2
+    assert [u.seq for u in track.pending] == [1, 8]

@@ -8,6 +8,7 @@ The reader thread only feeds the frame sink and the packet ring.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from resaction.data.spec import ClipSpec
+from resaction.errors import ResactionError
 from resaction.inference.stream import DEFAULT_CAMERA_FPS, stream_step
 from resaction.monitor.config import CameraConfig
 from resaction.monitor.decisions import DecisionTracker, Thresholds, Transition
@@ -25,7 +27,10 @@ from resaction.monitor.incremental import CameraTrack, LiveScorer, WindowScore
 from resaction.monitor.metrics import WatchMetrics
 from resaction.monitor.readers import CameraReader
 
+log = logging.getLogger(__name__)
+
 EVIDENCE_LIMIT_S = 60.0
+SEGMENTS_WINDOW_S = 2.0
 
 
 @dataclass
@@ -90,10 +95,10 @@ class WatchedCamera:
         if not frames:
             return 0
         if self.track is None:
-            fps = self.reader.stats().input_fps or DEFAULT_CAMERA_FPS
-            step = stream_step(spec.to_dict(), fps)
-            per_window = fps / step / scorer.unit_len
-            self.track = scorer.track(self.name, step, max(1, round(per_window / rate)))
+            fps = self.reader.stats().input_fps
+            if fps <= 0 and len(frames) < 2:
+                return len(frames)  # the frame rate is not known yet
+            self.track = self._track(scorer, spec, rate, fps or DEFAULT_CAMERA_FPS)
         counter = self.metrics.frames.labels(self.name)
         for frame in frames:
             gap = frame.seq - self.last_seq - 1
@@ -106,6 +111,19 @@ class WatchedCamera:
             self.stream_time = frame.time
         self.latest = frames[-1]
         return len(frames)
+
+    def _track(self, scorer: LiveScorer, spec: ClipSpec, rate: float, fps: float) -> CameraTrack:
+        """The lattice: units spread over ``window`` seconds when the camera says so (2 s for
+        models trained on segments spread over whole videos), else the model's frame step."""
+        window = self.config.settings.get("window")
+        if window is None and spec.sampling == "segments":
+            window = SEGMENTS_WINDOW_S
+        if window is not None:
+            step = max(1, round(float(window) * fps / scorer.window_units))
+        else:
+            step = stream_step(spec.to_dict(), fps) * scorer.unit_len
+        units_per_second = fps / max(step, scorer.unit_len)
+        return scorer.track(self.name, step, max(1, round(units_per_second / rate)))
 
     def _roi(self, image: np.ndarray) -> np.ndarray:
         roi = self.config.roi
@@ -181,15 +199,22 @@ class WatchedCamera:
         end = (event.stream_end or event.stream_start) + self.config.post
         path = self.out_dir / "clips" / f"{event.id}.mp4"
         path.parent.mkdir(parents=True, exist_ok=True)
-        if self.ring.write_clip(start, end, path) is not None:
-            event.clip = str(path.relative_to(self.out_dir))
+        try:
+            if self.ring.write_clip(start, end, path) is not None:
+                event.clip = str(path.relative_to(self.out_dir))
+        except ResactionError as error:
+            log.warning("camera %s: no clip for event %s: %s", self.name, event.id, error)
         log.close_event(event)
         self._tell({"type": "event", **event.to_dict()})
 
     def _snapshot(self, event: Event, at: float) -> str | None:
         path = self.out_dir / "snapshots" / f"{event.id}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
-        written = self.ring.snapshot(at, path)
+        try:
+            written = self.ring.snapshot(at, path)
+        except ResactionError as error:
+            log.warning("camera %s: no snapshot for event %s: %s", self.name, event.id, error)
+            return None
         return None if written is None else str(path.relative_to(self.out_dir))
 
     def _tell(self, message: dict[str, Any]) -> None:

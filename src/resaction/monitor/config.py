@@ -8,6 +8,8 @@ defaults:              # every camera's settings unless it gives its own
   cooldown: 10         # seconds of quiet after an event
   pre: 3               # seconds of evidence before the start and after the end
   post: 3
+  window: 2            # seconds a window spans (default: 2 for models trained on segments
+                       # spread over whole videos, TSN/TSM; else the model's clip)
 cameras:
   - name: gate
     url: rtsp://10.0.0.7/stream1     # webcam index, rtsp/http(s)/udp URL, or a file
@@ -38,7 +40,7 @@ THRESHOLD_KEYS = {
     "cooldown": "cooldown",
     "smooth": "smooth",
 }
-CAMERA_KEYS = {"classes", "pre", "post", "loop", "rate", *THRESHOLD_KEYS}
+CAMERA_KEYS = {"classes", "pre", "post", "loop", "window", *THRESHOLD_KEYS}
 SINK_KINDS = ("jsonl", "stdout", "webhook")
 Path_ = tuple[Any, ...]
 

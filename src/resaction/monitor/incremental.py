@@ -58,6 +58,7 @@ class CameraTrack:
     unit_len: int
     stride: int
     next_seq: int = 0
+    last_seq: int = -1
     partial: list[torch.Tensor] = field(default_factory=list)
     pending: deque[_Unit] = field(default_factory=deque)
     outputs: deque[torch.Tensor] = field(default_factory=deque)
@@ -66,10 +67,19 @@ class CameraTrack:
     shift_state: list[torch.Tensor | None] | None = None
 
     def accept(self, seq: int) -> bool:
-        """Whether frame ``seq`` lies on the lattice; a gap (dropped frames) restarts it there."""
+        """Whether frame ``seq`` lies on the lattice: a unit starts every ``step`` frames and
+        takes ``unit_len`` consecutive frames (a difference model's segment). A gap (dropped
+        frames) inside a unit drops that unit; the lattice restarts at the next frame."""
+        if self.partial:
+            if seq == self.last_seq + 1:
+                self.last_seq = seq
+                return True
+            self.partial = []
+            self.next_seq = seq
         if seq < self.next_seq:
             return False
         self.next_seq = seq + self.step
+        self.last_seq = seq
         return True
 
     def add_frame(self, frame: torch.Tensor, time: float, captured: float, seq: int) -> None:
@@ -116,9 +126,11 @@ class LiveScorer:
             module.set_shift_mode("online")
 
     def track(self, camera: str, step: int, stride: int | None = None) -> CameraTrack:
-        """A camera's lattice: every ``step``-th frame; windows recomputed every ``stride``
-        units (the scorer's default when not given) unless the model is incremental."""
+        """A camera's lattice: a unit (one frame, or a difference model's ``segment_len``
+        consecutive frames) every ``step`` frames; windows recomputed every ``stride`` units
+        (the scorer's default when not given) unless the model is incremental."""
         stride = self.stride if stride is None else max(1, stride)
+        step = max(step, self.unit_len)
         return CameraTrack(camera, step, self.window_units, self.unit_len, stride)
 
     def add(
