@@ -9,23 +9,15 @@ from pathlib import Path
 import pytest
 
 from resaction.cli import run_app
-from resaction.models.checkpoint import save_checkpoint
-from resaction.models.registry import create_model
 
 from .fight_model import clip_path
 from .streams import free_port
-
-CLASSES = ["fight", "noFight"]
+from .tiny_model import save_tiny_tsn
 
 
 @pytest.fixture(scope="module")
 def tiny_tsn(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model = create_model("tsn_resnet18", num_classes=2, num_segments=2)
-    preprocess = {"clip_len": 2, "resize": 40, "crop": 32, "mean": [0.45] * 3, "std": [0.225] * 3}
-    path = tmp_path_factory.mktemp("watch") / "tiny.pt"
-    return save_checkpoint(
-        path, model, model_name="tsn_resnet18", classes=CLASSES, preprocess=preprocess
-    )
+    return save_tiny_tsn(tmp_path_factory.mktemp("watch") / "tiny.pt")
 
 
 def cameras_file(tmp_path: Path, text: str) -> Path:
