@@ -6,8 +6,10 @@ conversion (``io.convert.FrameConverter``), then puts it into a ``LatestFrames``
 the oldest frames rather than queueing them. A camera that cannot be reached, at start or later,
 is retried forever with capped exponential back-off; its health is one of ``STATES``.
 
-Threads, not processes: PyAV releases the GIL while demuxing, decoding and scaling, and
-``benchmarks/watch_readers.py`` measured threads ahead of one process per camera on 2 cores.
+Threads, not processes: PyAV releases the GIL while demuxing, decoding and scaling, and on 2
+cores ``benchmarks/watch_readers.py`` measured 1 to 16 cameras kept at real time with the least
+CPU by threads (processes took 1.1 to 1.5 times as much, and one process per camera fell
+behind at 16).
 
 Stream time is seconds from the first frame of the session and only ever increases: within a
 connection it follows the source's presentation times; a looped file continues one frame after
