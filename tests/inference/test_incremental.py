@@ -1,4 +1,5 @@
-"""Incremental live scores equal the from-scratch computation of the same frames."""
+"""Incremental scores (live windows, timelines) equal the from-scratch computation of the same
+frames."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import pytest
 import torch
 
 from resaction.data.spec import ClipSpec
+from resaction.inference.incremental import LiveScorer, supports_incremental
+from resaction.inference.predictor import Predictor
+from resaction.inference.timeline import TimelineConfig, run_timeline, window_cache
 from resaction.models.registry import create_model
-from resaction.monitor.incremental import LiveScorer, supports_incremental
 from resaction.runtime.backends import TorchBackend
 from resaction.runtime.scores import softmax
 
@@ -125,3 +128,35 @@ def test_dropped_frames_restart_the_lattice_at_the_next_frame() -> None:
     # 5 starts a unit whose second frame (6) never came: it is dropped, 7 starts the next.
     assert kept == [0, 1, 5, 7, 8] and len(track.pending) == 2
     assert [u.seq for u in track.pending] == [1, 8]
+
+
+@pytest.mark.parametrize(
+    ("name", "clip_len", "segment_len"), [("tsn_resnet18", 8, 1), ("tsn_diff_resnet18", 8, 2)]
+)
+def test_timeline_shares_frames_between_windows_and_gives_the_same_scores(
+    videos_dir, name: str, clip_len: int, segment_len: int
+) -> None:
+
+    torch.manual_seed(0)
+    options = {"num_segments": clip_len // segment_len}
+    if segment_len > 1:
+        options["segment_len"] = segment_len
+    model = create_model(name, num_classes=5, **options).eval()
+    spec = SPEC.updated(
+        {"clip_len": clip_len, "segment_len": segment_len, "resize": 40, "crop": 32}
+    )
+    predictor = Predictor(TorchBackend(model), [f"c{i}" for i in range(5)], spec)
+    video = videos_dir / "kth_samples/boxing/boxing_sample.avi"
+    config = {"stride": 4, "batch_size": 4}
+    cache = window_cache(predictor)
+    assert cache is not None
+    fast = run_timeline(predictor, video, TimelineConfig(**config))
+    slow = run_timeline(predictor, video, TimelineConfig(**config, incremental=False))
+    assert len(fast.logits) == len(slow.logits) > 10
+    np.testing.assert_allclose(fast.logits, slow.logits, atol=1e-4, rtol=1e-4)
+
+
+def test_stateful_and_3d_models_keep_recomputing_timeline_windows() -> None:
+    for name in ("tsm_online_resnet18", "r3d_10"):
+        predictor = Predictor(TorchBackend(create_model(name, num_classes=2)), ["a", "b"], SPEC)
+        assert window_cache(predictor) is None

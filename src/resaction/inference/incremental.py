@@ -28,6 +28,9 @@ from resaction.models.tsm import TSM
 from resaction.runtime.backends import Backend
 from resaction.runtime.scores import softmax
 
+ShiftState = list[torch.Tensor | None]
+"""A past-shift TSM's per-stream state: each shift's cached last frame."""
+
 
 @dataclass
 class WindowScore:
@@ -64,7 +67,7 @@ class CameraTrack:
     outputs: deque[torch.Tensor] = field(default_factory=deque)
     units: deque[_Unit] = field(default_factory=deque)
     since_window: int = 0
-    shift_state: list[torch.Tensor | None] | None = None
+    shift_state: ShiftState | None = None
 
     def accept(self, seq: int) -> bool:
         """Whether frame ``seq`` lies on the lattice: a unit starts every ``step`` frames and
@@ -121,9 +124,8 @@ class LiveScorer:
         """Sizes of the forwards run since the caller last cleared it (for metrics)."""
         possible = supports_incremental(module)
         self.incremental = possible if incremental is None else incremental and possible
-        self.stateful = self.incremental and isinstance(module, TSM)
-        if self.stateful:
-            module.set_shift_mode("online")
+        self.runner = TorchFrames(module) if self.incremental else None
+        self.stateful = self.runner is not None and self.runner.stateful
 
     def track(self, camera: str, step: int, stride: int | None = None) -> CameraTrack:
         """A camera's lattice: a unit (one frame, or a difference model's ``segment_len``
@@ -174,27 +176,16 @@ class LiveScorer:
     def _frame_outputs(self, tracks: list[CameraTrack], units: list[_Unit]) -> torch.Tensor:
         batch = torch.stack([unit.frames for unit in units])
         self.batches.append(len(units))
-        model = self.module
-        assert isinstance(model, ResNet)
-        with torch.inference_mode():
-            if self.stateful:
-                shifts = len(model.shifts())
-                model.set_online_state(_stack_states([t.shift_state for t in tracks], shifts))
-            frames, _ = model.clip_frames(batch)
-            outputs = model.frame_outputs(frames)
-            if self.stateful:
-                states = _split_states(model.online_state(), len(tracks))
-                for track, state in zip(tracks, states, strict=True):
-                    track.shift_state = state
+        states = [track.shift_state for track in tracks] if self.runner.stateful else None
+        outputs, states = self.runner.frames(batch, states)
+        if states is not None:
+            for track, state in zip(tracks, states, strict=True):
+                track.shift_state = state
         return outputs
 
     def _pool(self, ready: list[tuple[CameraTrack, _Unit]]) -> list[WindowScore]:
-        model = self.module
-        assert isinstance(model, ResNet)
         stacked = torch.stack([torch.stack(list(track.outputs)) for track, _ in ready])
-        with torch.inference_mode():
-            logits = model.pool_frames(stacked).float().numpy()
-        return _window_scores(ready, logits)
+        return _window_scores(ready, self.runner.pool(stacked))
 
     def _score_windows(self, tracks: Sequence[CameraTrack]) -> list[WindowScore]:
         ready: list[tuple[CameraTrack, _Unit]] = []
@@ -220,6 +211,81 @@ class LiveScorer:
         return scores
 
 
+class TorchFrames:
+    """Runs a 2D-trunk model's two halves: ``frames`` (trunk inputs -> per-frame outputs, with
+    each stream's online shift state for a past-shift TSM) and ``pool`` (a window of per-frame
+    outputs -> logits)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        if not supports_incremental(module):
+            raise ValueError(f"{type(module).__name__} cannot score windows from per-frame outputs")
+        self.module = module.eval()
+        self.stateful = isinstance(module, TSM) and any(
+            shift.mode != "bidirectional" for shift in module.shifts()
+        )
+        if self.stateful:
+            module.set_shift_mode("online")
+
+    def frames(
+        self, batch: torch.Tensor, states: list[ShiftState | None] | None = None
+    ) -> tuple[torch.Tensor, list[ShiftState] | None]:
+        """Units (B, C, L, H, W) -> outputs (B, D); ``states`` are the streams' shift caches
+        (``None`` for a stream's first unit), returned updated."""
+        model = self.module
+        with torch.inference_mode():
+            if self.stateful:
+                model.set_online_state(_stack_states(states or [None] * len(batch), model))
+            frames, _ = model.clip_frames(batch)
+            outputs = model.frame_outputs(frames)
+            if not self.stateful:
+                return outputs, None
+            return outputs, _split_states(model.online_state(), len(batch))
+
+    def pool(self, outputs: torch.Tensor) -> np.ndarray:
+        """Per-frame outputs of windows (N, T, D) -> logits (N, K)."""
+        with torch.inference_mode():
+            return self.module.pool_frames(outputs).float().numpy()
+
+
+class WindowCache:
+    """Overlapping windows of one video scored from per-unit outputs: each unit (one frame, or
+    a difference model's ``unit_len`` consecutive frames) goes through the trunk once, however
+    many windows share it. Stateless models only (a past-shift TSM's window would see the frames
+    before it)."""
+
+    def __init__(self, runner: TorchFrames, unit_len: int) -> None:
+        if runner.stateful:
+            raise ValueError("a stateful model cannot share units between separate windows")
+        self.runner = runner
+        self.unit_len = max(1, unit_len)
+        self._outputs: dict[tuple[int, ...], torch.Tensor] = {}
+        self.units_run = 0
+
+    def logits(self, windows: list[tuple[np.ndarray, torch.Tensor]]) -> np.ndarray:
+        """``windows``: (frame indices (T,), clip (C, T, H, W)) each; their logits (N, K)."""
+        keyed: list[list[tuple[int, ...]]] = []
+        todo: dict[tuple[int, ...], torch.Tensor] = {}
+        for indices, clip in windows:
+            keys = []
+            for start in range(0, len(indices), self.unit_len):
+                key = tuple(int(i) for i in indices[start : start + self.unit_len])
+                keys.append(key)
+                if key not in self._outputs and key not in todo:
+                    todo[key] = clip[:, start : start + self.unit_len]
+            keyed.append(keys)
+        if todo:
+            outputs, _ = self.runner.frames(torch.stack(list(todo.values())))
+            self._outputs.update(zip(todo, outputs, strict=True))
+            self.units_run += len(todo)
+        stacked = torch.stack([torch.stack([self._outputs[k] for k in keys]) for keys in keyed])
+        return self.runner.pool(stacked)
+
+    def release_before(self, index: int) -> None:
+        """Forget units that start before frame ``index`` (no later window needs them)."""
+        for key in [key for key in self._outputs if key[0] < index]:
+            del self._outputs[key]
+
+
 def supports_incremental(module: nn.Module | None) -> bool:
     """True for a PyTorch model whose clip output pools per-frame outputs of a causal trunk."""
     if not isinstance(module, ResNet):
@@ -237,25 +303,23 @@ def _window_scores(ready: list[tuple[CameraTrack, _Unit]], logits: np.ndarray) -
     ]
 
 
-def _stack_states(
-    states: list[list[torch.Tensor | None] | None], shifts: int
-) -> list[torch.Tensor | None]:
-    """Per-camera shift caches -> one batch's; a camera without a past gets zeros (as the
+def _stack_states(states: list[ShiftState | None], model: TSM) -> ShiftState:
+    """Per-stream shift caches -> one batch's; a stream without a past gets zeros (as the
     first frame of a stream does)."""
     known = next((s for s in states if s is not None), None)
     if known is None:
-        return [None] * shifts
-    stacked: list[torch.Tensor | None] = []
+        return [None] * len(model.shifts())
+    stacked: ShiftState = []
     for index, reference in enumerate(known):
         parts = [s[index] if s is not None else torch.zeros_like(reference) for s in states]
         stacked.append(torch.cat(parts))
     return stacked
 
 
-def _split_states(state: list[torch.Tensor | None], count: int) -> list[list[torch.Tensor | None]]:
-    per_camera: list[list[torch.Tensor | None]] = [[] for _ in range(count)]
+def _split_states(state: ShiftState, count: int) -> list[ShiftState]:
+    per_stream: list[ShiftState] = [[] for _ in range(count)]
     for cache in state:
         parts = cache.split(1) if cache is not None else [None] * count
-        for camera, part in zip(per_camera, parts, strict=True):
-            camera.append(part)
-    return per_camera
+        for stream, part in zip(per_stream, parts, strict=True):
+            stream.append(part)
+    return per_stream

@@ -24,6 +24,11 @@ import torch
 
 from resaction.data.sampling import SlidingWindowSampler, Window
 from resaction.errors import ConfigError, VideoError
+from resaction.inference.incremental import (
+    TorchFrames,
+    WindowCache,
+    supports_incremental,
+)
 from resaction.inference.plots import plot_timeline
 from resaction.inference.segments import (
     SMOOTH_METHODS,
@@ -53,6 +58,7 @@ class TimelineConfig:
     min_duration: float = 1.0
     merge_gap: float = 0.5
     batch_size: int = 8
+    incremental: bool = True
 
     def check(self) -> None:
         if self.smooth not in SMOOTH_METHODS:
@@ -157,6 +163,26 @@ def window_sampler(preprocess: dict[str, Any], config: TimelineConfig) -> Slidin
     )
 
 
+def window_cache(predictor: Predictor) -> WindowCache | None:
+    """Per-unit output caching for a PyTorch model that pools stateless per-frame outputs
+    (TSN, the difference models, LRCN): overlapping windows then share their frames' work."""
+    module = getattr(predictor.backend, "model", None)
+    if not supports_incremental(module):
+        return None
+    runner = TorchFrames(module)
+    return None if runner.stateful else WindowCache(runner, predictor.spec.segment_len)
+
+
+def _window_logits(
+    predictor: Predictor,
+    cache: WindowCache | None,
+    batch: list[tuple[np.ndarray, torch.Tensor]],
+) -> np.ndarray:
+    if cache is None:
+        return predictor.logits(torch.stack([clip for _, clip in batch]))
+    return cache.logits(batch)
+
+
 def run_timeline(
     predictor: Predictor,
     video: str | Path,
@@ -180,7 +206,8 @@ def run_timeline(
         for window in windows:
             needed[window.indices] = True
         ring = FrameRing(transform)
-        batch: list[torch.Tensor] = []
+        cache = window_cache(predictor) if config.incremental else None
+        batch: list[tuple[np.ndarray, torch.Tensor]] = []
         logits: list[np.ndarray] = []
         done = 0
         bar = progress_bar(total=len(windows), desc="timeline", unit="window", disable=not progress)
@@ -191,18 +218,22 @@ def run_timeline(
                 if needed[index]:
                     ring.add(index, image)
                 while done < len(windows) and int(windows[done].indices.max()) <= index:
-                    batch.append(ring.clip(windows[done].indices))
+                    indices = windows[done].indices
+                    batch.append((indices, ring.clip(indices)))
                     done += 1
-                    if done < len(windows):
-                        ring.release_before(int(windows[done].indices.min()))
                     if len(batch) == config.batch_size:
-                        logits.append(predictor.logits(torch.stack(batch)))
+                        logits.append(_window_logits(predictor, cache, batch))
                         batch.clear()
+                    if done < len(windows):
+                        first = int(windows[done].indices.min())
+                        ring.release_before(first)
+                        if cache is not None and not batch:
+                            cache.release_before(first)
                     bar.update(1)
                     if on_window is not None:
                         on_window(done, len(windows))
             if batch:
-                logits.append(predictor.logits(torch.stack(batch)))
+                logits.append(_window_logits(predictor, cache, batch))
         finally:
             bar.close()
     if done < len(windows):

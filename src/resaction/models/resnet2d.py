@@ -157,7 +157,7 @@ class ResNet(ClassifierMixin, nn.Module):
         """The trunk's frames (B, C', H, W) -> what the clip head pools, per frame (B, D).
 
         A clip's output is ``pool_frames`` over these, so a live stream can compute each frame's
-        output once and pool any window of them later (``monitor/incremental.py``)."""
+        output once and pool any window of them later (``inference/incremental.py``)."""
         return self.fc(self.forward_features(frames))
 
     def pool_frames(self, outputs: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from resaction.monitor.config import CameraConfig
 from resaction.monitor.decisions import DecisionTracker, Thresholds, Transition
 from resaction.monitor.events import Event, EventLog, new_event_id
 from resaction.monitor.evidence import PacketRing
-from resaction.monitor.incremental import CameraTrack, LiveScorer, WindowScore
+from resaction.inference.incremental import CameraTrack, LiveScorer, WindowScore
 from resaction.monitor.metrics import WatchMetrics
 from resaction.monitor.readers import CameraReader
 

@@ -24,7 +24,7 @@ from resaction.data.spec import ViewProtocol
 from resaction.monitor.camera import WatchedCamera
 from resaction.monitor.config import WatchConfig
 from resaction.monitor.events import EventLog
-from resaction.monitor.incremental import LiveScorer
+from resaction.inference.incremental import LiveScorer
 from resaction.monitor.metrics import WatchMetrics
 from resaction.monitor.sinks import Backoff, Deliverer, make_sink
 from resaction.runtime.loading import LoadedModel
