@@ -50,6 +50,12 @@ def timeline(
         None, "--annotate", help="Also write the video with the label drawn on every frame."
     ),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Windows per pass."),
+    incremental: bool = typer.Option(
+        True,
+        "--incremental/--recompute",
+        help="Run each frame through a 2D-trunk model once, shared by the windows that "
+        "overlap it (TSN, difference models, LRCN); same scores, less work.",
+    ),
     compile: bool = COMPILE_OPTION,
     progress: bool = PROGRESS_OPTION,
 ) -> None:
@@ -66,6 +72,7 @@ def timeline(
         min_duration=min_duration,
         merge_gap=merge_gap,
         batch_size=batch_size,
+        incremental=incremental,
     )
     config.check()
     predictor = load_predictor(checkpoint, model, weights, classes=classes, compile=compile)
