@@ -214,3 +214,23 @@ def test_stream_clock_continues_over_jumps() -> None:
     assert clock(3.0) == pytest.approx(0.08)
     clock.follow(5000.0, 0.04)  # or jumped far ahead
     assert clock(5000.0) == pytest.approx(0.12)
+
+
+def test_region_of_interest_comes_out_at_the_model_size(quiet_clips: list[Path]) -> None:
+    import av
+
+    with av.open(str(quiet_clips[0])) as container:
+        first = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    roi = (320, 120, 160, 200)  # x, y, width, height: the right-hand middle of 640x360
+    camera = CameraReader("c", str(quiet_clips[0]), short_side=64, roi=roi).start()
+    try:
+        wait_until(lambda: camera.frames_read > 0, 6, "a frame")
+    finally:
+        camera.stop()
+    image = camera.frames.take_new()[0].image
+    assert image.shape == (80, 64, 3)
+    region = first[120:320, 320:480].astype(np.float32)
+    # The region scaled down 2.5x: 5x5 blocks of the source against 2x2 blocks of the output.
+    small = region.reshape(40, 5, 32, 5, 3).mean(axis=(1, 3))
+    got = image.astype(np.float32).reshape(40, 2, 32, 2, 3).mean(axis=(1, 3))
+    assert np.abs(got - small).mean() < 8

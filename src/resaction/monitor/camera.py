@@ -18,12 +18,12 @@ import numpy as np
 
 from resaction.data.spec import ClipSpec
 from resaction.errors import ResactionError
+from resaction.inference.incremental import CameraTrack, LiveScorer, WindowScore
 from resaction.inference.stream import DEFAULT_CAMERA_FPS, stream_step
 from resaction.monitor.config import CameraConfig
 from resaction.monitor.decisions import DecisionTracker, Thresholds, Transition
 from resaction.monitor.events import Event, EventLog, new_event_id
 from resaction.monitor.evidence import PacketRing
-from resaction.inference.incremental import CameraTrack, LiveScorer, WindowScore
 from resaction.monitor.metrics import WatchMetrics
 from resaction.monitor.readers import CameraReader
 
@@ -66,6 +66,7 @@ class WatchedCamera:
             config.url,
             short_side=short_side,
             loop=config.loop,
+            roi=config.roi,
             on_packet=self.ring.add,
             on_state=self._on_state,
             **reader_options,
@@ -106,8 +107,7 @@ class WatchedCamera:
                 self.metrics.dropped.labels(self.name).inc(gap)
             self.last_seq = frame.seq
             counter.inc()
-            image = self._roi(frame.image)
-            scorer.add(self.track, image, frame.time, frame.captured, frame.seq)
+            scorer.add(self.track, frame.image, frame.time, frame.captured, frame.seq)
             self.stream_time = frame.time
         self.latest = frames[-1]
         return len(frames)
@@ -124,17 +124,6 @@ class WatchedCamera:
             step = stream_step(spec.to_dict(), fps) * scorer.unit_len
         units_per_second = fps / max(step, scorer.unit_len)
         return scorer.track(self.name, step, max(1, round(units_per_second / rate)))
-
-    def _roi(self, image: np.ndarray) -> np.ndarray:
-        roi = self.config.roi
-        if roi is None or self.reader.source_size is None:
-            return image
-        height, width = self.reader.source_size
-        sy, sx = image.shape[0] / height, image.shape[1] / width
-        x, y, w, h = roi
-        top, left = round(y * sy), round(x * sx)
-        bottom, right = max(top + 1, round((y + h) * sy)), max(left + 1, round((x + w) * sx))
-        return image[top:bottom, left:right]
 
     def decide(self, score: WindowScore, log: EventLog) -> list[Event]:
         """A window's probabilities through the decisions; the events opened."""

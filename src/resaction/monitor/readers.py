@@ -95,8 +95,10 @@ class CameraReader:
     frame's aspect, kept for the session). Files play at their own frame rate, ``loop`` replays
     them. ``on_packet(packet, time, stream)`` sees every demuxed video packet first (``time`` in
     stream-time seconds, as the frames'); ``on_state(camera, state, message)`` hears every change
-    of ``state``. After ``down_after`` seconds without a frame the camera is ``down`` (still
-    retried, every ``backoff[1]`` s). Callbacks run on the reader's thread: keep them short.
+    of ``state``. ``roi=(x, y, width, height)`` in source pixels: only that region comes out,
+    at the requested size (the picture is scaled so the region is). After ``down_after``
+    seconds without a frame the camera is ``down`` (still retried, every ``backoff[1]`` s).
+    Callbacks run on the reader's thread: keep them short.
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class CameraReader:
         options: dict[str, str] | None = None,
         threads: int = 1,
         interpolation: str = "BILINEAR",
+        roi: tuple[int, int, int, int] | None = None,
     ) -> None:
         self.camera = camera
         self.kind, self.target = parse_source(source)
@@ -134,6 +137,8 @@ class CameraReader:
             self.options.setdefault("rtsp_transport", "tcp")
         self.threads = threads
         self.interpolation = interpolation
+        self.roi = roi
+        self._crop: tuple[int, int, int, int] | None = None
         self.frames = LatestFrames(capacity)
         self.frames_read = 0
         self.reconnects = 0
@@ -342,9 +347,29 @@ class CameraReader:
 
     def _convert(self, picture: Any) -> np.ndarray:
         if self._converter is None:
-            height, width = output_size(picture.height, picture.width, self.size, self.short_side)
-            self._converter = FrameConverter((height, width), 0, self.interpolation, 1)
-        return self._converter(picture)
+            self._converter, self._crop = self._converter_for(picture.height, picture.width)
+        image = self._converter(picture)
+        if self._crop is None:
+            return image
+        top, bottom, left, right = self._crop
+        return image[top:bottom, left:right]
+
+    def _converter_for(
+        self, height: int, width: int
+    ) -> tuple[FrameConverter, tuple[int, int, int, int] | None]:
+        """Scale the whole picture so that the region of interest (or the picture) comes out
+        at the requested size; the crop (top, bottom, left, right) in the scaled picture."""
+        if self.roi is None:
+            out = output_size(height, width, self.size, self.short_side)
+            return FrameConverter(out, 0, self.interpolation, 1), None
+        x, y, w, h = self.roi
+        w, h = max(1, min(w, width - x)), max(1, min(h, height - y))
+        target_h, target_w = output_size(h, w, self.size, self.short_side)
+        sy, sx = target_h / h, target_w / w
+        out = (max(1, round(height * sy)), max(1, round(width * sx)))
+        top, left = min(round(y * sy), out[0] - 1), min(round(x * sx), out[1] - 1)
+        crop = (top, min(out[0], top + target_h), left, min(out[1], left + target_w))
+        return FrameConverter(out, 0, self.interpolation, 1), crop
 
     def _went_live(self, picture: Any) -> None:
         if self._was_live and self._lost_since is not None:

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from resaction.data.spec import ViewProtocol
+from resaction.inference.incremental import LiveScorer
 from resaction.monitor.camera import WatchedCamera
 from resaction.monitor.config import WatchConfig
 from resaction.monitor.events import EventLog
-from resaction.inference.incremental import LiveScorer
 from resaction.monitor.metrics import WatchMetrics
 from resaction.monitor.sinks import Backoff, Deliverer, make_sink
 from resaction.runtime.loading import LoadedModel
