@@ -160,3 +160,25 @@ def test_stateful_and_3d_models_keep_recomputing_timeline_windows() -> None:
     for name in ("tsm_online_resnet18", "r3d_10"):
         predictor = Predictor(TorchBackend(create_model(name, num_classes=2)), ["a", "b"], SPEC)
         assert window_cache(predictor) is None
+
+
+@pytest.mark.parametrize("name", ["tsn_resnet18", "lrcn_resnet18"])
+def test_stream_scores_each_frame_once_with_the_same_windows(
+    tmp_path, steps_video, name: str
+) -> None:
+    from resaction.inference.stream import StreamConfig, run_stream
+
+    from .conftest import make_checkpoint
+
+    predictor = Predictor.from_checkpoint(make_checkpoint(tmp_path / "m.pt", name))
+    runs = {}
+    for incremental in (True, False):
+        events: list[dict] = []
+        config = StreamConfig(rate=5, smooth=1, stats_every=0, incremental=incremental)
+        summary = run_stream(predictor, steps_video, config, on_event=events.append)
+        runs[incremental] = ([e for e in events if e["event"] == "window"], summary)
+    (fast, fast_summary), (slow, _) = runs[True], runs[False]
+    assert fast_summary["windows"] == len(range(3, 100, 5)) == len(fast) == len(slow)
+    for mine, theirs in zip(fast, slow, strict=True):
+        assert (mine["time"], mine["label"]) == (theirs["time"], theirs["label"])
+        assert mine["confidence"] == pytest.approx(theirs["confidence"], abs=1e-4)

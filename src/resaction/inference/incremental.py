@@ -67,6 +67,7 @@ class CameraTrack:
     outputs: deque[torch.Tensor] = field(default_factory=deque)
     units: deque[_Unit] = field(default_factory=deque)
     since_window: int = 0
+    dropped_units: int = 0
     shift_state: ShiftState | None = None
 
     def accept(self, seq: int) -> bool:
@@ -86,12 +87,24 @@ class CameraTrack:
         return True
 
     def add_frame(self, frame: torch.Tensor, time: float, captured: float, seq: int) -> None:
-        """A transformed lattice frame (C, 1, H, W); every ``unit_len`` of them make a unit."""
+        """A transformed lattice frame (C, 1, H, W); every ``unit_len`` of them make a unit.
+
+        At most a window's worth of units waits for the network: when the model falls behind,
+        the oldest waiting unit is dropped (``dropped_units``), so a score is never more than
+        one window late."""
         self.partial.append(frame)
         if len(self.partial) == self.unit_len:
             frames = torch.cat(self.partial, dim=1)
             self.partial = []
+            if len(self.pending) >= self.window_units:
+                self.pending.popleft()
+                self.dropped_units += 1
             self.pending.append(_Unit(frames, time, captured, seq))
+
+    def ready(self) -> bool:
+        """Whether scoring now would give a window."""
+        have = len(self.outputs) + len(self.units) + len(self.pending)
+        return bool(self.pending) and have >= self.window_units
 
 
 class LiveScorer:

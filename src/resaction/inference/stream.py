@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from resaction.data.transforms import ClipTransform
 from resaction.errors import ConfigError
 from resaction.inference.annotate import draw_label
+from resaction.inference.incremental import CameraTrack, LiveScorer, supports_incremental
 from resaction.inference.results import RecordWriter
 from resaction.inference.sources import (
     CapturedFrame,
@@ -114,6 +116,7 @@ class StreamConfig:
     read_timeout: float = 2.0
     reconnect_timeout: float = 30.0
     stats_every: float = 5.0
+    incremental: bool = True
 
     def check(self) -> None:
         if not self.rate > 0:
@@ -158,6 +161,8 @@ class StreamRunner:
         )
         self.clip_len = int(self.config.window or predictor.preprocess["clip_len"])
         self.transform = predictor.clip_transform()
+        self.scorer = _live_scorer(predictor, self.transform, self.clip_len, self.config)
+        self.track: CameraTrack | None = None
         self.stats = StreamStats()
         self.smoother = RollingMean(self.config.smooth)
         self.label: str | None = None
@@ -171,6 +176,8 @@ class StreamRunner:
         live = self.source.kind != "file" or self.config.realtime
         fps = self.source.open().fps or DEFAULT_CAMERA_FPS
         self.step = stream_step(self.predictor.preprocess, fps)
+        if self.scorer is not None:
+            self.track = self.scorer.track(self.source.name, self.step * self.scorer.unit_len)
         span = self.clip_len * self.step
         sink: FrameSink = (
             LatestFrames(span + math.ceil(fps / self.config.rate)) if live else OrderedFrames(span)
@@ -225,6 +232,8 @@ class StreamRunner:
                 self.stats.frames += 1
                 last_seq = frame.seq
                 ring.append(frame)
+                if self.track is not None:
+                    self.scorer.add(self.track, frame.image, frame.time, frame.captured, frame.seq)
                 self._write_frame(frame)
                 if not live and frame.time >= next_due - 1e-6 and self._window_ready(ring):
                     self._infer(ring)
@@ -250,25 +259,39 @@ class StreamRunner:
             self._emit({"event": "stats", **self.stats.summary(self.source.frames_read)})
 
     def _window_ready(self, ring: deque[CapturedFrame]) -> bool:
+        if self.track is not None:
+            return self.track.ready()
         return len(ring) >= (self.clip_len - 1) * self.step + 1
 
-    def _infer(self, ring: deque[CapturedFrame]) -> None:
-        newest = len(ring) - 1
-        picks = [ring[newest - k * self.step] for k in reversed(range(self.clip_len))]
-        behind = max(0, self.source.frames_read - 1 - picks[-1].seq)
+    def _window(self, ring: deque[CapturedFrame]) -> tuple[np.ndarray, float, float, int]:
+        """The newest window's probabilities, its newest frame's time and capture, and how many
+        frames the reader was ahead of that frame when the window was taken.
+
+        A 2D-trunk model's frames went through its trunk as they arrived (``incremental``):
+        the window pools their cached outputs. Other models run the whole window now."""
+        read = self.source.frames_read
+        if self.scorer is not None and self.track is not None:
+            newest = self.scorer.score([self.track])[-1]
+            behind = max(0, read - 1 - newest.seq)
+            return newest.probabilities, newest.time, newest.captured, behind
+        last = len(ring) - 1
+        picks = [ring[last - k * self.step] for k in reversed(range(self.clip_len))]
+        behind = max(0, read - 1 - picks[-1].seq)
         clip = torch.from_numpy(np.stack([frame.image for frame in picks]))
-        batch = self.transform(clip).unsqueeze(0)
-        probs = self.predictor.predict_clips(batch)[0]
+        probs = self.predictor.predict_clips(self.transform(clip).unsqueeze(0))[0]
+        return probs, picks[-1].time, picks[-1].captured, behind
+
+    def _infer(self, ring: deque[CapturedFrame]) -> None:
+        probs, stream_time, captured, behind = self._window(ring)
         smoothed = self.smoother(probs)
-        latest = picks[-1]
-        latency = time.monotonic() - latest.captured
+        latency = time.monotonic() - captured
         self.stats.add_window(latency)
         index = int(np.argmax(smoothed))
         label, confidence = self.predictor.classes[index], float(smoothed[index])
         self._emit(
             {
                 "event": "window",
-                "time": round(latest.time, 3),
+                "time": round(stream_time, 3),
                 "label": label,
                 "confidence": round(confidence, 4),
                 "latency_ms": round(latency * 1000, 1),
@@ -281,7 +304,7 @@ class StreamRunner:
             self._emit(
                 {
                     "event": "label",
-                    "time": round(latest.time, 3),
+                    "time": round(stream_time, 3),
                     "label": label,
                     "confidence": round(confidence, 4),
                     "previous": self.label,
@@ -327,6 +350,22 @@ class StreamRunner:
                 self._video.abort()
             else:
                 self._video.close()
+
+
+def _live_scorer(
+    predictor: Predictor, transform: ClipTransform, clip_len: int, config: StreamConfig
+) -> LiveScorer | None:
+    """Incremental scoring when the model allows it (each frame through the trunk once)."""
+    module = getattr(predictor.backend, "model", None)
+    if not config.incremental or not supports_incremental(module):
+        return None
+    return LiveScorer(
+        predictor.backend,
+        module,
+        transform,
+        clip_len=clip_len,
+        segment_len=predictor.spec.segment_len,
+    )
 
 
 def run_stream(
