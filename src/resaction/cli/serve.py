@@ -52,12 +52,17 @@ def serve(
         False, "--insecure", help="Allow a non-loopback --host without --token."
     ),
     topk: int = typer.Option(5, "--topk", "-k", min=1, help="Default number of labels returned."),
+    watch: Path | None = typer.Option(
+        None,
+        "--watch",
+        help="A cameras file (as for resaction watch): also watch those cameras live, "
+        "with a page at /watch and events under --state-dir/watch.",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Serve a model over HTTP: top-k, timeline jobs, annotated videos and a web page at /."""
-    import uvicorn
-
     from resaction.serve import ServeSettings, create_app
+    from resaction.serve.app import run_server
 
     settings = ServeSettings(
         model=model,
@@ -74,6 +79,7 @@ def serve(
         cors_origins=list(cors_origin),
         insecure=insecure,
         topk=topk,
+        watch=watch,
     )
     settings.check()
     service = create_app(settings)
@@ -85,4 +91,11 @@ def serve(
         f"(API docs at /docs; state in {state_dir})",
         highlight=False,
     )
-    uvicorn.run(service, host=host, port=port, log_level=log_level)
+    hub = service.state.watch
+    if hub is not None:
+        console.print(
+            f"watching {len(hub.watcher.cameras)} camera(s) from {watch}: live page at "
+            f"http://{shown}:{port}/watch, events in {hub.out}",
+            highlight=False,
+        )
+    run_server(service, host, port, log_level)

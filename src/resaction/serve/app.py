@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -27,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import resaction
 from resaction.errors import ResactionError
 from resaction.inference import Predictor
+from resaction.runtime.loading import load_model
 from resaction.serve import tasks
 from resaction.serve.docs import add_offline_docs
 from resaction.serve.jobs import (
@@ -41,6 +43,8 @@ from resaction.serve.routes import STATIC_DIR, jobs, service_routes
 from resaction.serve.security import ApiError
 from resaction.serve.service import PredictGate, Service, public_message
 from resaction.serve.settings import ServeSettings
+from resaction.serve.watch_routes import watch, watch_page
+from resaction.serve.watching import WatchHub
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +53,15 @@ JANITOR_INTERVAL_S = 60.0
 
 def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> FastAPI:
     """The service for ``settings``; the model is loaded here, once, unless ``predictor`` is
-    given (tests pass one in). Workers start and unfinished jobs resume with the app's lifespan.
+    given (tests pass one in). Workers start and unfinished jobs resume with the app's lifespan;
+    with ``settings.watch`` the live watcher starts and stops with it too.
     """
     settings.check()
     predictor = predictor if predictor is not None else Predictor.from_checkpoint(settings.model)
     state_dir = Path(settings.state_dir)
+    hub = None
+    if settings.watch is not None:  # its own copy: live scoring may switch a TSM's shift mode
+        hub = WatchHub.create(settings.watch, load_model(settings.model), state_dir / "watch")
     store = JobStore(state_dir / "jobs.sqlite3")
     results_dir = state_dir / "results"
     service = Service(
@@ -80,10 +88,14 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
         sweep_expired(store, results_dir, settings.retention_s)
         service.pool.start()
         janitor = asyncio.create_task(_janitor(service))
+        if hub is not None:
+            hub.start()
         try:
             yield
         finally:
             janitor.cancel()
+            if hub is not None:
+                await _stop_watching(hub)
             service.pool.stop()
 
     app = FastAPI(
@@ -100,6 +112,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
         },
     )
     app.state.service = service
+    app.state.watch = hub
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -110,9 +123,37 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
     _add_error_handlers(app)
     app.include_router(service_routes)
     app.include_router(jobs)
+    app.include_router(watch_page)
+    app.include_router(watch)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     add_offline_docs(app)
     return app
+
+
+GRACEFUL_SHUTDOWN_S = 5
+
+
+class _Server(uvicorn.Server):
+    """uvicorn that ends the live event streams as soon as it starts shutting down."""
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        hub = getattr(self.config.app.state, "watch", None)
+        if hub is not None:
+            hub.end_streams()
+        await super().shutdown(sockets)
+
+
+def run_server(app: FastAPI, host: str, port: int, log_level: str = "info") -> None:
+    """Serve ``app`` until interrupted; a stream still open after ``GRACEFUL_SHUTDOWN_S`` is
+    cut so the shutdown never hangs."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+    _Server(config).run()
 
 
 def _run_job(predictor: Predictor, job: Job, out_dir: Path, progress: Any) -> dict[str, Any]:
@@ -120,6 +161,13 @@ def _run_job(predictor: Predictor, job: Job, out_dir: Path, progress: Any) -> di
         return tasks.run_job(predictor, job, out_dir, progress)
     except ResactionError as error:
         raise ResactionError(public_message(error, {f"{job.source}": job.name})) from None
+
+
+async def _stop_watching(hub: WatchHub) -> None:
+    try:
+        await anyio.to_thread.run_sync(hub.stop)
+    except Exception:  # the worker's failure was logged when it happened
+        log.exception("the watcher stopped with an error")
 
 
 async def _janitor(service: Service) -> None:

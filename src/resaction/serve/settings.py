@@ -29,6 +29,8 @@ class ServeSettings:
     ``state_dir`` holds the SQLite job database, uploads in flight and job results; a restarted
     server pointed at the same folder resumes unfinished jobs and serves finished ones.
     ``max_queued`` bounds the jobs waiting for a worker (beyond that, ``POST /jobs`` answers 429).
+    ``watch`` is a cameras file: the service then also runs the live watcher over those cameras,
+    with its events, clips and log in ``state_dir / "watch"``.
     """
 
     model: Path
@@ -45,6 +47,7 @@ class ServeSettings:
     cors_origins: list[str] = field(default_factory=list)
     insecure: bool = False
     topk: int = 5
+    watch: Path | None = None
 
     @property
     def max_upload_bytes(self) -> int:
@@ -74,5 +77,7 @@ class ServeSettings:
             raise ConfigError(f"--topk must be at least 1, got {self.topk}")
         if self.media_root is not None and not Path(self.media_root).is_dir():
             raise ConfigError(f"--media-root {self.media_root} is not a folder")
+        if self.watch is not None and not Path(self.watch).is_file():
+            raise ConfigError(f"--watch {self.watch}: no such cameras file")
         if not 0 < self.port < 65536:
             raise ConfigError(f"--port must be between 1 and 65535, got {self.port}")
