@@ -148,8 +148,8 @@ def test_timeline_shares_frames_between_windows_and_gives_the_same_scores(
     predictor = Predictor(TorchBackend(model), [f"c{i}" for i in range(5)], spec)
     video = videos_dir / "kth_samples/boxing/boxing_sample.avi"
     config = {"stride": 4, "batch_size": 4}
-    cache = window_cache(predictor)
-    assert cache is not None
+    assert window_cache(predictor, stride=4) is not None
+    assert (window_cache(predictor, stride=3) is None) == (segment_len == 2)
     fast = run_timeline(predictor, video, TimelineConfig(**config))
     slow = run_timeline(predictor, video, TimelineConfig(**config, incremental=False))
     assert len(fast.logits) == len(slow.logits) > 10

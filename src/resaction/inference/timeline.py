@@ -163,14 +163,18 @@ def window_sampler(preprocess: dict[str, Any], config: TimelineConfig) -> Slidin
     )
 
 
-def window_cache(predictor: Predictor) -> WindowCache | None:
+def window_cache(predictor: Predictor, stride: int = 1) -> WindowCache | None:
     """Per-unit output caching for a PyTorch model that pools stateless per-frame outputs
-    (TSN, the difference models, LRCN): overlapping windows then share their frames' work."""
+    (TSN, the difference models, LRCN): overlapping windows then share their frames' work.
+    A difference model's units are shared only when ``stride`` moves windows by whole units."""
     module = getattr(predictor.backend, "model", None)
     if not supports_incremental(module):
         return None
     runner = TorchFrames(module)
-    return None if runner.stateful else WindowCache(runner, predictor.spec.segment_len)
+    unit = predictor.spec.segment_len * predictor.spec.frame_interval
+    if runner.stateful or stride % unit:
+        return None
+    return WindowCache(runner, predictor.spec.segment_len)
 
 
 def _window_logits(
@@ -206,7 +210,7 @@ def run_timeline(
         for window in windows:
             needed[window.indices] = True
         ring = FrameRing(transform)
-        cache = window_cache(predictor) if config.incremental else None
+        cache = window_cache(predictor, config.stride) if config.incremental else None
         batch: list[tuple[np.ndarray, torch.Tensor]] = []
         logits: list[np.ndarray] = []
         done = 0
