@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -125,6 +126,7 @@ class LiveScorer:
         stride: int = 1,
         max_batch: int = 32,
         incremental: bool | None = None,
+        runner: FrameRunner | None = None,
     ) -> None:
         self.backend = backend
         self.module = module
@@ -135,10 +137,14 @@ class LiveScorer:
         self.max_batch = max(1, max_batch)
         self.batches: list[int] = []
         """Sizes of the forwards run since the caller last cleared it (for metrics)."""
-        possible = supports_incremental(module)
+        possible = runner is not None or supports_incremental(module)
         self.incremental = possible if incremental is None else incremental and possible
-        self.runner = TorchFrames(module) if self.incremental else None
-        self.stateful = self.runner is not None and self.runner.stateful
+        if not self.incremental:
+            runner = None
+        elif runner is None:
+            runner = TorchFrames(module)
+        self.runner = runner
+        self.stateful = runner is not None and runner.stateful
 
     def track(self, camera: str, step: int, stride: int | None = None) -> CameraTrack:
         """A camera's lattice: a unit (one frame, or a difference model's ``segment_len``
@@ -222,6 +228,21 @@ class LiveScorer:
             logits = np.asarray(self.backend(batch), dtype=np.float32)
             scores.extend(_window_scores(ready[start : start + self.max_batch], logits))
         return scores
+
+
+class FrameRunner(Protocol):
+    """The two halves of a model that pools per-frame outputs: ``frames`` runs trunk inputs
+    (B, C, L, H, W) to outputs (B, D), carrying each stream's state when ``stateful``; ``pool``
+    turns windows of outputs (N, T, D) into logits (N, K). ``TorchFrames`` runs a PyTorch
+    module; an ONNX Runtime runner (fp32 or int8) can take its place."""
+
+    stateful: bool
+
+    def frames(
+        self, batch: torch.Tensor, states: list[ShiftState | None] | None = None
+    ) -> tuple[torch.Tensor, list[ShiftState] | None]: ...
+
+    def pool(self, outputs: torch.Tensor) -> np.ndarray: ...
 
 
 class TorchFrames:
