@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from resaction.cli.app import app, console, err_console
+
+if TYPE_CHECKING:
+    from resaction.monitor.config import WatchConfig
+    from resaction.monitor.watcher import WatchOptions
 
 
 def _print_message(message: dict[str, Any]) -> None:
@@ -67,6 +71,22 @@ def watch(
         True, "--incremental/--recompute", help="Cache per-frame outputs where the model allows."
     ),
     threads: int | None = typer.Option(None, "--threads", min=1, help="Threads for the model."),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        help="Watch on Ray actors, a group of cameras each: local (a new instance on this "
+        "machine, loopback only), auto, HOST:PORT or ray://HOST:10001.",
+    ),
+    groups: int | None = typer.Option(
+        None,
+        "--groups",
+        min=1,
+        help="With --ray: groups (actors) the cameras are dealt into "
+        "round robin (default: one per Ray node).",
+    ),
+    cameras_per_actor: int | None = typer.Option(
+        None, "--cameras-per-actor", min=1, help="With --ray: at most this many cameras a group."
+    ),
 ) -> None:
     """Watch many cameras: events with snapshots and clips, delivered to every sink."""
     import torch
@@ -75,10 +95,7 @@ def watch(
     from resaction.monitor.watcher import Watcher, WatchOptions
     from resaction.runtime.loading import load_model
 
-    if threads:
-        torch.set_num_threads(threads)
     config = load_watch_config(cameras)
-    model = load_model(checkpoint)
     options = WatchOptions(
         out=out,
         metrics_port=metrics_port,
@@ -87,6 +104,12 @@ def watch(
         incremental=incremental,
         duration=duration,
     )
+    if ray is not None:
+        _watch_on_ray(config, checkpoint, options, ray, groups, cameras_per_actor, threads)
+        return
+    if threads:
+        torch.set_num_threads(threads)
+    model = load_model(checkpoint)
     watcher = Watcher(config, model, options)
     watcher.subscribe(_print_message)
     signal.signal(signal.SIGTERM, lambda *_: watcher.request_stop())
@@ -97,13 +120,21 @@ def watch(
         highlight=False,
     )
     summary = watcher.run()
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    """The cameras table (with each camera's group under --ray) and what is left to deliver."""
+    grouped = any("group" in camera for camera in summary["cameras"])
+    columns = ["camera", "state", "frames", "dropped", "reconnects", "fps in", "label"]
     table = Table(title="watch summary")
-    for column in ("camera", "state", "frames", "dropped", "reconnects", "fps in", "label"):
+    for column in (["group"] if grouped else []) + columns:
         table.add_column(
-            column, justify="left" if column in ("camera", "state", "label") else "right"
+            column, justify="left" if column in ("group", "camera", "state", "label") else "right"
         )
     for camera in summary["cameras"]:
         table.add_row(
+            *([camera["group"]] if grouped else []),
             camera["name"],
             camera["state"],
             str(camera["frames"]),
@@ -117,3 +148,39 @@ def watch(
         err_console.print(
             "[yellow]some events are not delivered yet; the next run delivers them[/]"
         )
+
+
+def _watch_on_ray(
+    config: WatchConfig,
+    checkpoint: Path,
+    options: WatchOptions,
+    address: str,
+    groups: int | None,
+    cameras_per_actor: int | None,
+    threads: int | None,
+) -> None:
+    """``watch --ray``: the cameras in groups on Ray actors; this process only drives them."""
+    from resaction.monitor.cluster import Cluster, ClusterOptions
+
+    cluster = Cluster(
+        config,
+        checkpoint,
+        ClusterOptions(
+            address=None if address == "local" else address,
+            groups=groups,
+            cameras_per_actor=cameras_per_actor,
+            threads=threads or 1,
+            watch=options,
+        ),
+        on_note=lambda line: err_console.print(line, highlight=False),
+        on_message=_print_message,
+    )
+    console.print(
+        f"watching {len(config.cameras)} camera(s) on Ray; events in {options.out}/ray/<group>",
+        highlight=False,
+    )
+    summary = cluster.run()
+    _print_summary(summary)
+    for group in summary["groups"]:
+        if group.get("error"):
+            err_console.print(f"[yellow]{group['group']}: {group['error']}[/]", highlight=False)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import tempfile
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,8 @@ RAY_MISSING = (
     "on this machine only"
 )
 
+LOCAL_HINT = "drop --address for a local run"
+
 
 def import_ray() -> Any:
     try:
@@ -31,11 +36,14 @@ def import_ray() -> Any:
     return ray
 
 
-def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
+def connect(
+    address: str | None = None, num_cpus: int | None = None, local_hint: str = LOCAL_HINT
+) -> bool:
     """Join this process's Ray session, the cluster at ``address``, or a new local one.
 
     Returns whether this call connected (and so should disconnect). A local instance listens
     on loopback only, without the dashboard, and keeps its logs out of the terminal.
+    ``local_hint`` ends the errors: how the command runs without a cluster.
     """
     ray = import_ray()
     if ray.is_initialized():
@@ -44,18 +52,18 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     if address is None:
         start_local_ray(num_cpus=num_cpus, **quiet)
         return True
-    check_reachable(address)
+    check_reachable(address, local_hint=local_hint)
     try:
         ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise ConfigError(
             f"cannot join the Ray cluster at {address} ({first_line(error)}): check the address "
-            "(auto, HOST:PORT or ray://HOST:10001) or drop --address for a local run"
+            f"(auto, HOST:PORT or ray://HOST:10001) or {local_hint}"
         ) from None
     return True
 
 
-def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+def check_reachable(address: str, timeout_s: float = 5.0, local_hint: str = LOCAL_HINT) -> None:
     """Fail fast on a cluster address where nothing listens (Ray itself retries for minutes)."""
     if address == "auto":
         return
@@ -68,7 +76,7 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     except OSError as error:
         raise ConfigError(
             f"no Ray cluster answers at {address} ({error.strerror or error}): start one with "
-            "'ray start --head' or drop --address for a local run"
+            f"'ray start --head' or {local_hint}"
         ) from None
 
 
@@ -99,6 +107,16 @@ def start_local_ray(num_cpus: int | None = None, **options: Any) -> None:
             constants.ENABLE_RAY_CLUSTER = saved
 
 
+@contextmanager
+def shipped_model(model_bytes: bytes, suffix: str) -> Iterator[Path]:
+    """A model file sent to a Ray worker as bytes, on the worker's disk while the block runs
+    (nodes need not share a disk for it)."""
+    with tempfile.TemporaryDirectory(prefix="resaction-model-") as folder:
+        path = Path(folder) / f"model{suffix}"
+        path.write_bytes(model_bytes)
+        yield path
+
+
 class ModelWorker:
     """A Ray actor holding one loaded model; the driver replaces it if its process dies.
 
@@ -109,11 +127,7 @@ class ModelWorker:
     def __init__(
         self, model_bytes: bytes, suffix: str, spec: str, device: str, threads: int
     ) -> None:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="resaction-model-") as folder:
-            path = Path(folder) / f"model{suffix}"
-            path.write_bytes(model_bytes)
+        with shipped_model(model_bytes, suffix) as path:
             self.scorer = VideoScorer(
                 path, WorkSpec.from_json(spec), device=device, threads=threads
             )
