@@ -18,6 +18,7 @@ FORBIDDEN = {
     "engine": {"inference", "deploy", "monitor", "serve", "cli"},
     "inference": {"engine", "deploy", "monitor", "serve", "cli"},
     "deploy": {"monitor", "serve", "cli"},
+    "monitor": {"engine", "deploy", "serve", "cli"},
 }
 
 
