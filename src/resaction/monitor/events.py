@@ -20,12 +20,13 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from resaction.errors import ConfigError, first_line
+from resaction.storage import immediate_transaction, where
 
 SCHEMA_VERSION = 1
 KINDS = ("started", "ended")
@@ -169,16 +170,9 @@ class EventLog:
                 self._db.execute(statement)
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
         """One IMMEDIATE transaction, committed (and synced) before the block's caller returns."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        return immediate_transaction(self._db)
 
     def subscribe(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (no arguments, must not block) after every write that adds
@@ -299,19 +293,15 @@ class EventLog:
     ) -> list[Event]:
         """Events newest first. ``since``/``until`` (wall clock) keep the events that overlap
         that span: started at or before ``until`` and not ended before ``since``."""
-        where, args = [], []
-        for clause, value in (
-            ("camera = ?", camera),
-            ("label = ?", label),
-            ("(ended_at IS NULL OR ended_at >= ?)", since),
-            ("started_at <= ?", until),
-        ):
-            if value is not None:
-                where.append(clause)
-                args.append(value)
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        clauses, args = where(
+            [
+                ("camera = ?", camera),
+                ("label = ?", label),
+                ("(ended_at IS NULL OR ended_at >= ?)", since),
+                ("started_at <= ?", until),
+            ]
+        )
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events{clauses}"
         sql += " ORDER BY started_at DESC, seq DESC LIMIT ?"
         with self._lock:
             rows = self._db.execute(sql, (*args, max(0, int(limit)))).fetchall()
@@ -334,14 +324,8 @@ class EventLog:
 
     def deliveries(self, event_id: str | None = None, sink: str | None = None) -> list[Delivery]:
         """Every delivery row (of one event and/or sink), oldest first."""
-        where, args = [], []
-        for clause, value in (("event_id = ?", event_id), ("sink = ?", sink)):
-            if value is not None:
-                where.append(clause)
-                args.append(value)
-        sql = f"SELECT {_DELIVERY_COLUMNS} FROM deliveries"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        clauses, args = where([("event_id = ?", event_id), ("sink = ?", sink)])
+        sql = f"SELECT {_DELIVERY_COLUMNS} FROM deliveries{clauses}"
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
         return [Delivery(*row) for row in rows]
