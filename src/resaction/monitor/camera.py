@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from resaction.data.spec import ClipSpec
@@ -203,7 +204,11 @@ class WatchedCamera:
             written = self.ring.snapshot(at, path)
         except ResactionError as error:
             log.warning("camera %s: no snapshot for event %s: %s", self.name, event.id, error)
-            return None
+            written = None
+        if written is None and self.latest is not None:
+            # No packets to decode (a webcam read through OpenCV): the newest frame, small.
+            image = cv2.cvtColor(np.ascontiguousarray(self.latest.image), cv2.COLOR_RGB2BGR)
+            written = path if cv2.imwrite(str(path), image) else None
         return None if written is None else str(path.relative_to(self.out_dir))
 
     def _tell(self, message: dict[str, Any]) -> None:
