@@ -18,10 +18,13 @@ if TYPE_CHECKING:
 
 def _print_message(message: dict[str, Any]) -> None:
     if message["type"] == "camera":
+        if message["state"] == "stopped":
+            return
         colour = "green" if message["state"] == "live" else "yellow"
         err_console.print(
             f"[{colour}]{message['camera']}: {message['state']}[/] {message['message']}",
             highlight=False,
+            soft_wrap=True,
         )
         return
     if message["state"] == "open":
@@ -29,6 +32,7 @@ def _print_message(message: dict[str, Any]) -> None:
             f"[bold red]event[/] {message['camera']}: {message['label']} from "
             f"{message['stream_start']:.1f} s (score {message['peak']:.2f})  {message['id']}",
             highlight=False,
+            soft_wrap=True,
         )
     else:
         clip = message.get("clip") or "no clip"
@@ -37,6 +41,7 @@ def _print_message(message: dict[str, Any]) -> None:
             f"{message['stream_start']:.1f}-{message['stream_end']:.1f} s, peak "
             f"{message['peak']:.2f}, {clip}",
             highlight=False,
+            soft_wrap=True,
         )
 
 
