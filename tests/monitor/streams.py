@@ -220,6 +220,13 @@ class UdpSource(LoopbackSource):
             self._sender = None
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    """A client that hung up (a reader reconnecting) is not an error worth printing."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
 class HttpSource(LoopbackSource):
     """MPEG-TS over HTTP: each client gets the stream from the moment it connects, as from an
     IP camera's or an encoder's HTTP output. ``feed`` may also be any object whose
@@ -279,7 +286,7 @@ class HttpSource(LoopbackSource):
             def log_message(self, *args: Any) -> None:
                 pass
 
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server = QuietServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
         self._server = server
         threading.Thread(target=server.serve_forever, name="http-source", daemon=True).start()

@@ -32,7 +32,7 @@ def test_a_mistake_in_the_cameras_file_is_one_line(
     path = cameras_file(tmp_path, "cameras:\n  - name: a\n    url: x.mp4\n    treshold: 0.5\n")
     assert run_app(["watch", str(path), "-c", str(tiny_tsn), "--out", str(tmp_path)]) != 0
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert "line 4, cameras.0.treshold: unknown key" in err
 
 
