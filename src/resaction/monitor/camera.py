@@ -20,7 +20,7 @@ import numpy as np
 from resaction.data.spec import ClipSpec
 from resaction.errors import ResactionError
 from resaction.inference.incremental import CameraTrack, LiveScorer, WindowScore
-from resaction.inference.stream import DEFAULT_CAMERA_FPS, stream_step
+from resaction.inference.stream import stream_step
 from resaction.monitor.config import CameraConfig
 from resaction.monitor.decisions import DecisionTracker, Thresholds, Transition
 from resaction.monitor.events import Event, EventLog, new_event_id
@@ -97,10 +97,10 @@ class WatchedCamera:
         if not frames:
             return 0
         if self.track is None:
-            fps = self.reader.stats().input_fps
-            if fps <= 0 and len(frames) < 2:
+            fps = self.reader.declared_fps or self.reader.stats().input_fps
+            if fps <= 0:
                 return len(frames)  # the frame rate is not known yet
-            self.track = self._track(scorer, spec, rate, fps or DEFAULT_CAMERA_FPS)
+            self.track = self._track(scorer, spec, rate, fps)
         counter = self.metrics.frames.labels(self.name)
         for frame in frames:
             gap = frame.seq - self.last_seq - 1

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 STATES = ("connecting", "live", "reconnecting", "down", "ended", "stopped")
 FPS_WINDOW_S = 2.0
 MAX_JUMP_S = 10.0
+MAX_DECLARED_FPS = 240.0
 
 PacketCallback = Callable[[Any, float, Any], None]
 StateCallback = Callable[[str, str, str], None]
@@ -151,6 +152,9 @@ class CameraReader:
         self._last_time = -1e-3
         self._was_live = False
         self._step = 1 / 25
+        self.declared_fps = 0.0
+        """The frame rate the source declares (0 when it declares none or an implausible one);
+        the measured rate (``stats().input_fps``) is bursty while a connection starts."""
         self._lost_since: float | None = None
         self._arrivals: deque[float] = deque(maxlen=512)
         self._stop = threading.Event()
@@ -187,6 +191,12 @@ class CameraReader:
             input_fps=self._input_fps(),
             stream_time=max(0.0, self._last_time),
         )
+
+    def _set_rate(self, fps: float) -> None:
+        """The source's declared frame rate, when it declares a plausible one."""
+        if 0 < fps <= MAX_DECLARED_FPS:
+            self._step = 1 / fps
+            self.declared_fps = fps
 
     def _input_fps(self) -> float:
         arrivals = list(self._arrivals)
@@ -259,7 +269,7 @@ class CameraReader:
             stream.thread_count = self.threads
             if self.threads != 1:
                 stream.thread_type = "AUTO"
-            self._step = 1 / fps if fps > 0 else self._step
+            self._set_rate(fps)
             return self._read_stream(container, stream, is_file)
         finally:
             container.close()
@@ -314,7 +324,7 @@ class CameraReader:
         import av
 
         capture, fps = open_camera(index)
-        self._step = 1 / fps if fps > 0 else self._step
+        self._set_rate(fps)
         try:
             while not self._stop.is_set():
                 ok, image = capture.read()
