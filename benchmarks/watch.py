@@ -27,10 +27,7 @@ The watcher spreads a TSN/TSM window over 2 s (a frame every 6th, one window per
 4.2 windows/s per camera; ``--window`` changes it); ``resaction stream`` takes 8 consecutive frames
 and scores ``--rate`` (4) windows/s, so each of its frames goes through the trunk. Every measured
 point starts the sender and the watcher (or the N processes) afresh, waits until every camera has
-scored a window, warms up ``--warmup`` seconds, then measures ``--seconds``. The watcher's
-lattice is set from the cameras' 25 fps: the watcher itself sizes it from the input rate it
-measures over a camera's first frames, which arrive in a burst after connecting, so its step
-comes out 8-11 instead of 6, and varies (``--measured-fps`` lets it). What is measured:
+scored a window, warms up ``--warmup`` seconds, then measures ``--seconds``. What is measured:
 
 - latency: a window's newest frame decoded (the reader's capture time) to its decision, p50/p95
   over all cameras' windows. The watcher's come raw from a hook on each camera's ``decide`` (the
@@ -96,7 +93,6 @@ P95_LIMIT_MS = 1000.0
 DROPPED_LIMIT_PCT = 10.0
 SETTINGS = (
     "variants", "cameras", "seconds", "warmup", "rate", "window", "max_batch", "threads",
-    "measured_fps",
 )  # fmt: skip
 DEFAULT_VARIANTS = [
     "baseline:tsn",
@@ -360,12 +356,6 @@ def watch_and_measure(model_path: str, urls: list[str], settings: dict) -> dict[
         return kept
 
     watcher.scorer.add = counted  # type: ignore[method-assign]
-    if settings["pin_fps"]:
-        # The watcher sizes a camera's lattice from the input rate it measured when the first
-        # frames came, and those come in a burst after connecting (hundreds of fps), which
-        # gives a step of 8-11 frames instead of 6; pin it to the cameras' known rate.
-        for camera in watcher.cameras:
-            camera.track = camera._track(watcher.scorer, watcher.spec, options.rate, FPS)
     watcher.start()
     started = time.monotonic()
     limit = settings["ready_timeout"]
@@ -428,7 +418,6 @@ def measure_watcher(
         "seconds": args.seconds,
         "ready_timeout": 30 + 2 * len(cameras.urls),
         "sender_pid": cameras.pid,
-        "pin_fps": not args.measured_fps,
     }
     context = mp.get_context("spawn")
     parent, child = context.Pipe()
@@ -724,11 +713,6 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=None, help="watcher window seconds")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="the watcher's torch threads")
-    parser.add_argument(
-        "--measured-fps",
-        action="store_true",
-        help="let the watcher size each lattice from the frame rate it measures (see the note)",
-    )
     parser.add_argument("--quick", action="store_true", help="a 2-minute smoke run")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
