@@ -29,6 +29,8 @@ _STATS_LABELS = {
     "windows": "windows",
     "label_changes": "label changes",
     "reconnects": "reconnects",
+    "dropped_units": "frames the model had no time for",
+    "incremental": "each frame through the model once",
     "seconds": "seconds",
     "stopped": "stopped",
 }

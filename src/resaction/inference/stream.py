@@ -198,6 +198,8 @@ class StreamRunner:
             self.source.stop()
             self._drain_source_events()
             summary = {**self.stats.summary(self.source.frames_read), "stopped": reason}
+            summary["incremental"] = self.track is not None
+            summary["dropped_units"] = self.track.dropped_units if self.track else 0
             self._emit({"event": "summary", **summary})
             self._close_outputs()
         if self.source.error is not None:
