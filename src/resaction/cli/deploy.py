@@ -21,12 +21,21 @@ def export(
     check: bool = typer.Option(
         True, "--check/--no-check", help="Compare ONNX Runtime's logits with PyTorch's."
     ),
+    frames: bool = typer.Option(
+        False,
+        "--frames",
+        help="2D-trunk models: the per-frame half and the pooling, for live incremental "
+        "scoring (`resaction watch`); default output CKPT.frames.onnx.",
+    ),
 ) -> None:
     """Export a checkpoint to ONNX (dynamic batch; classes and preprocessing in the metadata)."""
     from resaction.deploy.export import export_checkpoint
+    from resaction.deploy.frames_export import export_frames_checkpoint
 
-    target = out if out is not None else checkpoint.with_suffix(".onnx")
-    result = export_checkpoint(checkpoint, target, opset=opset, check=check)
+    suffix = ".frames.onnx" if frames else ".onnx"
+    target = out if out is not None else checkpoint.with_name(checkpoint.stem + suffix)
+    run = export_frames_checkpoint if frames else export_checkpoint
+    result = run(checkpoint, target, opset=opset, check=check)
     shape = "x".join(str(d) for d in result.input_shape)
     console.print(
         f"wrote {result.path} ({result.size_mb:.1f} MB): {result.model_name}, "

@@ -37,6 +37,7 @@ from resaction.deploy.quantize_accuracy import AccuracyComparison, compare_accur
 from resaction.errors import ConfigError, DeployError
 from resaction.progress import progress_bar
 from resaction.runtime.onnx_backend import OnnxBackend
+from resaction.runtime.onnx_frames import is_frames_file
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,8 @@ def load_calibration_clips(
 
 
 class ClipCalibrationReader:
-    """ONNX Runtime's ``CalibrationDataReader`` over decoded clips, one clip per ``get_next``.
+    """ONNX Runtime's ``CalibrationDataReader`` over decoded clips, one clip per ``get_next``
+    (or over ready input feeds, ``from_feeds``: a frames model's units with their shift caches).
 
     It supports ``set_range`` so that ONNX Runtime collects activation ranges a few clips at a
     time ("CalibStridedMinMax") and merges them: collecting every clip's intermediate tensors at
@@ -104,25 +106,32 @@ class ClipCalibrationReader:
     """
 
     def __init__(self, clips: Sequence[np.ndarray], input_name: str) -> None:
-        self.clips = list(clips)
-        self.input_name = input_name
-        self._next, self._end = 0, len(self.clips)
+        self.feeds = [{input_name: clip} for clip in clips]
+        self._next, self._end = 0, len(self.feeds)
+
+    @classmethod
+    def from_feeds(cls, feeds: Sequence[dict[str, np.ndarray]]) -> ClipCalibrationReader:
+        """A reader that serves whole input feeds (every graph input by name)."""
+        reader = cls([], "")
+        reader.feeds = list(feeds)
+        reader._end = len(reader.feeds)
+        return reader
 
     def __len__(self) -> int:
-        return len(self.clips)
+        return len(self.feeds)
 
     def set_range(self, start_index: int, end_index: int) -> None:
-        self._next, self._end = start_index, min(end_index, len(self.clips))
+        self._next, self._end = start_index, min(end_index, len(self.feeds))
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._next >= self._end:
             return None
         self._next += 1
-        return {self.input_name: self.clips[self._next - 1]}
+        return self.feeds[self._next - 1]
 
     def stride(self, most: int = 4) -> int:
         """The largest chunk size up to ``most`` that divides the clip count (ORT requires it)."""
-        return max(d for d in range(1, most + 1) if len(self.clips) % d == 0)
+        return max(d for d in range(1, most + 1) if len(self.feeds) % d == 0)
 
 
 def quantize_onnx(
@@ -152,6 +161,22 @@ def quantize_onnx(
         raise ConfigError(
             f"--calib-videos {calib_videos} is too few: calibration needs at least "
             f"{MIN_CALIBRATION_VIDEOS} videos (the default {DEFAULT_CALIBRATION_VIDEOS} is better)"
+        )
+    if is_frames_file(model):  # a frames file: its per-frame half, calibrated on units
+        from resaction.deploy.frames_quantize import quantize_frames
+
+        return quantize_frames(
+            model,
+            calibrate,
+            out,
+            calib_videos=calib_videos,
+            eval_data=eval_data,
+            eval_videos=eval_videos,
+            exclude_first_conv=exclude_first_conv,
+            per_channel=per_channel,
+            num_workers=num_workers,
+            seed=seed,
+            progress=progress,
         )
     source = _float_model(model)
     entries = calibration_entries(calibrate, calib_videos, seed)

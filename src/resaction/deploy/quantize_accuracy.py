@@ -15,7 +15,6 @@ from resaction.data.manifests import read_manifest
 from resaction.engine.evaluate import evaluate
 from resaction.errors import DatasetError
 from resaction.runtime.loading import load_model
-from resaction.runtime.onnx_backend import OnnxBackend
 
 ACCEPTABLE_DROP_POINTS = 1.0
 
@@ -78,7 +77,7 @@ def compare_accuracy(
     progress: bool = True,
 ) -> AccuracyComparison:
     """Top-1 and ms/clip of both models on ``data``'s videos, leaving out ``exclude`` paths."""
-    reference = OnnxBackend(fp32)
+    reference = load_model(fp32)  # a frames file too
     entries = held_out_entries(data, reference.classes, exclude or set(), max_videos, seed)
     scores = [
         score_onnx(name, path, entries, num_workers=num_workers, progress=progress)

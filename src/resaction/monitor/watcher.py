@@ -71,6 +71,7 @@ class Watcher:
             segment_len=self.spec.segment_len,
             max_batch=self.options.max_batch,
             incremental=self.options.incremental,
+            runner=model.extra.get("frame_runner"),  # a frames .onnx: ONNX Runtime, per frame
         )
         self.metrics = WatchMetrics()
         self.log = EventLog(self.out / "events.db", config.sinks)

@@ -20,12 +20,14 @@ from resaction.models.checkpoint import load_checkpoint
 from resaction.models.registry import default_preprocess, list_models
 from resaction.runtime.backends import Backend, TorchBackend
 from resaction.runtime.onnx_backend import OnnxBackend
+from resaction.runtime.onnx_frames import FramesBackend, OnnxFrames, is_frames_file
 
 
 @dataclass
 class LoadedModel:
     """A model ready to score clips. ``module`` is the PyTorch network (``None`` for ONNX);
-    ``extra`` holds what the file stores beside it (``pruned``, ``source``, ...)."""
+    ``extra`` holds what the file stores beside it (``pruned``, ``source``, ...) and, for a
+    frames file (``export --frames``), ``frame_runner``: its ``OnnxFrames``."""
 
     backend: Backend
     spec: ClipSpec
@@ -91,7 +93,13 @@ def _load_onnx(path: Path, device: str, classes: list[str] | None) -> LoadedMode
     providers = ["CPUExecutionProvider"]
     if device.startswith("cuda"):
         providers.insert(0, "CUDAExecutionProvider")
-    backend = OnnxBackend(path, providers=providers, classes=classes)
+    extra: dict[str, Any] = {}
+    if is_frames_file(path):
+        runner = OnnxFrames(path, providers=providers)
+        backend: OnnxBackend | FramesBackend = FramesBackend(runner)
+        extra["frame_runner"] = runner  # what a LiveScorer runs incrementally
+    else:
+        backend = OnnxBackend(path, providers=providers, classes=classes)
     name = backend.model_name or path.stem
     return LoadedModel(
         backend=backend,
@@ -100,6 +108,7 @@ def _load_onnx(path: Path, device: str, classes: list[str] | None) -> LoadedMode
         classes=list(backend.classes),
         model_name=name,
         extra={
-            key: backend.metadata[key] for key in ("pruned", "source") if key in backend.metadata
+            **{k: backend.metadata[k] for k in ("pruned", "source") if k in backend.metadata},
+            **extra,
         },
     )

@@ -165,7 +165,10 @@ class OnnxBackend:
         return f"OnnxBackend({self.path.name}, providers={self.providers})"
 
 
-def _open_session(path: Path, providers: list[str] | None, threads: int | None) -> Any:
+def _open_session(
+    path: Path, providers: list[str] | None, threads: int | None, model: bytes | None = None
+) -> Any:
+    """An ONNX Runtime session for ``path`` (or for ``model``, a graph taken from it)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -173,7 +176,7 @@ def _open_session(path: Path, providers: list[str] | None, threads: int | None) 
             f"running {path.name} needs ONNX Runtime: pip install 'resaction[onnx]'"
         ) from None
 
-    if not path.is_file():
+    if model is None and not path.is_file():
         raise CheckpointError(f"ONNX model {path} does not exist")
     available = ort.get_available_providers()
     chosen = list(providers or ["CPUExecutionProvider"])
@@ -188,7 +191,8 @@ def _open_session(path: Path, providers: list[str] | None, threads: int | None) 
     options.intra_op_num_threads = int(threads or torch.get_num_threads())
     options.inter_op_num_threads = 1
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+        source = str(path) if model is None else model
+        return ort.InferenceSession(source, sess_options=options, providers=chosen)
     except Exception as error:  # ORT raises its own types for bad protobufs and graphs
         text = str(error).strip().splitlines()
         reason = text[0][:200] if text else type(error).__name__
