@@ -1,14 +1,17 @@
 """Scores for live windows, each frame through the network once where the model allows it.
 
-A live window is the newest ``clip_len`` frames of a camera on a fixed lattice (every ``step``-th
-frame the reader delivered). Models with a 2D trunk (TSN, the difference models, LRCN, and a TSM
+A live window is the newest ``clip_len`` frames of a camera on a fixed lattice (a unit, one
+frame or a difference model's segment of consecutive frames, every ``step`` frames). Models with
+a 2D trunk (TSN, the difference models, LRCN, and a TSM
 that shifts only from the past) give a window's logits by pooling per-frame outputs
 (``frame_outputs`` then ``pool_frames``), so each lattice frame (for a difference model, each
 segment of ``segment_len`` frames) goes through the trunk once, its output is cached per camera,
 and a window costs one pooling. A past-shift TSM runs its shifts "online": each camera's last
 frame is carried between calls, which gives exactly the past-shift model run once over the whole
-stream. Every other model (3D ResNets, bidirectional TSM, ONNX files) recomputes whole windows
-every ``stride`` lattice frames. The cameras' work is batched: one forward per round, whatever
+stream. The two halves run in PyTorch (``TorchFrames``) or, from a ``resaction export --frames``
+file (fp32 or int8), in ONNX Runtime (``runtime.onnx_frames.OnnxFrames``). Every other model (3D
+ResNets, a bidirectional TSM, whole-clip ONNX files) recomputes whole windows every ``stride``
+units. The cameras' work is batched: one forward per round, whatever
 the number of cameras.
 """
 
