@@ -68,6 +68,13 @@ def first_line(error: BaseException, limit: int = 200) -> str:
     return text.splitlines()[0][:limit] if text else type(error).__name__
 
 
+def last_line(error: BaseException, limit: int = 300) -> str:
+    """An error's last non-empty line (where Ray and other wrappers put the cause), at most
+    ``limit`` characters, or the error's type name when it has no message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1][:limit] if lines else type(error).__name__
+
+
 def describe_error(error: BaseException) -> str:
     """One line saying why something failed: a user error's own message, else the error's type
     and the first line of its message (for errors raised by libraries)."""

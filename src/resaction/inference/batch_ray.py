@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resaction.errors import ConfigError, ResactionError, first_line
+from resaction.errors import ConfigError, ResactionError, first_line, last_line
 from resaction.inference.archive import VideoKey
 from resaction.inference.batch_job import BatchJob, Outcomes
 from resaction.inference.batch_work import VideoScorer, WorkSpec, decode_views
@@ -280,7 +280,7 @@ class _RayRun:
         except self.ray.exceptions.RayActorError as error:
             if getattr(error, "actor_init_failed", False):  # the model, not the video
                 raise ResactionError(
-                    f"a model worker could not start: {_last_line(error)}"
+                    f"a model worker could not start: {last_line(error)}"
                 ) from None
             self.pool.replace(index)
             self._worker_died(video, _ray_reason(error))
@@ -306,11 +306,6 @@ class _RayRun:
             self.waiting.appendleft(video)
         else:
             self.decoded.appendleft(video)
-
-
-def _last_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1][:300] if lines else type(error).__name__
 
 
 def _ray_reason(error: BaseException) -> str:

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from resaction.errors import CheckpointError, ConfigError, ResactionError
-from resaction.inference.batch_ray import _last_line, connect, import_ray
+from resaction.errors import CheckpointError, ConfigError, ResactionError, last_line
+from resaction.inference.batch_ray import connect, import_ray
 from resaction.monitor.cluster_group import GroupWatcher
 from resaction.monitor.config import CameraConfig, WatchConfig
 from resaction.monitor.watcher import WatchOptions
@@ -326,7 +326,7 @@ class Cluster:
     def _died(self, group: _Group, error: BaseException) -> None:
         """A poll that failed: the actor is being restarted (Ray says unavailable: ask again
         later) or is dead for good (it could not start, or its restarts are spent)."""
-        reason = _last_line(error)[:160]
+        reason = last_line(error)[:160]
         if isinstance(error, self.ray.exceptions.ActorUnavailableError):
             group.wait_until = time.monotonic() + self.options.poll
             if group.state != "restarting":
@@ -364,7 +364,7 @@ class Cluster:
         try:
             answer = self.ray.get(call, timeout=timeout + 5.0)
         except (self.ray.exceptions.RayError, TimeoutError) as error:
-            return {**base, "summary": None, "error": _last_line(error), "cameras": group.status}
+            return {**base, "summary": None, "error": last_line(error), "cameras": group.status}
         self._tell(group, answer["messages"])
         return {**base, **answer, "restarts": group.restarts, "cameras": group.status}
 
