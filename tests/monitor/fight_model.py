@@ -65,7 +65,9 @@ def train_fight_model(
 
 def record(videos_dir: Path, names: Sequence[str], path: Path) -> list[tuple[str, float, float]]:
     """Re-encode ``names`` one after another into ``path`` (480x360 H.264, 30 fps, a keyframe a
-    second); each clip's (name, start, end) in seconds of the recording."""
+    second); each clip's (name, start, end) in seconds of the recording. A name ending in
+    ``"~"`` plays its clip backwards: a clip followed by itself backwards makes a longer scene
+    without a cut (a cut is sudden motion to a frame-difference model)."""
     spans = []
     with av.open(str(path), "w") as output:
         stream = output.add_stream("libx264", rate=FPS)
@@ -74,9 +76,9 @@ def record(videos_dir: Path, names: Sequence[str], path: Path) -> list[tuple[str
         count = 0
         for name in names:
             start = count / FPS
-            with av.open(str(clip_path(videos_dir, name))) as source:
-                for frame in source.decode(video=0):
-                    image = frame.to_ndarray(format="rgb24")
+            with av.open(str(clip_path(videos_dir, name.rstrip("~")))) as source:
+                images = [frame.to_ndarray(format="rgb24") for frame in source.decode(video=0)]
+                for image in images[::-1] if name.endswith("~") else images:
                     picture = av.VideoFrame.from_ndarray(
                         np.ascontiguousarray(image), format="rgb24"
                     )

@@ -17,7 +17,7 @@ from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 PIPELINE = (
     "( udpsrc address=127.0.0.1 port={udp} buffer-size=4194304"
     ' caps="video/mpegts,systemstream=(boolean)true,packetsize=(int)188"'
-    " ! tsdemux ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+    " ! tsdemux ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )"
 )
 
 

@@ -38,9 +38,12 @@ def fight_checkpoint(videos_dir: Path, tmp_path_factory: pytest.TempPathFactory)
 def recordings(videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("recordings")
     yard = folder / "yard.mp4"
-    spans = record(videos_dir, [*QUIET[:2], *FIGHT[:3], *QUIET[2:4]], yard)
+    # Quiet scenes are a clip and itself backwards, so only the fight has cuts in it.
+    quiet_a, quiet_b = QUIET[0], QUIET[2]
+    names = [quiet_a, f"{quiet_a}~", *FIGHT[:3], quiet_b, f"{quiet_b}~"]
+    spans = record(videos_dir, names, yard)
     quiet = folder / "quiet.mp4"
-    record(videos_dir, [*QUIET[4:], *QUIET[:2]], quiet)
+    record(videos_dir, [QUIET[4], f"{QUIET[4]}~", QUIET[4], f"{QUIET[4]}~"], quiet)
     fights = [(start, end) for name, start, end in spans if name in FIGHT]
     return {"yard": yard, "quiet": quiet, "fight": (fights[0][0], fights[-1][1]), "spans": spans}
 
