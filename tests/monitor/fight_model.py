@@ -31,6 +31,7 @@ def train_fight_model(
     epochs: int = 12,
     repeats: int = 4,
     model: str = "tsn_diff_resnet18",
+    size: int = 56,
 ) -> Path:
     """The checkpoint of a fight / noFight detector trained on FIGHT and QUIET (each clip listed
     ``repeats`` times an epoch: enough steps for batch norm's running statistics to settle)."""
@@ -53,7 +54,7 @@ def train_fight_model(
         val_data=str(validation),
         model=model,
         model_kwargs={"num_segments": 4, **({"segment_len": 2} if diff else {})},
-        preprocess={"clip_len": 8 if diff else 4, "resize": 64, "crop": 56, **extra},
+        preprocess={"clip_len": 8 if diff else 4, "resize": size + 8, "crop": size, **extra},
         out=str(out / "run"),
         epochs=epochs,
         batch_size=8,
