@@ -129,6 +129,7 @@ def test_metrics_are_served_on_loopback(tiny_tsn: Path, tmp_path: Path, videos_d
         if line and not line.startswith("#")
     }
     assert values['resaction_watch_frames_total{camera="hall"}'] > 30
+    assert 20 < values['resaction_watch_input_fps{camera="hall"}'] < 40  # a 30 fps file
     # tiny_tsn was trained on segments: 2 units over a 2 s window, one window a second.
     assert values['resaction_watch_windows_total{camera="hall"}'] >= 2
     assert (

@@ -72,6 +72,7 @@ class CameraTrack:
     units: deque[_Unit] = field(default_factory=deque)
     since_window: int = 0
     dropped_units: int = 0
+    max_pending: int | None = None
     shift_state: ShiftState | None = None
 
     def accept(self, seq: int) -> bool:
@@ -93,14 +94,14 @@ class CameraTrack:
     def add_frame(self, frame: torch.Tensor, time: float, captured: float, seq: int) -> None:
         """A transformed lattice frame (C, 1, H, W); every ``unit_len`` of them make a unit.
 
-        At most a window's worth of units waits for the network: when the model falls behind,
-        the oldest waiting unit is dropped (``dropped_units``), so a score is never more than
-        one window late."""
+        At most ``max_pending`` units (default: a window's worth) wait for the network: when
+        the model falls behind, the oldest waiting unit is dropped (``dropped_units``), so a
+        score is never more than that many units late."""
         self.partial.append(frame)
         if len(self.partial) == self.unit_len:
             frames = torch.cat(self.partial, dim=1)
             self.partial = []
-            if len(self.pending) >= self.window_units:
+            if len(self.pending) >= (self.max_pending or self.window_units):
                 self.pending.popleft()
                 self.dropped_units += 1
             self.pending.append(_Unit(frames, time, captured, seq))
@@ -115,7 +116,9 @@ class LiveScorer:
     """Turns lattice frames of many cameras into window scores, batched across cameras.
 
     ``incremental`` is true when the model allows per-frame caching; ``stride`` (lattice units
-    between recomputed windows) only matters otherwise.
+    between recomputed windows) only matters otherwise. ``max_pending`` bounds the units a
+    camera may have waiting (default: a window's worth; a live watcher keeps it small, so an
+    overloaded CPU drops units instead of deciding late).
     """
 
     def __init__(
@@ -130,6 +133,7 @@ class LiveScorer:
         max_batch: int = 32,
         incremental: bool | None = None,
         runner: FrameRunner | None = None,
+        max_pending: int | None = None,
     ) -> None:
         self.backend = backend
         self.module = module
@@ -138,6 +142,7 @@ class LiveScorer:
         self.window_units = max(1, clip_len // self.unit_len)
         self.stride = max(1, stride)
         self.max_batch = max(1, max_batch)
+        self.max_pending = max_pending
         self.batches: list[int] = []
         """Sizes of the forwards run since the caller last cleared it (for metrics)."""
         possible = runner is not None or supports_incremental(module)
@@ -155,7 +160,9 @@ class LiveScorer:
         (the scorer's default when not given) unless the model is incremental."""
         stride = self.stride if stride is None else max(1, stride)
         step = max(step, self.unit_len)
-        return CameraTrack(camera, step, self.window_units, self.unit_len, stride)
+        track = CameraTrack(camera, step, self.window_units, self.unit_len, stride)
+        track.max_pending = self.max_pending
+        return track
 
     def add(
         self, track: CameraTrack, image: np.ndarray, time: float, captured: float, seq: int

@@ -32,7 +32,6 @@ from resaction.runtime.loading import LoadedModel
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 0.005
-TOUCH_EVERY_S = 1.0
 
 
 @dataclass
@@ -44,6 +43,7 @@ class WatchOptions:
     max_batch: int = 32
     rate: float = 4.0
     incremental: bool = True
+    max_pending: int = 2
     duration: float | None = None
     reader: dict[str, Any] = field(default_factory=dict)
     delivery_backoff: Backoff = field(default_factory=Backoff)
@@ -71,6 +71,7 @@ class Watcher:
             segment_len=self.spec.segment_len,
             max_batch=self.options.max_batch,
             incremental=self.options.incremental,
+            max_pending=self.options.max_pending,
             runner=model.extra.get("frame_runner"),  # a frames .onnx: ONNX Runtime, per frame
         )
         self.metrics = WatchMetrics()
@@ -96,7 +97,7 @@ class Watcher:
         ]
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
-        self._touched: dict[str, float] = {}
+        self._last_second = 0.0
         self.error: BaseException | None = None
         self.started = 0.0
 
@@ -200,15 +201,19 @@ class Watcher:
             by_name[score.camera].decide(score, self.log)
         for camera in self.cameras:
             camera.finish_due(self.log)
-            self._touch(camera)
+        self._every_second()
         return bool(taken or pending)
 
-    def _touch(self, camera: WatchedCamera) -> None:
-        """Record how far open events got, so a killed run's events close where they were."""
+    def _every_second(self) -> None:
+        """Once a second: each camera's input rate for the metrics, and how far open events got
+        (``EventLog.touch``), so a killed run's events close where they were."""
         now = time.monotonic()
-        for event in camera.open.values():
-            if now - self._touched.get(event.id, 0.0) >= TOUCH_EVERY_S:
-                self._touched[event.id] = now
+        if now - self._last_second < 1.0:
+            return
+        self._last_second = now
+        for camera in self.cameras:
+            self.metrics.input_fps.labels(camera.name).set(camera.reader.stats().input_fps)
+            for event in camera.open.values():
                 self.log.touch(event.id, time.time(), camera.stream_time, event.peak, event.mean)
 
 

@@ -166,9 +166,15 @@ class OnnxBackend:
 
 
 def _open_session(
-    path: Path, providers: list[str] | None, threads: int | None, model: bytes | None = None
+    path: Path,
+    providers: list[str] | None,
+    threads: int | None,
+    model: bytes | None = None,
+    spin: bool = True,
 ) -> Any:
-    """An ONNX Runtime session for ``path`` (or for ``model``, a graph taken from it)."""
+    """An ONNX Runtime session for ``path`` (or for ``model``, a graph taken from it).
+    ``spin=False`` stops idle worker threads from spinning: they would burn the CPU that camera
+    readers share with the model."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -190,6 +196,8 @@ def _open_session(
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = int(threads or torch.get_num_threads())
     options.inter_op_num_threads = 1
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         source = str(path) if model is None else model
         return ort.InferenceSession(source, sess_options=options, providers=chosen)

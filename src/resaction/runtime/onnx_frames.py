@@ -98,8 +98,9 @@ class OnnxFrames:
         self.stateful = bool(self.shift_shapes)
         self.unit_len = int(self.metadata.get("unit_len", 1))
         frames, pool = split_frames_model(model, len(self.shift_shapes))
-        self.session = _open_session(self.path, providers, threads, frames.SerializeToString())
-        self.pool_session = _open_session(self.path, providers, threads, pool.SerializeToString())
+        graphs = frames.SerializeToString(), pool.SerializeToString()
+        self.session = _open_session(self.path, providers, threads, graphs[0], spin=False)
+        self.pool_session = _open_session(self.path, providers, threads, graphs[1], spin=False)
         self.input_names, self.output_names = frame_names(len(self.shift_shapes))
         self.providers = self.session.get_providers()
 
