@@ -18,6 +18,8 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,22 +107,10 @@ def export_model(
     shape = clip_shape(preprocess)
     generator = torch.Generator().manual_seed(0)
     traced_input = torch.randn((1, *shape), generator=generator)
-    metadata = {
-        FORMAT_KEY: METADATA_FORMAT,
-        "model_name": model_name,
-        "classes": list(classes),
-        "preprocess": dict(preprocess),
-        "protocol": dict(protocol),
-        "opset": opset,
-        "resaction_version": _version(),
-        **(extra_metadata or {}),
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    metadata = export_metadata(model_name, classes, preprocess, protocol, opset)
+    metadata.update(extra_metadata or {})
     diff = None
-    try:
+    with written_atomically(out) as tmp:
         _torch_export(model, traced_input, tmp, opset, model_name)
         write_metadata(tmp, metadata)
         if check:
@@ -133,9 +123,6 @@ def export_model(
                     f"the exported {model_name} disagrees with PyTorch (max abs difference "
                     f"{diff:.3g} on logits up to {scale:.3g}); {out} was not written"
                 )
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return ExportResult(
         path=out,
         model_name=model_name,
@@ -146,6 +133,40 @@ def export_model(
         seconds=time.perf_counter() - started,
         metadata=metadata,
     )
+
+
+def export_metadata(
+    model_name: str,
+    classes: list[str],
+    preprocess: dict[str, Any],
+    protocol: dict[str, Any],
+    opset: int,
+) -> dict[str, Any]:
+    """The resaction metadata every exported ONNX file carries."""
+    return {
+        FORMAT_KEY: METADATA_FORMAT,
+        "model_name": model_name,
+        "classes": list(classes),
+        "preprocess": dict(preprocess),
+        "protocol": dict(protocol),
+        "opset": opset,
+        "resaction_version": _version(),
+    }
+
+
+@contextmanager
+def written_atomically(out: Path) -> Iterator[Path]:
+    """A temporary path beside ``out``, renamed to ``out`` when the block succeeds and removed
+    whatever happens, so ``out`` is never a half-written file."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def require(module: str, purpose: str, package: str = "resaction[onnx]") -> None:

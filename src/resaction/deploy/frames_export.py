@@ -12,7 +12,6 @@ give the same per-frame outputs and window logits.
 from __future__ import annotations
 
 import copy
-import os
 import tempfile
 import time
 import warnings
@@ -26,14 +25,14 @@ from torch import nn
 from resaction.deploy.export import (
     DEFAULT_OPSET,
     ExportResult,
-    _version,
+    export_metadata,
     require,
     write_metadata,
+    written_atomically,
 )
 from resaction.errors import DeployError
 from resaction.inference.incremental import TorchFrames, supports_incremental
 from resaction.runtime.loading import load_model
-from resaction.runtime.onnx_backend import FORMAT_KEY, METADATA_FORMAT
 from resaction.runtime.onnx_frames import (
     LOGITS,
     POOL_PREFIX,
@@ -119,33 +118,22 @@ def export_frames(
     unit = _unit_shape(runner.module, preprocess)
     window_units = max(1, int(preprocess.get("clip_len", 8)) // unit[1])
     shifts = _shift_shapes(runner, unit)
-    metadata = {
-        FORMAT_KEY: METADATA_FORMAT,
-        "model_name": model_name,
-        "classes": list(classes),
-        "preprocess": dict(preprocess),
-        "protocol": dict(protocol),
-        "opset": opset,
-        "resaction_version": _version(),
-        "frames": True,
-        "unit_len": unit[1],
-        "window_units": window_units,
-        "shifts": [list(shape) for shape in shifts],
-        **(extra_metadata or {}),
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    metadata = export_metadata(model_name, classes, preprocess, protocol, opset)
+    metadata.update(
+        {
+            "frames": True,
+            "unit_len": unit[1],
+            "window_units": window_units,
+            "shifts": [list(shape) for shape in shifts],
+            **(extra_metadata or {}),
+        }
+    )
     diff = None
-    try:
+    with written_atomically(out) as tmp:
         _export_halves(runner, unit, shifts, window_units, tmp, opset, model_name)
         write_metadata(tmp, metadata)
         if check:
             diff = _check(model, tmp, unit, window_units, model_name, out)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return ExportResult(
         path=out,
         model_name=model_name,

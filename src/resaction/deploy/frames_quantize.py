@@ -27,11 +27,12 @@ from resaction.deploy.quantize import (
     _quantization_record,
     _too_little,
     calibration_entries,
+    compare_on_unseen,
     first_conv_name,
     load_calibration_clips,
     quantize_qdq,
+    quantized_result,
 )
-from resaction.deploy.quantize_accuracy import compare_accuracy
 from resaction.errors import ConfigError, DeployError
 from resaction.runtime.onnx_frames import OnnxFrames, split_frames_model
 
@@ -89,26 +90,10 @@ def quantize_frames(
     record = _quantization_record(per_channel, excluded, calibrate, calibration)
     record["calibration"]["units"] = len(feeds)
     write_metadata(out, {**runner.metadata, "quantization": record})
-    result = QuantizeResult(
-        path=out,
-        source=model,
-        calibration_videos=calibration.videos,
-        calibration_clips=len(calibration.clips),
-        excluded_nodes=excluded,
-        seconds=time.perf_counter() - started,
-        skipped=calibration.skipped,
-    )
+    result = quantized_result(model, out, calibration, excluded, started)
     if eval_data is not None:
-        used = {str(Path(entry.path).resolve()) for entry in entries}
-        result.comparison = compare_accuracy(
-            model,
-            out,
-            eval_data,
-            exclude=used,
-            max_videos=eval_videos,
-            num_workers=num_workers,
-            seed=seed,
-            progress=progress,
+        result.comparison = compare_on_unseen(
+            model, out, eval_data, entries, eval_videos, num_workers, seed, progress
         )
     return result
 

@@ -195,7 +195,18 @@ def quantize_onnx(
     )
     quantization = _quantization_record(per_channel, excluded, calibrate, calibration)
     write_metadata(out, {**source.metadata, "quantization": quantization})
-    result = QuantizeResult(
+    result = quantized_result(model, out, calibration, excluded, started)
+    if eval_data is not None:
+        result.comparison = compare_on_unseen(
+            model, out, eval_data, entries, eval_videos, num_workers, seed, progress
+        )
+    return result
+
+
+def quantized_result(
+    model: Path, out: Path, calibration: CalibrationClips, excluded: list[str], started: float
+) -> QuantizeResult:
+    return QuantizeResult(
         path=out,
         source=model,
         calibration_videos=calibration.videos,
@@ -204,19 +215,30 @@ def quantize_onnx(
         seconds=time.perf_counter() - started,
         skipped=calibration.skipped,
     )
-    if eval_data is not None:
-        used = {str(Path(entry.path).resolve()) for entry in entries}
-        result.comparison = compare_accuracy(
-            model,
-            out,
-            eval_data,
-            exclude=used,
-            max_videos=eval_videos,
-            num_workers=num_workers,
-            seed=seed,
-            progress=progress,
-        )
-    return result
+
+
+def compare_on_unseen(
+    model: Path,
+    out: Path,
+    eval_data: str | Path,
+    calibrated_on: Sequence[Any],
+    eval_videos: int | None,
+    num_workers: int | None,
+    seed: int,
+    progress: bool,
+) -> Any:
+    """fp32 against int8 accuracy on ``eval_data``, leaving out the calibration videos."""
+    used = {str(Path(entry.path).resolve()) for entry in calibrated_on}
+    return compare_accuracy(
+        model,
+        out,
+        eval_data,
+        exclude=used,
+        max_videos=eval_videos,
+        num_workers=num_workers,
+        seed=seed,
+        progress=progress,
+    )
 
 
 def _float_model(model: Path) -> OnnxBackend:
