@@ -15,7 +15,7 @@ import torch
 from resaction.cli import run_app
 from resaction.data.spec import ClipSpec
 from resaction.deploy.frames_export import export_frames
-from resaction.deploy.quantize import quantize_onnx
+from resaction.deploy.frames_quantize import quantize_frames
 from resaction.errors import DeployError
 from resaction.inference.incremental import LiveScorer, WindowScore
 from resaction.models.registry import create_model
@@ -148,7 +148,7 @@ def test_int8_frames_follow_fp32(
     model = make_model(name)
     spread_classes(name, model, videos)
     fp32 = export(name, model, tmp_path)
-    result = quantize_onnx(
+    result = quantize_frames(
         fp32, gt_videos, tmp_path / "int8.onnx", calib_videos=8, num_workers=0, progress=False
     )
     assert result.calibration_clips == 16

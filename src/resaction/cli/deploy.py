@@ -68,10 +68,14 @@ def quantize(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Static int8 quantisation (QDQ, per-channel weights) calibrated on real clips."""
+    from resaction.deploy.frames_quantize import quantize_frames
     from resaction.deploy.quantize import quantize_onnx
+    from resaction.runtime.onnx_frames import is_frames_file
 
     target = out if out is not None else model.with_name(f"{model.stem}.int8.onnx")
-    result = quantize_onnx(
+    # A frames file (export --frames) quantises its per-frame half, calibrated on units.
+    quantize = quantize_frames if is_frames_file(model) else quantize_onnx
+    result = quantize(
         model,
         calibrate,
         target,

@@ -51,7 +51,7 @@ def quantize_frames(
     seed: int = 0,
     progress: bool = True,
 ) -> QuantizeResult:
-    """``quantize_onnx`` for a frames file (it dispatches here); see the module doc."""
+    """``quantize_onnx`` for a frames file (``resaction quantize`` picks it); see the module doc."""
     import onnx
 
     started = time.perf_counter()

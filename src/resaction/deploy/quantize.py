@@ -37,7 +37,6 @@ from resaction.deploy.quantize_accuracy import AccuracyComparison, compare_accur
 from resaction.errors import ConfigError, DeployError
 from resaction.progress import progress_bar
 from resaction.runtime.onnx_backend import OnnxBackend
-from resaction.runtime.onnx_frames import is_frames_file
 
 log = logging.getLogger(__name__)
 
@@ -161,22 +160,6 @@ def quantize_onnx(
         raise ConfigError(
             f"--calib-videos {calib_videos} is too few: calibration needs at least "
             f"{MIN_CALIBRATION_VIDEOS} videos (the default {DEFAULT_CALIBRATION_VIDEOS} is better)"
-        )
-    if is_frames_file(model):  # a frames file: its per-frame half, calibrated on units
-        from resaction.deploy.frames_quantize import quantize_frames
-
-        return quantize_frames(
-            model,
-            calibrate,
-            out,
-            calib_videos=calib_videos,
-            eval_data=eval_data,
-            eval_videos=eval_videos,
-            exclude_first_conv=exclude_first_conv,
-            per_channel=per_channel,
-            num_workers=num_workers,
-            seed=seed,
-            progress=progress,
         )
     source = _float_model(model)
     entries = calibration_entries(calibrate, calib_videos, seed)
