@@ -22,7 +22,7 @@ from resaction.errors import ResactionError
 from resaction.inference.incremental import CameraTrack, LiveScorer, WindowScore
 from resaction.inference.stream import stream_step
 from resaction.monitor.config import CameraConfig
-from resaction.monitor.decisions import DecisionTracker, Thresholds, Transition
+from resaction.monitor.decisions import DecisionTracker, Transition
 from resaction.monitor.events import Event, EventLog, new_event_id
 from resaction.monitor.evidence import PacketRing
 from resaction.monitor.metrics import WatchMetrics
@@ -81,9 +81,6 @@ class WatchedCamera:
         self.closing: list[_Closing] = []
         self.stream_time = 0.0
         self.listeners: list[Any] = []
-
-    def thresholds(self) -> dict[str, Thresholds]:
-        return {label: self.config.thresholds_for(label) for label in self.decisions.scores()}
 
     def _on_state(self, camera: str, state: str, message: str) -> None:
         if state in ("connecting", "live", "reconnecting", "down", "ended"):
