@@ -11,9 +11,30 @@ import resaction
 PACKAGE = Path(resaction.__file__).parent
 # package -> the packages it must never import (the ones above it or beside it)
 FORBIDDEN = {
-    "io": {"data", "runtime", "engine", "inference", "deploy", "monitor", "serve", "cli"},
-    "data": {"runtime", "engine", "inference", "deploy", "monitor", "serve", "cli"},
-    "models": {"runtime", "engine", "inference", "deploy", "monitor", "serve", "cli"},
+    "io": {
+        "data",
+        "detection",
+        "runtime",
+        "engine",
+        "inference",
+        "deploy",
+        "monitor",
+        "serve",
+        "cli",
+    },
+    "data": {"detection", "runtime", "engine", "inference", "deploy", "monitor", "serve", "cli"},
+    "models": {"detection", "runtime", "engine", "inference", "deploy", "monitor", "serve", "cli"},
+    "detection": {
+        "data",
+        "models",
+        "runtime",
+        "engine",
+        "inference",
+        "deploy",
+        "monitor",
+        "serve",
+        "cli",
+    },
     "runtime": {"engine", "inference", "deploy", "monitor", "serve", "cli"},
     "engine": {"inference", "deploy", "monitor", "serve", "cli"},
     "inference": {"engine", "deploy", "monitor", "serve", "cli"},

@@ -22,7 +22,7 @@ from resaction.errors import ResactionError
 from resaction.inference.incremental import CameraTrack, LiveScorer, WindowScore
 from resaction.inference.stream import stream_step
 from resaction.monitor.config import CameraConfig
-from resaction.monitor.decisions import DecisionTracker, Transition
+from resaction.detection.decisions import DecisionTracker, Transition
 from resaction.monitor.events import Event, EventLog, new_event_id
 from resaction.monitor.evidence import PacketRing
 from resaction.monitor.metrics import WatchMetrics

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from resaction.errors import ConfigError, first_line
-from resaction.monitor.decisions import Thresholds
+from resaction.detection.decisions import Thresholds
 
 THRESHOLD_KEYS = {
     "threshold": "enter",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from resaction.errors import ConfigError
-from resaction.monitor.decisions import DecisionTracker, Thresholds
+from resaction.detection.decisions import DecisionTracker, Thresholds
 
 
 def run(values: list[float], thresholds: Thresholds, period: float = 0.25):
