@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from resaction.errors import ConfigError
 from resaction.detection.decisions import DecisionTracker, Thresholds
+from resaction.errors import ConfigError
 
 
 def run(values: list[float], thresholds: Thresholds, period: float = 0.25):

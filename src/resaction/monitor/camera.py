@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 
 from resaction.data.spec import ClipSpec
+from resaction.detection.decisions import DecisionTracker, Transition
 from resaction.errors import ResactionError
 from resaction.inference.incremental import CameraTrack, LiveScorer, WindowScore
 from resaction.inference.stream import stream_step
 from resaction.monitor.config import CameraConfig
-from resaction.detection.decisions import DecisionTracker, Transition
 from resaction.monitor.events import Event, EventLog, new_event_id
 from resaction.monitor.evidence import PacketRing
 from resaction.monitor.metrics import WatchMetrics

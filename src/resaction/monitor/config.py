@@ -29,8 +29,8 @@ from typing import Any
 
 import yaml
 
-from resaction.errors import ConfigError, first_line
 from resaction.detection.decisions import Thresholds
+from resaction.errors import ConfigError, first_line
 
 THRESHOLD_KEYS = {
     "threshold": "enter",
