@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from resaction.detection.decisions import DecisionTracker, Thresholds
+from resaction.detection.decisions import DecisionTracker, Thresholds, replay
 from resaction.errors import ConfigError
 
 
@@ -53,3 +53,18 @@ def test_thresholds_are_checked() -> None:
         Thresholds(enter=0.5, exit=0.7)
     with pytest.raises(ConfigError, match="threshold must lie"):
         Thresholds(enter=1.5)
+
+
+def test_replay_gives_the_live_trackers_events_with_their_alarm_times() -> None:
+    values = [0.1] * 8 + [0.9] * 12 + [0.1] * 12 + [0.9] * 6
+    limits = Thresholds(enter=0.6, min_duration=0.5, min_gap=1.0, cooldown=0.0, smooth=1)
+    _, live = run(values, limits)
+    times = np.arange(len(values)) * 0.25
+    probs = np.stack([1 - np.array(values), np.array(values)], axis=1)
+    events = replay(probs, times, {1: ("fight", limits)}, alarm_times=times + 1.0)
+    closed = [c for c in live if c.kind == "close"]
+    assert [(e.start, e.end) for e in events[:1]] == [(closed[0].start, closed[0].end)]
+    # The first event opened once min_duration had passed, 2 windows after its start.
+    assert events[0].alarm == pytest.approx(events[0].start + 0.5 + 1.0)
+    # The second is still open at the end: replay closes it at the last window.
+    assert len(events) == 2 and events[1].end == pytest.approx(times[-1])

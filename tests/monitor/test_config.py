@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from resaction.detection.decisions import calibrated_settings
 from resaction.errors import ConfigError
 from resaction.monitor.config import load_watch_config
 
@@ -56,8 +57,13 @@ def test_a_good_file_resolves_defaults_under_each_camera(tmp_path: Path) -> None
 def test_calibrated_thresholds_apply_where_the_file_gives_none(tmp_path: Path) -> None:
     text = "cameras:\n  - name: a\n    url: '0'\n"
     camera = load_watch_config(write(tmp_path, text)).cameras[0]
-    assert camera.thresholds_for("fight", {"fight": 0.42}).enter == 0.42
+    extra = {"thresholds": {"fight": 0.42}, "calibration": {"decision": {"min_duration": 2.0}}}
+    calibrated = calibrated_settings(extra)
+    assert camera.thresholds_for("fight", calibrated).enter == 0.42
+    assert camera.thresholds_for("fight", calibrated).min_duration == 2.0
     assert camera.thresholds_for("fight").enter == 0.5
+    hall = load_watch_config(write(tmp_path, text + "    threshold: 0.9\n")).cameras[0]
+    assert hall.thresholds_for("fight", calibrated).enter == 0.9
 
 
 @pytest.mark.parametrize(

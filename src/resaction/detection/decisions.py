@@ -10,11 +10,17 @@ event, not fifty. After an event, the class stays quiet on that camera for ``coo
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from resaction.errors import ConfigError
+
+DEFAULT_WINDOW_RATE = 4.0
+"""Windows per second the live watcher scores, and calibration replays at, by default."""
+DECISION_KEYS = ("min_duration", "min_gap", "cooldown", "smooth")
 
 
 @dataclass(frozen=True)
@@ -149,3 +155,69 @@ class DecisionTracker:
 
 def _peak_mean(state: _ClassState) -> tuple[float, float]:
     return max(state.scores), float(np.mean(state.scores))
+
+
+@dataclass(frozen=True)
+class DecidedEvent:
+    """An event the tracker raised over a recorded sequence; ``alarm`` is the stream time at
+    which it opened (when a live watcher would have sent it)."""
+
+    label: str
+    start: float
+    end: float
+    peak: float
+    mean: float
+    alarm: float
+
+
+def replay(
+    probabilities: np.ndarray,
+    times: np.ndarray,
+    watched: Mapping[int, tuple[str, Thresholds]],
+    *,
+    alarm_times: np.ndarray | None = None,
+) -> list[DecidedEvent]:
+    """Every event the live tracker raises over recorded windows, in time order.
+
+    ``probabilities`` is (T, K), ``times`` each window's time (the one the tracker sees) and
+    ``alarm_times`` when the window was complete (default: ``times``). Events still open at the
+    end close at the last window, as a watcher stopping there would close them.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    times = np.asarray(times, dtype=np.float64)
+    alarms = times if alarm_times is None else np.asarray(alarm_times, dtype=np.float64)
+    if len(probabilities) != len(times) or len(alarms) != len(times):
+        raise ValueError(f"{len(probabilities)} windows but {len(times)} times")
+    tracker = DecisionTracker("replay", dict(watched))
+    opened: dict[str, float] = {}
+    events: list[DecidedEvent] = []
+    changes: list[tuple[Transition, float]] = []
+    for row, time, alarm in zip(probabilities, times, alarms, strict=True):
+        changes += [(change, float(alarm)) for change in tracker.update(row, float(time))]
+    if len(times):
+        changes += [(change, float(alarms[-1])) for change in tracker.flush(float(times[-1]))]
+    for change, alarm in changes:
+        if change.kind == "open":
+            opened[change.label] = alarm
+            continue
+        events.append(
+            DecidedEvent(
+                change.label,
+                change.start,
+                change.end,
+                change.peak,
+                change.mean,
+                opened.pop(change.label, alarm),
+            )
+        )
+    return sorted(events, key=lambda event: (event.start, event.label))
+
+
+def calibrated_settings(extra: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Per class, the ``Thresholds`` settings a checkpoint's calibration chose: its
+    ``thresholds`` ({label: enter}) with the decision settings it was calibrated under."""
+    extra = extra or {}
+    thresholds = extra.get("thresholds") or {}
+    decision = (extra.get("calibration") or {}).get("decision") or {}
+    shared = {key: decision[key] for key in DECISION_KEYS if key in decision}
+    return {str(label): {**shared, "enter": float(v)} for label, v in thresholds.items()}

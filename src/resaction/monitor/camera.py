@@ -45,7 +45,7 @@ class WatchedCamera:
         self,
         config: CameraConfig,
         classes: list[str],
-        calibrated: dict[str, float] | None,
+        calibrated: dict[str, dict[str, Any]] | None,
         short_side: int | None,
         out_dir: Path,
         metrics: WatchMetrics,

@@ -23,6 +23,7 @@ Every mistake is one line naming the file, the line and the key.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,12 +70,15 @@ class CameraConfig:
     def loop(self) -> bool:
         return bool(self.settings.get("loop", False))
 
-    def thresholds_for(self, label: str, calibrated: dict[str, float] | None = None) -> Thresholds:
-        """The camera's settings for ``label``: its own, else the checkpoint's calibrated
-        threshold, else 0.5."""
-        values = {THRESHOLD_KEYS[k]: v for k, v in self.settings.items() if k in THRESHOLD_KEYS}
-        if "enter" not in values and calibrated and label in calibrated:
-            values["enter"] = float(calibrated[label])
+    def thresholds_for(
+        self, label: str, calibrated: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> Thresholds:
+        """The camera's settings for ``label``: its own (file defaults, camera, then class),
+        over the checkpoint's calibration (``detection.calibrated_settings``), over 0.5."""
+        values = dict((calibrated or {}).get(label, {}))
+        values.update(
+            {THRESHOLD_KEYS[k]: v for k, v in self.settings.items() if k in THRESHOLD_KEYS}
+        )
         values.update(self.thresholds.get(label, {}))
         return Thresholds(**values)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from resaction.data.spec import ViewProtocol
+from resaction.detection.decisions import calibrated_settings
 from resaction.inference.incremental import LiveScorer
 from resaction.monitor.camera import WatchedCamera
 from resaction.monitor.config import WatchConfig
@@ -80,7 +81,7 @@ class Watcher:
             Deliverer(self.log, make_sink(spec, self.out), backoff=self.options.delivery_backoff)
             for spec in config.sinks
         ]
-        calibrated = model.extra.get("thresholds") if isinstance(model.extra, dict) else None
+        calibrated = calibrated_settings(model.extra if isinstance(model.extra, dict) else None)
         short_side, size = _reader_size(self.spec.resize)
         self.cameras = [
             WatchedCamera(
