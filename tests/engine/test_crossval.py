@@ -4,6 +4,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from resaction.cli import run_app
@@ -11,7 +12,13 @@ from resaction.data.manifests import read_manifest
 from resaction.data.synthetic import generate_dataset
 from resaction.engine import trainer
 from resaction.engine.config import TrainConfig
-from resaction.engine.crossval import run_crossval
+from resaction.engine.crossval import (
+    CrossValResult,
+    FoldResult,
+    _write_crossval_files,
+    run_crossval,
+)
+from resaction.engine.metrics import classification_metrics
 from resaction.errors import DatasetError, ResactionError
 
 CLASSES = ["grow", "shrink", "still"]
@@ -66,7 +73,9 @@ def test_folds_test_every_video_once_keep_groups_whole_and_resume(
     assert saved["summary"]["top1"]["mean"] == pytest.approx(sum(folds_top1) / 2)
     assert saved["pooled"]["num_samples"] == len(manifest)
     assert saved["protocol"]["selection"].startswith("last epoch")
-    for name in ("folds.csv", "folds.png", "confusion.png"):
+    assert saved["pooled"]["balanced_accuracy"] == saved["pooled"]["mean_class_accuracy"]
+    assert len(saved["pooled"]["average_precision"]) == len(CLASSES)
+    for name in ("folds.csv", "folds.png", "confusion.png", "pr_curves.png"):
         assert (out / name).is_file()
 
     def no_training(config: TrainConfig) -> None:
@@ -125,6 +134,47 @@ def test_excluded_groups_are_left_out_and_one_fold_can_run(
     used = read_groups(out / "fold_2" / "train.csv") | read_groups(out / "fold_2" / "test.csv")
     assert excluded not in used
     assert len(used) == len({entry.group for entry in manifest}) - 1
+
+
+def test_pooled_two_class_files_have_roc_auc_and_curves(tmp_path: Path) -> None:
+    """Without training: two folds' scores pooled, as crossval writes them."""
+    positive = np.array([0.9, 0.8, 0.7, 0.6, 0.2])
+    probs = np.stack([1 - positive, positive], axis=1)
+    labels = np.array([1, 0, 1, 0, 0])
+    folds = [
+        FoldResult(
+            fold=k + 1,
+            train_videos=3,
+            test_videos=len(rows),
+            test_groups=[f"g{k}"],
+            checkpoint=tmp_path / "last.pt",
+            metrics=classification_metrics(probs[rows], labels[rows]),
+            clip_top1=0.5,
+            video_probs=probs[rows],
+            labels=labels[rows],
+            paths=[f"v{i}.mp4" for i in rows],
+            skipped=[],
+            train_seconds=0.0,
+            eval_seconds=0.0,
+        )
+        for k, rows in enumerate([[0, 1, 2], [3, 4]])
+    ]
+    top1 = {"mean": 0.5, "std": 0.1, "folds": [0.4, 0.6]}
+    _write_crossval_files(
+        CrossValResult(
+            folds=folds,
+            classes=["calm", "fight"],
+            out=tmp_path,
+            summary={"top1": top1},
+            pooled=classification_metrics(probs, labels),
+            protocol={"model": "tsn_resnet18"},
+        )
+    )
+    saved = json.loads((tmp_path / "crossval.json").read_text())
+    assert saved["pooled"]["roc_auc"] == pytest.approx(5 / 6)
+    assert saved["pooled"]["roc_auc_positive"] == 1
+    for name in ("confusion.png", "pr_curves.png", "roc.png"):
+        assert (tmp_path / name).stat().st_size > 1000
 
 
 def test_unknown_excluded_group_is_a_dataset_error(manifest_path: Path, tmp_path: Path) -> None:

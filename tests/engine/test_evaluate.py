@@ -12,7 +12,8 @@ from torch import nn
 from resaction.cli import run_app
 from resaction.data.manifests import Manifest, VideoEntry, read_manifest
 from resaction.data.synthetic import generate_dataset
-from resaction.engine.evaluate import evaluate
+from resaction.engine.evaluate import EvalResult, evaluate
+from resaction.engine.metrics import classification_metrics
 from resaction.engine.report import write_report
 from resaction.errors import DatasetError, ModelError
 from resaction.models.checkpoint import save_checkpoint
@@ -179,7 +180,38 @@ def test_report_files_agree_with_the_result(synthetic: Manifest, tmp_path: Path)
     assert sum(int(cell) for row in rows[1:] for cell in row[1:]) == len(synthetic)
     assert files.confusion_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with files.per_class.open() as handle:
-        assert [row["class"] for row in csv.DictReader(handle)] == CLASSES
+        rows = list(csv.DictReader(handle))
+    assert [row["class"] for row in rows] == CLASSES
+    assert "average_precision" in rows[0]
+    video = saved["metrics"]["video"]
+    assert video["balanced_accuracy"] == video["mean_class_accuracy"]
+    assert len(video["average_precision"]) == len(CLASSES)
+    assert files.pr_curves_png == tmp_path / "report" / "pr_curves.png"
+    assert files.pr_curves_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert files.roc_png is None and "roc_auc" not in video
+
+
+def test_a_two_class_report_has_roc_auc_and_roc_png(tmp_path: Path) -> None:
+    positive = np.array([0.9, 0.8, 0.7, 0.6, 0.2])
+    probs = np.stack([1 - positive, positive], axis=1)
+    labels = np.array([1, 0, 1, 0, 0])
+    metrics = classification_metrics(probs, labels)
+    result = EvalResult(
+        clip_logits=np.log(probs),
+        clip_video_index=np.arange(5),
+        video_probs=probs,
+        labels=labels,
+        metrics=metrics,
+        clip_metrics=metrics,
+        protocol={"num_clips": 1, "num_crops": 1},
+        classes=["calm", "fight"],
+        paths=[f"v{i}.mp4" for i in range(5)],
+    )
+    files = write_report(result, tmp_path)
+    saved = json.loads(files.results.read_text())["metrics"]["video"]
+    assert saved["roc_auc"] == pytest.approx(5 / 6) and saved["roc_auc_positive"] == 1
+    assert files.roc_png == tmp_path / "roc.png" and files.roc_png.stat().st_size > 1000
+    assert files.pr_curves_png.is_file()
 
 
 # --------------------------------------------------------------------------- CLI

@@ -59,6 +59,36 @@ def test_absent_class_is_left_out_of_mean_class_accuracy() -> None:
     assert metrics["mean_class_accuracy"] == pytest.approx((0.5 + 1.0) / 2)
 
 
+def test_balanced_accuracy_on_an_imbalanced_example() -> None:
+    # eight of class 0, two of class 1, and a model that always says 0
+    metrics = classification_metrics(one_hot_scores([0] * 10, 2), np.array([0] * 8 + [1] * 2))
+    assert metrics["top1"] == pytest.approx(0.8)
+    assert metrics["balanced_accuracy"] == pytest.approx(0.5)  # (8/8 + 0/2) / 2
+    assert metrics["balanced_accuracy"] == metrics["mean_class_accuracy"]
+
+
+def test_per_class_average_precision_and_two_class_roc_auc() -> None:
+    positive = np.array([0.9, 0.8, 0.7, 0.6, 0.2])
+    labels = np.array([1, 0, 1, 0, 0])
+    metrics = classification_metrics(np.stack([1 - positive, positive], axis=1), labels)
+    # class 1 ranked: hit (P 1, R 1/2), miss, hit (P 2/3, R 1)
+    # class 0 ranked by 1 - p: hit, hit, miss, hit (P 3/4, R 1), miss
+    assert metrics["average_precision"] == pytest.approx([(1 + 1 + 0.75) / 3, 0.5 + 0.5 * 2 / 3])
+    assert metrics["mean_average_precision"] == pytest.approx(np.mean(metrics["average_precision"]))
+    # positives .9, .7 against negatives .8, .6, .2: 3 + 2 of 6 pairs ordered right
+    assert metrics["roc_auc"] == pytest.approx(5 / 6)
+    assert metrics["roc_auc_positive"] == 1
+
+
+def test_absent_class_has_no_average_precision_and_many_classes_no_roc_auc() -> None:
+    scores = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.5, 0.1, 0.4]])
+    metrics = classification_metrics(scores, np.array([0, 1, 1]))
+    assert np.isnan(metrics["average_precision"][2])
+    # class 0: hit at the top (AP 1); class 1: hit, miss, hit (P 1 at R 1/2, P 2/3 at R 1)
+    assert metrics["mean_average_precision"] == pytest.approx((1 + 0.5 + 1 / 3) / 2)
+    assert "roc_auc" not in metrics
+
+
 def test_top5_with_fewer_classes_is_capped_and_says_so() -> None:
     scores = np.array([[0.9, 0.1], [0.8, 0.2]])
     metrics = classification_metrics(scores, np.array([1, 1]))

@@ -3,7 +3,8 @@
 Honest by construction: folds keep groups (person, source video) whole, each fold's model trains on
 the other folds with no validation split and no checkpoint selection (the model after the last
 epoch is the one tested), and every video is tested exactly once. Results are the per-fold numbers,
-their mean and sample standard deviation, and the metrics of all folds' predictions pooled.
+their mean and sample standard deviation, and the metrics of all folds' predictions pooled (with
+their confusion matrix, precision-recall curves and, for two classes, ROC curve).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from resaction.engine.report import (
     protocol_line,
     write_json,
     write_report,
+    write_score_curves,
 )
 from resaction.errors import DatasetError
 from resaction.models.checkpoint import load_checkpoint
@@ -372,6 +374,14 @@ def _write_crossval_files(result: CrossValResult) -> None:
         result.classes,
         out / "confusion.png",
         title="Confusion matrix (all folds pooled)",
+    )
+    write_score_curves(
+        np.concatenate([fold.video_probs for fold in result.folds]),
+        np.concatenate([fold.labels for fold in result.folds]),
+        result.pooled,
+        result.classes,
+        out,
+        note="all folds pooled",
     )
 
 

@@ -3,7 +3,9 @@
 Plain numpy on purpose: the numbers are few and simple, and computing them here (rather than with
 scikit-learn) keeps resaction's dependencies small. Classes that never occur and are never predicted
 get precision, recall and F1 of 0 and are left out of the mean class accuracy, which averages recall
-over the classes present in the labels.
+over the classes present in the labels. Ranking numbers (one-vs-rest average precision, two-class
+ROC-AUC) come from ``detection.curves``; a class absent from the labels has AP NaN and is left out
+of their mean.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from resaction.detection.curves import average_precision, roc_auc
+
 TOPK = 5
+POSITIVE_CLASS = 1  # the class whose probability ranks samples for ROC-AUC in two-class tasks
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -39,11 +44,22 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return out
 
 
+def one_vs_rest_average_precision(scores: np.ndarray, labels: np.ndarray) -> list[float]:
+    """Interpolated AP of each class ranking every sample by that class's score (NaN if absent)."""
+    return [
+        average_precision(scores[:, index], labels == index) for index in range(scores.shape[1])
+    ]
+
+
 def classification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """Top-1, top-5, mean class accuracy, per-class precision/recall/F1 and the confusion matrix.
+    """Top-1, top-5, balanced accuracy, per-class precision/recall/F1/AP and the confusion matrix.
 
     ``scores`` is ``(N, num_classes)`` (probabilities or logits; only their order matters) and
-    ``labels`` is ``(N,)`` class indices. Everything returned is JSON-serialisable.
+    ``labels`` is ``(N,)`` class indices. ``mean_class_accuracy`` and ``balanced_accuracy`` are the
+    same number (the mean recall over the classes present), kept under both names.
+    ``average_precision`` is one-vs-rest per class and ``mean_average_precision`` its mean over the
+    classes present. With two classes, ``roc_auc`` ranks by the score of class
+    ``roc_auc_positive`` (index 1). Everything returned is JSON-serialisable (NaN aside).
     """
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -59,20 +75,29 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, 
     recall = _safe_divide(true_positive, support)
     f1 = _safe_divide(2 * precision * recall, precision + recall)
     present = support > 0
-    return {
+    balanced = float(recall[present].mean()) if present.any() else float("nan")
+    ap = np.asarray(one_vs_rest_average_precision(scores, labels))
+    metrics = {
         "num_samples": len(labels),
         "num_classes": num_classes,
         "top1": topk_accuracy(scores, labels, 1),
         "top5": topk_accuracy(scores, labels, TOPK),
         "top5_k": min(TOPK, num_classes),
-        "mean_class_accuracy": float(recall[present].mean()) if present.any() else float("nan"),
+        "mean_class_accuracy": balanced,
+        "balanced_accuracy": balanced,
         "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
+        "mean_average_precision": float(ap[present].mean()) if present.any() else float("nan"),
         "precision": precision.tolist(),
         "recall": recall.tolist(),
         "f1": f1.tolist(),
         "support": support.tolist(),
+        "average_precision": ap.tolist(),
         "confusion": confusion.tolist(),
     }
+    if num_classes == 2:
+        metrics["roc_auc"] = roc_auc(scores[:, POSITIVE_CLASS], labels == POSITIVE_CLASS)
+        metrics["roc_auc_positive"] = POSITIVE_CLASS
+    return metrics
 
 
 def mean_and_std(values: list[float]) -> tuple[float, float]:

@@ -1,4 +1,5 @@
-"""Write an evaluation to files: results.json, confusion.csv/png, per_class.csv, predictions.csv.
+"""Write an evaluation to files: results.json, confusion.csv/png, per_class.csv, predictions.csv,
+pr_curves.png and, for two classes, roc.png.
 
 Plots use matplotlib's object API (``Figure``), which needs no display and no global state.
 """
@@ -18,8 +19,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from rich.table import Table
 
+from resaction.detection.curves import plot_curves, precision_recall_curve, roc_curve
 from resaction.engine.evaluate import EvalResult
 from resaction.errors import ConfigError
+
+MAX_PR_CURVES = 10  # past this many classes, pr_curves.png shows the ones with the lowest AP
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class ReportFiles:
     confusion_png: Path
     per_class: Path
     predictions: Path
+    pr_curves_png: Path
+    roc_png: Path | None = None
 
 
 def ensure_output_dir(path: str | Path) -> Path:
@@ -75,6 +81,7 @@ def per_class_rows(metrics: dict[str, Any], classes: Sequence[str]) -> list[dict
             "precision": metrics["precision"][i],
             "recall": metrics["recall"][i],
             "f1": metrics["f1"][i],
+            "average_precision": metrics["average_precision"][i],
         }
         for i, name in enumerate(classes)
     ]
@@ -99,6 +106,9 @@ def write_report(
     out = ensure_output_dir(out_dir)
     summary = {**(extra or {}), **result_summary(result)}
     summary["predictions"] = _prediction_rows(result)
+    curves = write_score_curves(
+        result.video_probs, result.labels, result.metrics, result.classes, out
+    )
     files = ReportFiles(
         results=write_json(summary, out / "results.json"),
         confusion_csv=_write_confusion_csv(result, out / "confusion.csv"),
@@ -109,8 +119,89 @@ def write_report(
             per_class_rows(result.metrics, result.classes), out / "per_class.csv"
         ),
         predictions=_write_rows(_prediction_rows(result), out / "predictions.csv"),
+        pr_curves_png=curves["pr_curves"],
+        roc_png=curves.get("roc"),
     )
     return files
+
+
+def write_score_curves(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    metrics: dict[str, Any],
+    classes: Sequence[str],
+    out: Path,
+    *,
+    note: str = "",
+) -> dict[str, Path]:
+    """``pr_curves.png`` (each class against the rest) and, with two classes, ``roc.png``.
+
+    ``metrics`` are ``classification_metrics`` of the same ``probs`` and ``labels``: they give the
+    AP or AUC in the legend and the dot on each curve, where the argmax prediction operates.
+    Classes absent from ``labels`` have no curve; past ``MAX_PR_CURVES`` classes the ones with the
+    lowest AP are drawn. ``note`` goes into the titles (e.g. "all folds pooled").
+    """
+    probs, labels = np.asarray(probs), np.asarray(labels)
+    ap = np.asarray(metrics["average_precision"], dtype=np.float64)
+    present = [i for i in range(len(classes)) if np.isfinite(ap[i])]
+    shown = sorted(present, key=lambda i: (ap[i], i))[:MAX_PR_CURVES]
+    title = "Precision-recall, each class against the rest"
+    if len(shown) < len(present):
+        title = f"Precision-recall: the {len(shown)} of {len(present)} classes with the lowest AP"
+    curves, points, values = {}, {}, {}
+    for index in sorted(shown):
+        precision, recall, _ = precision_recall_curve(probs[:, index], labels == index)
+        name = classes[index]
+        curves[name] = (np.r_[0.0, recall], np.r_[precision[:1], precision])
+        points[name] = (metrics["recall"][index], metrics["precision"][index])
+        values[name] = f"AP {ap[index]:.2f}"
+    written = {
+        "pr_curves": plot_curves(
+            curves,
+            out / "pr_curves.png",
+            title=_titled(title, note),
+            xlabel="recall (dot: where the argmax prediction operates)",
+            ylabel="precision",
+            points=points,
+            legend_values=values,
+        )
+    }
+    if len(classes) == 2:
+        written["roc"] = _plot_roc(probs, labels, metrics, classes, out / "roc.png", note)
+    return written
+
+
+def _plot_roc(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    metrics: dict[str, Any],
+    classes: Sequence[str],
+    path: Path,
+    note: str,
+) -> Path:
+    positive = int(metrics["roc_auc_positive"])
+    name = classes[positive]
+    fpr, tpr, _ = roc_curve(probs[:, positive], labels == positive)
+    confusion = np.asarray(metrics["confusion"], dtype=np.float64)
+    negatives, positives = confusion[1 - positive].sum(), confusion[positive].sum()
+    curves = {name: (fpr, tpr)} if negatives and positives else {}
+    points = {}
+    if curves:
+        points[name] = (confusion[1 - positive, positive] / negatives, metrics["recall"][positive])
+    auc = metrics["roc_auc"]
+    return plot_curves(
+        {**curves, "chance": (np.array([0.0, 1.0]), np.array([0.0, 1.0]))},
+        path,
+        title=_titled(f"ROC, positive class {name!r}", note),
+        xlabel="false-positive rate (dot: where the argmax prediction operates)",
+        ylabel=f"true-positive rate (recall of {name})",
+        points=points,
+        legend_values={name: f"AUC {auc:.2f}"} if curves else {},
+    )
+
+
+def _titled(title: str, note: str) -> str:
+    return f"{title} ({note})" if note else title
 
 
 def _prediction_rows(result: EvalResult) -> list[dict[str, Any]]:
@@ -188,18 +279,20 @@ def metrics_table(result: EvalResult, title: str = "Evaluation") -> Table:
         table.add_column("top-5", justify="right")
     table.add_column("mean class acc.", justify="right")
     table.add_column("macro F1", justify="right")
+    table.add_column("mAP", justify="right")
     for level, metrics in (("video", result.metrics), ("clip", result.clip_metrics)):
         cells = [level, str(metrics["num_samples"]), _percent(metrics["top1"])]
         if show_top5:
             cells.append(_percent(metrics["top5"]))
         cells += [_percent(metrics["mean_class_accuracy"]), _percent(metrics["macro_f1"])]
+        cells.append(_percent(metrics["mean_average_precision"]))
         table.add_row(*cells)
     return table
 
 
 def per_class_table(result: EvalResult, title: str = "Per class (video level)") -> Table:
     table = Table(title=title)
-    for column in ("class", "videos", "precision", "recall", "F1"):
+    for column in ("class", "videos", "precision", "recall", "F1", "AP"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for row in per_class_rows(result.metrics, result.classes):
         table.add_row(
@@ -208,6 +301,7 @@ def per_class_table(result: EvalResult, title: str = "Per class (video level)") 
             _percent(row["precision"]),
             _percent(row["recall"]),
             _percent(row["f1"]),
+            _percent(row["average_precision"]),
         )
     return table
 
