@@ -10,7 +10,12 @@ import torch
 from resaction.data.spec import ClipSpec
 from resaction.inference.incremental import LiveScorer, supports_incremental
 from resaction.inference.predictor import Predictor
-from resaction.inference.timeline import TimelineConfig, run_timeline, window_cache
+from resaction.inference.timeline import (
+    TimelineConfig,
+    run_timeline,
+    window_cache,
+    window_sampler,
+)
 from resaction.models.registry import create_model
 from resaction.runtime.backends import TorchBackend
 from resaction.runtime.scores import softmax
@@ -148,8 +153,12 @@ def test_timeline_shares_frames_between_windows_and_gives_the_same_scores(
     predictor = Predictor(TorchBackend(model), [f"c{i}" for i in range(5)], spec)
     video = videos_dir / "kth_samples/boxing/boxing_sample.avi"
     config = {"stride": 4, "batch_size": 4}
-    assert window_cache(predictor, stride=4) is not None
-    assert (window_cache(predictor, stride=3) is None) == (segment_len == 2)
+
+    def windows(stride: int):
+        return window_sampler(predictor.preprocess, TimelineConfig(stride=stride), 25.0)
+
+    assert window_cache(predictor, windows(4)) is not None
+    assert (window_cache(predictor, windows(3)) is None) == (segment_len == 2)
     fast = run_timeline(predictor, video, TimelineConfig(**config))
     slow = run_timeline(predictor, video, TimelineConfig(**config, incremental=False))
     assert len(fast.logits) == len(slow.logits) > 10
@@ -159,7 +168,8 @@ def test_timeline_shares_frames_between_windows_and_gives_the_same_scores(
 def test_stateful_and_3d_models_keep_recomputing_timeline_windows() -> None:
     for name in ("tsm_online_resnet18", "r3d_10"):
         predictor = Predictor(TorchBackend(create_model(name, num_classes=2)), ["a", "b"], SPEC)
-        assert window_cache(predictor) is None
+        windows = window_sampler(predictor.preprocess, TimelineConfig(stride=1), 25.0)
+        assert window_cache(predictor, windows) is None
 
 
 @pytest.mark.parametrize("name", ["tsn_resnet18", "lrcn_resnet18"])

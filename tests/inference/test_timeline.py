@@ -60,9 +60,9 @@ def test_ring_holds_one_window_however_long_the_video(tmp_path: Path) -> None:
     long_video = write_video(tmp_path / "long.mp4", [100] * 600)
     predictor = brightness_predictor(frame_interval=2)
     config = TimelineConfig(stride=8)
-    span = int(window_sampler(predictor.preprocess, config).span(25.0))
+    span = int(window_sampler(predictor.preprocess, config, 25.0).span(25.0))
     result = run_timeline(predictor, long_video, config)
-    assert len(result.starts) == len(window_sampler(predictor.preprocess, config)(600, 25.0))
+    assert len(result.starts) == len(window_sampler(predictor.preprocess, config, 25.0)(600, 25.0))
     assert 0 < result.peak_buffered_frames <= span == 7
 
 
@@ -129,3 +129,19 @@ def test_annotated_video_has_every_frame_with_a_banner(tmp_path: Path, steps_vid
     bright = frames[55]
     assert bright[:4, :20].mean() < 120
     assert bright[-10:, -20:].mean() > 200
+
+
+def test_windows_spread_over_the_span_training_clips_covered(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "long.mp4", [100] * 150)
+    predictor = brightness_predictor(clip_len=8, sampling="segments", window_s=2.0)
+    result = run_timeline(predictor, video, TimelineConfig())
+    # 2 s at 25 fps over 8 units: a frame every 6, windows one unit apart.
+    assert np.all(np.diff(result.frame_indices, axis=1) == 6)
+    assert np.all(np.diff(result.frame_indices[:-1, 0]) == 6)  # the last one ends the video
+    assert result.ends[0] - result.starts[0] == pytest.approx(43 / 25)
+    assert result.extra["window_s"] == 2.0
+    # --window (frames) keeps the old dense windows; --rate sets the stride.
+    dense = run_timeline(predictor, video, TimelineConfig(window=8, stride=4))
+    assert np.all(np.diff(dense.frame_indices, axis=1) == 1)
+    sparse = run_timeline(predictor, video, TimelineConfig(rate=2.0))
+    assert np.all(np.diff(sparse.frame_indices[:-1, 0]) == 12)

@@ -182,11 +182,26 @@ class SlidingWindowSampler(DenseClipSampler):
 
     stride: int = 8
     cover_end: bool = True
+    unit_len: int = 1
+    unit_step: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.stride < 1:
             raise ConfigError(f"stride must be at least 1 frame, got {self.stride}")
+        if self.unit_len < 1 or self.clip_len % self.unit_len:
+            raise ConfigError(f"unit_len {self.unit_len} must divide clip_len {self.clip_len}")
+        if self.unit_step is not None and self.unit_step < 1:
+            raise ConfigError(f"unit_step must be at least 1 frame, got {self.unit_step}")
+
+    def offsets(self, fps: float | None) -> np.ndarray:
+        """With ``unit_step``: units of ``unit_len`` frames (``frame_interval`` apart) whose
+        first frames are ``unit_step`` apart, the lattice a live camera uses; else dense."""
+        if self.unit_step is None:
+            return super().offsets(fps)
+        firsts = np.arange(self.clip_len // self.unit_len) * self.unit_step
+        within = np.arange(self.unit_len) * self.frame_interval
+        return (firsts[:, None] + within).reshape(-1).astype(np.int64)
 
     def starts(self, num_frames: int, fps: float | None) -> list[int]:
         last = self._last_start(num_frames, fps)
@@ -255,6 +270,34 @@ def build_sampler(
     if train:
         return RandomClipSampler(clip_len, **common)
     return UniformClipSampler(clip_len, num_clips=clips, **common)
+
+
+def window_seconds(preprocess: Mapping[str, Any], given: float | None = None) -> float | None:
+    """Seconds one inference window covers: ``given``, else the span of video the model's
+    training clips covered (``window_s``, recorded by ``train`` for models that spread their
+    frames over whole clips), else None (the model's own frame step decides)."""
+    if given is not None:
+        if not given > 0:
+            raise ConfigError(f"a window must cover a positive time, got {given} s")
+        return float(given)
+    recorded = preprocess.get("window_s")
+    return float(recorded) if recorded else None
+
+
+def unit_step(preprocess: Mapping[str, Any], fps: float, window_s: float | None = None) -> int:
+    """Source frames between the first frames of a window's units (a unit is one frame, or a
+    difference model's ``segment_len`` consecutive frames): ``window_s`` seconds spread over
+    the window's units, else the model's frame step (``frame_interval``, or the whole step
+    nearest to ``target_fps``) times the unit length."""
+    clip_len = int(preprocess.get("clip_len", 16))
+    unit_len = int(preprocess.get("segment_len", 1) or 1)
+    interval = int(preprocess.get("frame_interval", 1) or 1)
+    unit_span = (unit_len - 1) * interval + 1
+    if window_s is not None and fps > 0:
+        return max(unit_span, round(window_s * fps / max(clip_len // unit_len, 1)))
+    target = preprocess.get("target_fps")
+    step = max(1, round(fps / float(target))) if target and fps > 0 else interval
+    return step * unit_len
 
 
 def _check_frames(num_frames: int) -> None:

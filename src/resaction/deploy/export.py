@@ -30,7 +30,7 @@ from torch import nn
 
 from resaction.errors import DeployError
 from resaction.models.tsm import TemporalShift
-from resaction.runtime.loading import load_model
+from resaction.runtime.loading import DECISION_EXTRAS, load_model
 from resaction.runtime.onnx_backend import FORMAT_KEY, METADATA_FORMAT, OnnxBackend
 
 # ONNX Runtime 1.17+ runs opset 17 everywhere, and its QDQ quantiser supports per-channel
@@ -82,6 +82,7 @@ def export_checkpoint(
         extra_metadata={
             "source": Path(checkpoint).name,
             "pruned": bool(loaded.extra.get("pruned", False)),
+            **decision_metadata(loaded.extra),
         },
     )
 
@@ -133,6 +134,12 @@ def export_model(
         seconds=time.perf_counter() - started,
         metadata=metadata,
     )
+
+
+def decision_metadata(extra: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's calibration (thresholds, operating point, background class), which an
+    exported file carries so every command that runs it raises the same alarms."""
+    return {key: extra[key] for key in DECISION_EXTRAS if key in extra}
 
 
 def export_metadata(

@@ -25,6 +25,7 @@ from torch import nn
 from resaction.deploy.export import (
     DEFAULT_OPSET,
     ExportResult,
+    decision_metadata,
     export_metadata,
     require,
     write_metadata,
@@ -89,7 +90,7 @@ def export_frames_checkpoint(
         protocol=loaded.views.to_dict(),
         opset=opset,
         check=check,
-        extra_metadata={"source": Path(checkpoint).name},
+        extra_metadata={"source": Path(checkpoint).name, **decision_metadata(loaded.extra)},
     )
 
 

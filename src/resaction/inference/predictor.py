@@ -28,7 +28,7 @@ from resaction.models import compile as model_compile
 from resaction.models.registry import create_model
 from resaction.models.weights import weights_preprocess
 from resaction.runtime.backends import Backend, TorchBackend
-from resaction.runtime.loading import LoadedModel, load_model
+from resaction.runtime.loading import DECISION_EXTRAS, LoadedModel, load_model
 from resaction.runtime.scores import softmax, top_k, video_probabilities
 
 
@@ -116,6 +116,7 @@ class Predictor:
         protocol: dict[str, Any] | ViewProtocol | None = None,
         *,
         model_name: str | None = None,
+        decisions: dict[str, Any] | None = None,
     ) -> None:
         self.backend = backend
         self.classes = list(classes)
@@ -126,6 +127,7 @@ class Predictor:
         self.protocol = self.views.to_dict()
         self.model_name = model_name
         self.num_crops = self.views.num_crops
+        self.decisions = dict(decisions or {})  # calibration: thresholds, operating point
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel, protocol: dict[str, Any] | None = None) -> Predictor:
@@ -136,6 +138,7 @@ class Predictor:
             loaded.spec,
             loaded.views.updated(protocol),
             model_name=loaded.model_name,
+            decisions={k: loaded.extra[k] for k in DECISION_EXTRAS if k in loaded.extra},
         )
 
     @classmethod

@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from resaction.data.sampling import SlidingWindowSampler, Window
+from resaction.data.sampling import SlidingWindowSampler, Window, unit_step, window_seconds
+from resaction.detection.decisions import DecidedEvent
 from resaction.errors import ConfigError, VideoError
+from resaction.inference.alarms import alarm_rows, alarm_settings, replay_windows, settings_rows
 from resaction.inference.incremental import (
     TorchFrames,
     WindowCache,
@@ -48,10 +50,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TimelineConfig:
-    """Every ``resaction timeline`` option; ``window=None`` takes the model's ``clip_len``."""
+    """Every ``resaction timeline`` option.
+
+    A window is ``window`` frames (default: the model's ``clip_len``) at the model's sampling
+    step, or, with ``window_s`` (default: the span the model's training clips covered, when the
+    checkpoint records one), the model's units spread over that many seconds, as in training.
+    Windows start ``stride`` frames apart (default: ``rate`` windows per second when given, else
+    one unit of a spread window, else 8 frames).
+    """
 
     window: int | None = None
-    stride: int = 8
+    stride: int | None = None
     smooth: str = "mean"
     smooth_window: int = 5
     threshold: float = 0.5
@@ -59,6 +68,9 @@ class TimelineConfig:
     merge_gap: float = 0.5
     batch_size: int = 8
     incremental: bool = True
+    window_s: float | None = None
+    rate: float | None = None
+    background: str | None = None
 
     def check(self) -> None:
         if self.smooth not in SMOOTH_METHODS:
@@ -69,8 +81,14 @@ class TimelineConfig:
             raise ConfigError(f"--smooth-window must be at least 1, got {self.smooth_window}")
         if self.window is not None and self.window < 1:
             raise ConfigError(f"--window must be at least 1 frame, got {self.window}")
-        if self.stride < 1:
+        if self.window is not None and self.window_s is not None:
+            raise ConfigError("give --window (frames) or --window-seconds, not both")
+        if self.window_s is not None and not self.window_s > 0:
+            raise ConfigError(f"--window-seconds must be positive, got {self.window_s}")
+        if self.stride is not None and self.stride < 1:
             raise ConfigError(f"--stride must be at least 1 frame, got {self.stride}")
+        if self.rate is not None and not self.rate > 0:
+            raise ConfigError(f"--rate must be positive (windows per second), got {self.rate}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"--threshold must be between 0 and 1, got {self.threshold}")
         if self.min_duration < 0 or self.merge_gap < 0:
@@ -103,6 +121,7 @@ class Timeline:
     seconds: float = 0.0
     peak_buffered_frames: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    alarms: list[DecidedEvent] = field(default_factory=list)
 
     @property
     def times(self) -> np.ndarray:
@@ -151,28 +170,39 @@ class FrameRing:
         return len(self._frames) + len(self._raw)
 
 
-def window_sampler(preprocess: dict[str, Any], config: TimelineConfig) -> SlidingWindowSampler:
-    """Windows of ``config.window`` frames at the model's sampling step, ``stride`` apart."""
+def window_sampler(
+    preprocess: dict[str, Any], config: TimelineConfig, fps: float
+) -> SlidingWindowSampler:
+    """The timeline's windows for a video at ``fps``: see ``TimelineConfig``."""
     target = preprocess.get("target_fps")
+    spread = None if config.window is not None else window_seconds(preprocess, config.window_s)
+    unit_len = int(preprocess.get("segment_len", 1) or 1)
+    step = unit_step(preprocess, fps, spread) if spread is not None else None
+    stride = config.stride
+    if stride is None and config.rate is not None:
+        grain = step or 1
+        stride = max(1, round(fps / config.rate / grain)) * grain
     return SlidingWindowSampler(
         int(config.window or preprocess["clip_len"]),
         frame_interval=int(preprocess.get("frame_interval") or 1),
-        target_fps=float(target) if target else None,
+        target_fps=float(target) if target and step is None else None,
         short_video=preprocess.get("short_video", "loop"),
-        stride=config.stride,
+        stride=stride or step or 8,
+        unit_len=unit_len if step is not None else 1,
+        unit_step=step,
     )
 
 
-def window_cache(predictor: Predictor, stride: int = 1) -> WindowCache | None:
+def window_cache(predictor: Predictor, sampler: SlidingWindowSampler) -> WindowCache | None:
     """Per-unit output caching for a PyTorch model that pools stateless per-frame outputs
-    (TSN, the difference models, LRCN): overlapping windows then share their frames' work.
-    A difference model's units are shared only when ``stride`` moves windows by whole units."""
+    (TSN, the difference models, LRCN): overlapping windows then share their units' work, which
+    happens when the stride moves windows by whole units."""
     module = getattr(predictor.backend, "model", None)
     if not supports_incremental(module):
         return None
     runner = TorchFrames(module)
-    unit = predictor.spec.segment_len * predictor.spec.frame_interval
-    if runner.stateful or stride % unit:
+    unit = sampler.unit_step or predictor.spec.segment_len * predictor.spec.frame_interval
+    if runner.stateful or sampler.stride % unit:
         return None
     return WindowCache(runner, predictor.spec.segment_len)
 
@@ -200,9 +230,9 @@ def run_timeline(
     config.check()
     started = time.perf_counter()
     transform = predictor.clip_transform()
-    sampler = window_sampler(predictor.preprocess, config)
     with VideoReader(video, **transform.decode_hint()) as reader:
         num_frames, fps = reader.num_frames, float(reader.fps)
+        sampler = window_sampler(predictor.preprocess, config, fps)
         timestamps = np.asarray(reader.timestamps, dtype=np.float64)
         duration = float(reader.duration)
         windows = sampler.windows(num_frames, timestamps, fps)
@@ -210,7 +240,7 @@ def run_timeline(
         for window in windows:
             needed[window.indices] = True
         ring = FrameRing(transform)
-        cache = window_cache(predictor, config.stride) if config.incremental else None
+        cache = window_cache(predictor, sampler) if config.incremental else None
         batch: list[tuple[np.ndarray, torch.Tensor]] = []
         logits: list[np.ndarray] = []
         done = 0
@@ -273,6 +303,9 @@ def _assemble(
     smoothed = smooth_probs(probs, config.smooth, config.smooth_window)
     starts = np.array([w.start for w in windows])
     ends = np.array([w.end for w in windows])
+    watched, source = alarm_settings(
+        predictor.classes, predictor.decisions, background=config.background
+    )
     segments = extract_segments(
         smoothed,
         (starts + ends) / 2,
@@ -298,7 +331,16 @@ def _assemble(
         config=config,
         seconds=facts["seconds"],
         peak_buffered_frames=facts["peak"],
-        extra={"model": predictor.model_name, "preprocess": predictor.preprocess},
+        alarms=replay_windows(probs, starts, ends, watched),
+        extra={
+            "alarm_settings": settings_rows(watched),
+            "alarm_source": source,
+            "model": predictor.model_name,
+            "preprocess": predictor.preprocess,
+            "window_s": None
+            if config.window
+            else window_seconds(predictor.preprocess, config.window_s),
+        },
     )
 
 
@@ -327,8 +369,17 @@ def write_timeline(
         "config": asdict(timeline.config),
         "preprocess": timeline.extra.get("preprocess"),
         "seconds": round(timeline.seconds, 3),
+        "window_s": timeline.extra.get("window_s"),
         "segments": segments,
     }
+    alarms = {
+        "video": timeline.video,
+        "source": timeline.extra.get("alarm_source"),
+        "settings": timeline.extra.get("alarm_settings"),
+        "alarms": alarm_rows(timeline.alarms),
+    }
+    paths["alarms_json"] = out / "alarms.json"
+    paths["alarms_json"].write_text(json.dumps(alarms, indent=2) + "\n", encoding="utf-8")
     paths["segments_json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     with paths["segments_csv"].open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=SEGMENT_FIELDS, extrasaction="ignore")

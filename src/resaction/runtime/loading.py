@@ -88,6 +88,12 @@ def load_model(
     )
 
 
+DECISION_EXTRAS = ("thresholds", "calibration", "background")
+"""What a model file may carry about turning scores into alarms (``resaction calibrate``)."""
+ONNX_EXTRAS = ("pruned", "source", *DECISION_EXTRAS)
+"""ONNX metadata keys passed on as a loaded model's ``extra``."""
+
+
 def _load_onnx(path: Path, device: str, classes: list[str] | None) -> LoadedModel:
 
     providers = ["CPUExecutionProvider"]
@@ -108,7 +114,7 @@ def _load_onnx(path: Path, device: str, classes: list[str] | None) -> LoadedMode
         classes=list(backend.classes),
         model_name=name,
         extra={
-            **{k: backend.metadata[k] for k in ("pruned", "source") if k in backend.metadata},
+            **{k: backend.metadata[k] for k in ONNX_EXTRAS if k in backend.metadata},
             **extra,
         },
     )
