@@ -52,8 +52,18 @@ def _print_event(event: dict[str, Any]) -> None:
             highlight=False,
         )
     elif kind == "start":
+        window = event.get("window_s")
+        spread = f", windows of {window:.2f} s as in training" if window else ""
         console.print(
-            f"streaming {event['source']} ({event['fps']:.1f} fps, every {event['step']} frame)",
+            f"streaming {event['source']} ({event['fps']:.1f} fps, every {event['step']} frame"
+            f"{spread}); alarms: {event['alarms']}",
+            highlight=False,
+        )
+    elif kind in ("alarm_open", "alarm_close"):
+        verb = "ALARM" if kind == "alarm_open" else "ended"
+        console.print(
+            f"[bold red]{event['time']:9.2f} s  {verb} {event['label']}[/] "
+            f"({event['start']:.2f}-{event['end']:.2f} s, peak {event['peak']:.0%})",
             highlight=False,
         )
     elif kind in ("lost", "reconnecting", "reconnected", "gave_up"):
@@ -86,8 +96,16 @@ def stream(
     window: int | None = typer.Option(
         None, "--window", min=1, help="Frames per window (default: the model's clip length)."
     ),
+    window_seconds: float | None = typer.Option(
+        None,
+        "--window-seconds",
+        help="Seconds per window (default: the span the model's training clips covered).",
+    ),
+    background: str | None = typer.Option(
+        None, "--background", help="The class that raises no alarms (default: the model's)."
+    ),
     events: Path | None = typer.Option(
-        None, "--events", help="Write label changes and source events as JSON lines."
+        None, "--events", help="Write label changes, alarms and source events as JSON lines."
     ),
     log_windows: bool = typer.Option(
         False, "--log-windows", help="Also write every window's prediction to --events."
@@ -126,6 +144,8 @@ def stream(
         realtime=realtime,
         duration=duration,
         window=window,
+        window_s=window_seconds,
+        background=background,
         events=events,
         annotate=annotate,
         log_windows=log_windows,

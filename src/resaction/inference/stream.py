@@ -24,8 +24,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from resaction.data.sampling import SlidingWindowSampler, unit_step, window_seconds
 from resaction.data.transforms import ClipTransform
+from resaction.detection.decisions import DecisionTracker
 from resaction.errors import ConfigError
+from resaction.inference.alarms import alarm_settings
 from resaction.inference.annotate import draw_label
 from resaction.inference.incremental import CameraTrack, LiveScorer, supports_incremental
 from resaction.inference.results import RecordWriter
@@ -109,6 +112,8 @@ class StreamConfig:
     realtime: bool = False
     duration: float | None = None
     window: int | None = None
+    window_s: float | None = None
+    background: str | None = None
     events: str | Path | None = None
     annotate: str | Path | None = None
     log_windows: bool = False
@@ -125,6 +130,10 @@ class StreamConfig:
             raise ConfigError(f"--duration must be positive seconds, got {self.duration}")
         if self.window is not None and self.window < 1:
             raise ConfigError(f"--window must be at least 1 frame, got {self.window}")
+        if self.window is not None and self.window_s is not None:
+            raise ConfigError("give --window (frames) or --window-seconds, not both")
+        if self.window_s is not None and not self.window_s > 0:
+            raise ConfigError(f"--window-seconds must be positive, got {self.window_s}")
 
 
 def stream_step(preprocess: dict[str, Any], fps: float) -> int:
@@ -160,6 +169,16 @@ class StreamRunner:
             on_event=self._source_events.put,
         )
         self.clip_len = int(self.config.window or predictor.preprocess["clip_len"])
+        self.window_s = (
+            None
+            if self.config.window
+            else window_seconds(predictor.preprocess, self.config.window_s)
+        )
+        watched, self.alarm_source, _ = alarm_settings(
+            predictor.classes, predictor.decisions, background=self.config.background
+        )
+        self.decisions = DecisionTracker(str(source), watched)
+        self.half_window = 0.0
         self.transform = predictor.clip_transform()
         self.scorer = _live_scorer(predictor, self.transform, self.clip_len, self.config)
         self.track: CameraTrack | None = None
@@ -176,9 +195,13 @@ class StreamRunner:
         live = self.source.kind != "file" or self.config.realtime
         fps = self.source.open().fps or DEFAULT_CAMERA_FPS
         self.step = stream_step(self.predictor.preprocess, fps)
+        self.offsets = self._offsets(fps)
         if self.scorer is not None:
-            self.track = self.scorer.track(self.source.name, self.step * self.scorer.unit_len)
-        span = self.clip_len * self.step
+            units = self.scorer.unit_len
+            unit = int(self.offsets[units]) if len(self.offsets) > units else self.step * units
+            self.track = self.scorer.track(self.source.name, unit)
+        span = int(self.offsets[-1]) + 1
+        self.half_window = span / fps / 2
         sink: FrameSink = (
             LatestFrames(span + math.ceil(fps / self.config.rate)) if live else OrderedFrames(span)
         )
@@ -189,7 +212,14 @@ class StreamRunner:
         try:
             self.source.start(sink)
             self._emit(
-                {"event": "start", "source": self.source.name, "fps": fps, "step": self.step}
+                {
+                    "event": "start",
+                    "source": self.source.name,
+                    "fps": fps,
+                    "step": self.step,
+                    "window_s": self.window_s,
+                    "alarms": self.alarm_source,
+                }
             )
             reason = self._loop(sink, ring, live)
         except KeyboardInterrupt:
@@ -263,7 +293,20 @@ class StreamRunner:
     def _window_ready(self, ring: deque[CapturedFrame]) -> bool:
         if self.track is not None:
             return self.track.ready()
-        return len(ring) >= (self.clip_len - 1) * self.step + 1
+        return len(ring) >= int(self.offsets[-1]) + 1
+
+    def _offsets(self, fps: float) -> np.ndarray:
+        """A window's frames, from its first: the model's units spread over ``window_s`` (by
+        default the span its training clips covered), else ``clip_len`` frames ``step`` apart."""
+        if self.window_s is None:
+            return np.arange(self.clip_len) * self.step
+        preprocess = self.predictor.preprocess
+        return SlidingWindowSampler(
+            self.clip_len,
+            frame_interval=int(preprocess.get("frame_interval") or 1),
+            unit_len=self.predictor.spec.segment_len,
+            unit_step=unit_step(preprocess, fps, self.window_s),
+        ).offsets(fps)
 
     def _window(self, ring: deque[CapturedFrame]) -> tuple[np.ndarray, float, float, int]:
         """The newest window's probabilities, its newest frame's time and capture, and how many
@@ -276,8 +319,8 @@ class StreamRunner:
             newest = self.scorer.score([self.track])[-1]
             behind = max(0, read - 1 - newest.seq)
             return newest.probabilities, newest.time, newest.captured, behind
-        last = len(ring) - 1
-        picks = [ring[last - k * self.step] for k in reversed(range(self.clip_len))]
+        first = len(ring) - 1 - int(self.offsets[-1])
+        picks = [ring[first + int(offset)] for offset in self.offsets]
         behind = max(0, read - 1 - picks[-1].seq)
         clip = torch.from_numpy(np.stack([frame.image for frame in picks]))
         probs = self.predictor.predict_clips(self.transform(clip).unsqueeze(0))[0]
@@ -285,6 +328,17 @@ class StreamRunner:
 
     def _infer(self, ring: deque[CapturedFrame]) -> None:
         probs, stream_time, captured, behind = self._window(ring)
+        for change in self.decisions.update(probs, stream_time - self.half_window):
+            self._emit(
+                {
+                    "event": f"alarm_{change.kind}",
+                    "time": round(stream_time, 3),
+                    "label": change.label,
+                    "start": round(change.start, 3),
+                    "end": round(change.end, 3),
+                    "peak": round(change.peak, 4),
+                }
+            )
         smoothed = self.smoother(probs)
         latency = time.monotonic() - captured
         self.stats.add_window(latency)

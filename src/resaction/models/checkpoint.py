@@ -104,6 +104,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def update_checkpoint(path: str | Path, values: dict[str, Any]) -> Path:
+    """Replace top-level keys of a checkpoint (``thresholds``, ``calibration``, ...) in place,
+    atomically; the weights and training state are kept as they are."""
+    payload = read_checkpoint(path)
+    payload.update(values)
+    return atomic_save(payload, path)
+
+
 def load_checkpoint(path: str | Path) -> ModelBundle:
     """Rebuild the model stored in a resaction checkpoint, in eval mode."""
     payload = read_checkpoint(path)

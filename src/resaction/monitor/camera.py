@@ -17,11 +17,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from resaction.data.sampling import unit_step, window_seconds
 from resaction.data.spec import ClipSpec
 from resaction.detection.decisions import DecisionTracker, Transition
 from resaction.errors import ResactionError
 from resaction.inference.incremental import CameraTrack, LiveScorer, WindowScore
-from resaction.inference.stream import stream_step
 from resaction.monitor.config import CameraConfig
 from resaction.monitor.events import Event, EventLog, new_event_id
 from resaction.monitor.evidence import PacketRing
@@ -73,6 +73,7 @@ class WatchedCamera:
             **reader_options,
         )
         self.track: CameraTrack | None = None
+        self.half_window = 0.0
         self.last_seq = -1
         self.latest: Any = None
         self.label: str | None = None
@@ -111,15 +112,16 @@ class WatchedCamera:
         return len(frames)
 
     def _track(self, scorer: LiveScorer, spec: ClipSpec, rate: float, fps: float) -> CameraTrack:
-        """The lattice: units spread over ``window`` seconds when the camera says so (2 s for
-        models trained on segments spread over whole videos), else the model's frame step."""
-        window = self.config.settings.get("window")
+        """The lattice: units spread over ``window`` seconds (the camera's, else the span the
+        model's training clips covered, else 2 s for models trained on segments of whole
+        videos), or the model's own frame step."""
+        preprocess = spec.to_dict()
+        window = window_seconds(preprocess, self.config.settings.get("window"))
         if window is None and spec.sampling == "segments":
             window = SEGMENTS_WINDOW_S
-        if window is not None:
-            step = max(1, round(float(window) * fps / scorer.window_units))
-        else:
-            step = stream_step(spec.to_dict(), fps) * scorer.unit_len
+        step = unit_step(preprocess, fps, window)
+        span = step * (scorer.window_units - 1) + scorer.unit_len
+        self.half_window = span / fps / 2
         units_per_second = fps / max(step, scorer.unit_len)
         return scorer.track(self.name, step, max(1, round(units_per_second / rate)))
 
@@ -131,7 +133,8 @@ class WatchedCamera:
         self.label, self.score = self.classes[best], float(score.probabilities[best])
         wall = time.time() - (time.monotonic() - score.captured)
         opened = []
-        for change in self.decisions.update(score.probabilities, score.time):
+        centre = score.time - self.half_window  # the decisions see windows at their centres
+        for change in self.decisions.update(score.probabilities, centre):
             event = self._transition(change, wall - (score.time - change.start), log)
             if event is not None:
                 opened.append(event)
