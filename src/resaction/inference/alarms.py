@@ -41,8 +41,9 @@ def alarm_settings(
     *,
     background: str | None = None,
     overrides: Mapping[str, Any] | None = None,
-) -> tuple[Watched, str]:
-    """Each alarm class's ``Thresholds`` and where they came from (for the user to read).
+) -> tuple[Watched, str, str | None]:
+    """Each alarm class's ``Thresholds``, where they came from (for the user to read), and the
+    background class.
 
     ``decisions`` is what the model file carries (``thresholds``, ``calibration``,
     ``background``); ``overrides`` are ``Thresholds`` settings given on the command line, applied
@@ -61,7 +62,7 @@ def alarm_settings(
         source = "calibrated thresholds from the model file"
     else:
         source = "threshold 0.5: the model is not calibrated (run resaction calibrate)"
-    return watched, source
+    return watched, source, background
 
 
 def replay_windows(

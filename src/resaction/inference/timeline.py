@@ -303,7 +303,7 @@ def _assemble(
     smoothed = smooth_probs(probs, config.smooth, config.smooth_window)
     starts = np.array([w.start for w in windows])
     ends = np.array([w.end for w in windows])
-    watched, source = alarm_settings(
+    watched, source, background = alarm_settings(
         predictor.classes, predictor.decisions, background=config.background
     )
     segments = extract_segments(
@@ -335,6 +335,7 @@ def _assemble(
         extra={
             "alarm_settings": settings_rows(watched),
             "alarm_source": source,
+            "background": background,
             "model": predictor.model_name,
             "preprocess": predictor.preprocess,
             "window_s": None
