@@ -1,7 +1,9 @@
-"""Video decoding: frame-accurate readers with one interface over PyAV, OpenCV and torchcodec."""
+"""Video decoding: frame-accurate readers with one interface over PyAV, OpenCV and torchcodec;
+clips cut from files by remuxing."""
 
 from resaction.io.backends import BACKENDS, OpenCVReader, TorchCodecReader, open_video
 from resaction.io.base import FrameReader
+from resaction.io.clips import cut_clip, cut_clips
 from resaction.io.index_build import clear_index_cache
 from resaction.io.metadata import VideoMetadata
 from resaction.io.video_reader import VideoReader
@@ -16,5 +18,7 @@ __all__ = [
     "VideoReader",
     "VideoWriter",
     "clear_index_cache",
+    "cut_clip",
+    "cut_clips",
     "open_video",
 ]

@@ -3,7 +3,8 @@ remuxing (no re-encode), and snapshot JPEGs decoded from it.
 
 The ring holds packets as the camera sent them, a few hundred kB a second, not decoded frames
 (640x480 RGB at 25 fps is 23 MB a second), so keeping the last minute per camera is cheap. A clip
-starts at a keyframe, the last one at or before the wanted start, so it decodes on its own.
+starts at a keyframe, the last one at or before the wanted start, so it decodes on its own; it is
+cut by ``io.clips``, the same cutter the timeline uses on files.
 
 Packets are copied to bytes when added: a demuxed ``av.Packet`` and its stream belong to the
 reader's container, which is closed when the camera reconnects. What a clip needs of the stream
@@ -19,7 +20,6 @@ import os
 import threading
 import time as clock
 from collections import deque
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -27,16 +27,13 @@ import av
 import cv2
 
 from resaction.errors import VideoError, first_line
-
-
-@dataclass(frozen=True)
-class _Packet:
-    data: bytes
-    pts: int | None
-    dts: int | None
-    duration: int
-    keyframe: bool
-    time: float  # presentation time, in the camera's stream seconds
+from resaction.io.clips import (
+    PacketRecord,
+    clip_facts,
+    packet_span,
+    packet_timestamps,
+    remux_packets,
+)
 
 
 class _Segment:
@@ -56,7 +53,7 @@ class _Segment:
         self.width, self.height = stream.codec_context.width, stream.codec_context.height
         self.extradata = stream.codec_context.extradata
         self.time_base = stream.time_base or Fraction(1, 90000)
-        self.gops: deque[list[_Packet]] = deque()
+        self.gops: deque[list[PacketRecord]] = deque()
         self.nbytes = 0
         self.count = 0
         self.newest = float("-inf")
@@ -66,7 +63,7 @@ class _Segment:
     def oldest(self) -> float:
         return self.gops[0][0].time if self.gops else float("inf")
 
-    def add(self, packet: _Packet) -> None:
+    def add(self, packet: PacketRecord) -> None:
         if self.template is None:
             return
         if packet.keyframe:
@@ -85,7 +82,7 @@ class _Segment:
         self.nbytes -= sum(len(p.data) for p in gop)
         self.count -= len(gop)
 
-    def packets(self) -> list[_Packet]:
+    def packets(self) -> list[PacketRecord]:
         return list(itertools.chain.from_iterable(self.gops))
 
 
@@ -111,14 +108,7 @@ class PacketRing:
         the last one's starts a new segment (a reconnect: clips never mix two connections)."""
         if packet.size == 0:
             return
-        record = _Packet(
-            bytes(packet),
-            packet.pts,
-            packet.dts,
-            int(packet.duration or 0),
-            bool(packet.is_keyframe),
-            float(time),
-        )
+        record = PacketRecord.of(packet, time)  # time: the camera's stream seconds
         with self._lock:
             current = self._segments[-1] if self._segments else None
             if current is None or current.stream is not stream:
@@ -162,7 +152,7 @@ class PacketRing:
                 "error": current.error if current else None,
             }
 
-    def _find(self, start: float, end: float) -> tuple[_Segment, list[_Packet]] | None:
+    def _find(self, start: float, end: float) -> tuple[_Segment, list[PacketRecord]] | None:
         """The newest segment holding part of [start, end], and a copy of its packets."""
         with self._lock:
             for segment in reversed(self._segments):
@@ -179,24 +169,13 @@ class PacketRing:
         if found is None:
             return None
         segment, packets = found
-        chosen = _span(packets, start, end)
+        chosen = packet_span(packets, start, end)
         if not chosen:
             return None
-        _remux(segment, chosen, Path(path))
-        first, last = chosen[0].time, max(p.time for p in chosen)
-        return {
-            "path": str(path),
-            "start": first,
-            "end": last,
-            "complete": first <= start and last >= end - _frame_gap(chosen),
-            "packets": len(chosen),
-            "keyframes": sum(p.keyframe for p in chosen),
-            "bytes": sum(len(p.data) for p in chosen),
-            "codec": segment.codec,
-            "width": segment.width,
-            "height": segment.height,
-            "segment": segment.number,
-        }
+        remux_packets(chosen, Path(path), segment.template, segment.time_base)
+        size = {"codec": segment.codec, "width": segment.width, "height": segment.height}
+        facts = clip_facts(chosen, start, end, Path(path), **size)
+        return {**facts, "segment": segment.number}
 
     def snapshot(self, time: float, path: Path, max_side: int = 640) -> Path | None:
         """Write the frame shown at ``time`` (or the last one before it) as a JPEG whose longer
@@ -205,7 +184,7 @@ class PacketRing:
         if found is None:
             return None
         segment, packets = found
-        chosen = _span(packets, time, time)
+        chosen = packet_span(packets, time, time)
         frame = _decode_at(segment, chosen, time) if chosen else None
         if frame is None:
             return None
@@ -219,77 +198,14 @@ class PacketRing:
         return Path(path)
 
 
-def _span(packets: list[_Packet], start: float, end: float) -> list[_Packet]:
-    """Packets in decode order from the last keyframe shown at or before ``start`` (else the
-    first packet, a keyframe) to the last packet shown at or before ``end``."""
-    first = 0
-    for i, packet in enumerate(packets):
-        if packet.keyframe and packet.time <= start:
-            first = i
-    last = max((i for i in range(first, len(packets)) if packets[i].time <= end), default=-1)
-    return packets[first : last + 1]
-
-
-def _frame_gap(packets: list[_Packet]) -> float:
-    times = sorted(p.time for p in packets)
-    return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
-
-
-def _timestamps(packets: list[_Packet], time_base: Fraction) -> list[tuple[int, int]]:
-    """(pts, dts) per packet, shifted so the first dts is 0, with dts strictly increasing and
-    pts >= dts as MP4 requires. Missing pts come from the packets' times, missing dts from the
-    pts (so B-frames keep their display order)."""
-    if all(p.pts is not None for p in packets):
-        pts = [int(p.pts) for p in packets]
-    else:
-        pts = [round(p.time / time_base) for p in packets]
-    if all(p.dts is not None for p in packets):
-        dts = [int(p.dts) for p in packets]
-    else:  # the sorted pts, delayed by the stream's reordering depth, are a valid dts
-        order = sorted(pts)
-        delay = max(0, *(o - p for o, p in zip(order, pts, strict=True)))
-        dts = [o - delay for o in order]
-    out: list[tuple[int, int]] = []
-    previous: int | None = None
-    offset = dts[0]
-    for p, d in zip(pts, dts, strict=True):
-        if previous is not None and d <= previous:
-            d = previous + 1
-        previous = d
-        out.append((max(p, d) - offset, d - offset))
-    return out
-
-
-def _remux(segment: _Segment, packets: list[_Packet], path: Path) -> None:
-    part = path.with_name(f".{path.name}.part")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with av.open(str(part), "w", format="mp4", options={"movflags": "+faststart"}) as out:
-            stream = out.add_stream_from_template(segment.template)
-            times = _timestamps(packets, segment.time_base)
-            for packet, (pts, dts) in zip(packets, times, strict=True):
-                copy = av.Packet(packet.data)
-                copy.pts, copy.dts, copy.time_base = pts, dts, segment.time_base
-                copy.duration = packet.duration
-                copy.is_keyframe = packet.keyframe
-                copy.stream = stream
-                out.mux(copy)
-    except (av.FFmpegError, ValueError, OSError) as error:
-        part.unlink(missing_ok=True)
-        raise VideoError(
-            f"cannot write the evidence clip {path} ({segment.codec}): {first_line(error)}"
-        ) from error
-    os.replace(part, path)
-
-
-def _decode_at(segment: _Segment, packets: list[_Packet], time: float) -> av.VideoFrame | None:
+def _decode_at(segment: _Segment, packets: list[PacketRecord], time: float) -> av.VideoFrame | None:
     """Decode ``packets`` (from a keyframe) and return the last frame shown at or before
     ``time``, else the first frame."""
     decoder = av.CodecContext.create(segment.codec, "r")
     decoder.extradata = segment.extradata
     decoder.width, decoder.height = segment.width, segment.height
     decoder.thread_count = 1
-    times = _timestamps(packets, segment.time_base)
+    times = packet_timestamps(packets, segment.time_base)
     # frame pts -> stream time, through the packets' own pts
     shown = {pts: p.time for p, (pts, _) in zip(packets, times, strict=True)}
     best: tuple[float, av.VideoFrame] | None = None
