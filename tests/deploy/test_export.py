@@ -127,3 +127,23 @@ def test_an_export_that_disagrees_with_pytorch_writes_nothing(
     with pytest.raises(DeployError, match=r"disagrees with PyTorch.*was not written"):
         export.export_checkpoint(r3d_checkpoint, out)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_calibrated_checkpoint_exports_its_thresholds(
+    r3d_checkpoint: Path, tmp_path: Path
+) -> None:
+    from resaction.inference import Predictor
+    from resaction.models.checkpoint import update_checkpoint
+
+    calibrated = tmp_path / "calibrated.pt"
+    calibrated.write_bytes(r3d_checkpoint.read_bytes())
+    calibration = {"decision": {"min_duration": 2.0}, "target": {"false_alarms_per_hour": 1.0}}
+    values = {"thresholds": {GT_CLASSES[1]: 0.8}, "calibration": calibration}
+    update_checkpoint(calibrated, {**values, "background": GT_CLASSES[0]})
+    exported = export_checkpoint(calibrated, tmp_path / "calibrated.onnx", check=False).path
+    for path in (calibrated, exported):
+        decisions = Predictor.from_checkpoint(path).decisions
+        assert decisions["thresholds"] == {GT_CLASSES[1]: 0.8}
+        assert decisions["calibration"]["decision"] == {"min_duration": 2.0}
+        assert decisions["background"] == GT_CLASSES[0]
+    assert load_checkpoint(calibrated).model_name == "r3d_10"  # the weights are untouched

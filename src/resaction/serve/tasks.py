@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resaction.inference.alarms import alarm_rows
 from resaction.inference.annotate import annotate_timeline
 from resaction.inference.timeline import TimelineConfig, run_timeline, write_timeline
 from resaction.serve.security import ApiError
@@ -140,6 +141,8 @@ def run_job(predictor: Predictor, job: Job, out_dir: Path, progress: Progress) -
         "num_windows": len(timeline.starts),
         "seconds": round(timeline.seconds, 3),
         "annotated": options.annotate,
+        "alarms": alarm_rows(timeline.alarms),
+        "alarm_source": timeline.extra.get("alarm_source"),
     }
 
 
