@@ -25,6 +25,15 @@ def test_unknown_keys_are_kept_as_options() -> None:
     assert spec.to_dict() == stored
 
 
+def test_the_training_window_is_kept_when_recorded() -> None:
+    stored = {**default_preprocess("tsn_resnet18"), "window_s": 4}
+    spec = ClipSpec.from_dict(stored)
+    assert spec.window_s == 4.0 and spec.options == {}
+    assert spec.to_dict() == {**stored, "window_s": 4.0}
+    assert ClipSpec.from_dict(default_preprocess("tsn_resnet18")).window_s is None
+    assert "window_s" not in ClipSpec().to_dict()
+
+
 def test_the_spec_builds_the_test_views() -> None:
     spec = ClipSpec.from_dict(default_preprocess("r3d_18"))
     sampler = spec.sampler(train=False, views=ViewProtocol(num_clips=4))

@@ -5,6 +5,8 @@ only those frames (at the transform's resize when the decoder can do it) and tra
 A video that cannot be decoded gives a ``SkippedVideo`` marker instead of an item: the collate
 function drops it and carries it to the main process, which reports each file once in
 ``dataset.skipped``. That works from DataLoader workers too, where the dataset is a copy.
+An entry that is a segment of a longer video is sampled inside its segment (``frame_window``);
+one too short for the model's clips is skipped and reported the same way, by its time range.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, get_worker_info
 
 from resaction.data.manifests import Manifest, VideoEntry
+from resaction.data.spans import SegmentFitError, frame_window, segment_name
 from resaction.data.transforms import ClipTransform
 from resaction.errors import ResactionError
 from resaction.io import VideoReader
@@ -165,8 +168,16 @@ class VideoClipDataset(Dataset):
         """Each sampled clip as uint8 ``(T, H, W, 3)``, decoded one at a time to bound memory."""
         threads = 1 if get_worker_info() is not None else None
         with VideoReader(entry.path, threads=threads, **self.reader_options) as reader:
-            for indices in self.sampler(reader.num_frames, reader.fps, rng):
-                yield reader.get_frames(indices)
+            first, count = self._window(entry, reader)
+            for indices in self.sampler(count, reader.fps, rng):
+                yield reader.get_frames(np.asarray(indices) + first if first else indices)
+
+    def _window(self, entry: VideoEntry, reader: Any) -> tuple[int, int]:
+        """The frames the sampler sees: all of them, or a segment's (see ``frame_window``)."""
+        if entry.start is None or entry.end is None:
+            return 0, reader.num_frames
+        span = getattr(self.sampler, "span", None)  # dense samplers: frames one clip covers
+        return frame_window(entry, reader.timestamps, span(reader.fps) if span else None)
 
     def _views(self, frames: Tensor, rng: np.random.Generator) -> list[Tensor]:
         if self.transform is None:
@@ -175,7 +186,7 @@ class VideoClipDataset(Dataset):
         return list(out) if self.transform.num_views > 1 else [out]
 
     def _fail(self, index: int, entry: VideoEntry, error: BaseException) -> SkippedVideo:
-        path = str(entry.path)
+        path = segment_name(entry) if isinstance(error, SegmentFitError) else str(entry.path)
         reason = str(error) if isinstance(error, ResactionError) else repr(error)
         failed = SkippedVideo(index, path, reason.removeprefix(f"{path}: "))
         self._failed[index] = failed

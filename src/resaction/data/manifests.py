@@ -1,19 +1,29 @@
-"""Manifest readers: turn a folder, a CSV, a list file or official split files into entries.
+"""Manifest readers: turn a folder, a CSV, a list file, official split files or segment
+annotations of long videos into entries.
 
-Every reader gives the same thing, a ``Manifest``: ``(path, label, group)`` entries and the class
-names, with label indices 0..K-1 in sorted class-name order (or in the order of ``classes`` when
-the caller passes a model's class list). ``read_manifest`` works out which format it was given.
+Every reader gives the same thing, a ``Manifest``: ``(path, label, group)`` entries (with a
+``start``/``end`` in seconds for a labelled segment of a longer video) and the class names, with
+label indices 0..K-1 in sorted class-name order (or in the order of ``classes`` when the caller
+passes a model's class list). ``read_manifest`` works out which format it was given.
 """
 
 from __future__ import annotations
 
 import csv
 import re
-from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from resaction.data.annotation_formats import (
+    GROUP_HEADERS,
+    LABEL_HEADERS,
+    PATH_HEADERS,
+    csv_table,
+    has_segment_header,
+)
+from resaction.data.annotations import READERS, Segment, read_annotations
+from resaction.data.entries import BadRow, Manifest, VideoEntry
 from resaction.errors import DatasetError
 
 VIDEO_EXTENSIONS = frozenset(
@@ -25,67 +35,6 @@ SPLITS = ("train", "test")
 _UCF_GROUP = re.compile(r"_g(\d+)_")
 _UCF_LIST = re.compile(r"^(train|test)list(\d+)\.txt$", re.IGNORECASE)
 _HMDB_LIST = re.compile(r"^(.+)_test_split(\d+)\.txt$")
-_PATH_HEADERS = ("path", "file", "filename", "video", "file_name")
-_LABEL_HEADERS = ("label", "class", "category", "action")
-_GROUP_HEADERS = ("group", "subject", "person", "actor")
-
-
-@dataclass(frozen=True)
-class VideoEntry:
-    """One labelled video; ``group`` names the source (person, scene) clips share, if known."""
-
-    path: Path
-    label: int
-    group: str | None = None
-
-
-@dataclass
-class Manifest:
-    """Entries and the class names their labels index."""
-
-    entries: list[VideoEntry]
-    classes: list[str]
-    root: Path | None = None
-    source: Path | None = field(default=None, compare=False)
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __iter__(self) -> Iterator[VideoEntry]:
-        return iter(self.entries)
-
-    def __getitem__(self, index: int) -> VideoEntry:
-        return self.entries[index]
-
-    @property
-    def labels(self) -> list[int]:
-        return [entry.label for entry in self.entries]
-
-    def class_counts(self) -> dict[str, int]:
-        counts = Counter(entry.label for entry in self.entries)
-        return {name: counts.get(i, 0) for i, name in enumerate(self.classes)}
-
-    def subset(self, indices: Sequence[int]) -> Manifest:
-        """The entries at ``indices`` with the same classes and root."""
-        return replace(self, entries=[self.entries[i] for i in indices])
-
-    def to_csv(self, path: str | Path) -> Path:
-        """Write ``path,label,group`` rows (paths relative to the CSV where possible)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        base = path.parent.resolve()
-        with path.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "label", "group"])
-            for entry in self.entries:
-                writer.writerow(
-                    [
-                        _relative_or_absolute(entry.path, base),
-                        self.classes[entry.label],
-                        entry.group or "",
-                    ]
-                )
-        return path
 
 
 def read_manifest(
@@ -95,6 +44,8 @@ def read_manifest(
     fold: int = 1,
     classes: Sequence[str] | None = None,
     video_root: str | Path | None = None,
+    background: str | None = None,
+    skip_bad_rows: bool = False,
 ) -> Manifest:
     """Read a dataset description, detecting its format.
 
@@ -105,6 +56,13 @@ def read_manifest(
     ``split`` ("train" or "test") and ``fold`` pick an official split; ``video_root`` is where
     split files' paths start (found beside the split folder when not given). ``classes`` fixes
     the label order, for instance to a trained model's classes.
+
+    Segment annotations of long videos (see ``annotations``) are a CSV whose header names
+    ``start`` and ``end`` columns, a Label Studio JSON export or a "CVAT for video" XML; their
+    videos are found under ``video_root`` (default: the file's folder). Each segment is an entry
+    whose group is the CSV's group or else its video, so splits keep a video on one side. Only
+    for them, ``background`` names a class for the stretches between labelled segments, and
+    ``skip_bad_rows`` skips (and lists in ``Manifest.bad_rows``) rows that would be an error.
     """
     path = Path(source).expanduser()
     if split is not None and split not in SPLITS:
@@ -113,6 +71,11 @@ def read_manifest(
         raise DatasetError(f"dataset {path} not found: give a folder, CSV, list or split file")
     root = Path(video_root).expanduser() if video_root is not None else None
     kind, path, split, fold = _detect(path, split, fold)
+    if background is not None and kind not in READERS:
+        raise DatasetError(
+            f"background class {background!r} needs segment annotations (a start,end CSV, "
+            f"Label Studio JSON or CVAT video XML), not {path}"
+        )
     if kind == "ucf101":
         rows, class_names = _read_ucf101(path, split, fold)
         return _build(rows, classes, class_names, _split_root(path, rows, root), path)
@@ -127,6 +90,16 @@ def read_manifest(
     if kind == "folder":
         return _read_folder(path, split, classes)
     base = root or path.parent
+    if kind in READERS:
+        found = read_annotations(
+            path,
+            kind,
+            root=base,
+            classes=classes,
+            background=background,
+            skip_bad_rows=skip_bad_rows,
+        )
+        return _segment_manifest(found.segments, found.bad_rows, classes, base, path)
     rows = _read_csv(path) if kind == "csv" else _read_list(path)
     return _build(rows, classes, None, base, path)
 
@@ -161,12 +134,14 @@ def _detect(path: Path, split: str | None, fold: int) -> tuple[str, Path, str | 
         return "hmdb51", path.parent, split, int(hmdb.group(2))
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return "csv", path, split, fold
+        return "segments_csv" if has_segment_header(path) else "csv", path, split, fold
+    if suffix in {".json", ".xml"}:
+        return "label_studio" if suffix == ".json" else "cvat", path, split, fold
     if suffix in {".txt", ".lst", ".list"}:
         return "list", path, split, fold
     raise DatasetError(
-        f"unknown dataset format {path}: give a folder of class folders, a .csv, a .txt list "
-        "or UCF101/HMDB51 split files"
+        f"unknown dataset format {path}: give a folder of class folders, a .csv, a .txt list, "
+        "UCF101/HMDB51 split files, or segment annotations (Label Studio .json, CVAT .xml)"
     )
 
 
@@ -225,17 +200,16 @@ def _read_groups(path: Path) -> dict[str, str]:
 
 
 def _read_csv(path: Path) -> list[_Row]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        table = [(i, row) for i, row in enumerate(csv.reader(handle), start=1) if any(row)]
+    table = csv_table(path)
     if not table:
         raise DatasetError(f"manifest {path} is empty: add 'path,label[,group]' rows")
     columns = (0, 1, 2)
     header = [cell.strip().lower() for cell in table[0][1]]
-    if header and header[0] in _PATH_HEADERS + _LABEL_HEADERS + _GROUP_HEADERS:
+    if header and header[0] in PATH_HEADERS + LABEL_HEADERS + GROUP_HEADERS:
         columns = (
-            _column(header, _PATH_HEADERS, path),
-            _column(header, _LABEL_HEADERS, path),
-            next((header.index(name) for name in _GROUP_HEADERS if name in header), -1),
+            _column(header, PATH_HEADERS, path),
+            _column(header, LABEL_HEADERS, path),
+            next((header.index(name) for name in GROUP_HEADERS if name in header), -1),
         )
         table = table[1:]
     path_col, label_col, group_col = columns
@@ -389,7 +363,7 @@ def _build(
 
 
 def _class_index(
-    rows: list[_Row],
+    rows: Sequence[_Row] | Sequence[Segment],
     classes: Sequence[str] | None,
     listed_classes: list[str] | None,
     source: Path,
@@ -412,8 +386,13 @@ def _class_index(
     return names, {name: i for i, name in enumerate(names)}
 
 
-def _relative_or_absolute(path: Path, base: Path) -> str:
-    try:
-        return path.resolve().relative_to(base).as_posix()
-    except ValueError:
-        return str(path.resolve())
+def _segment_manifest(
+    segments: list[Segment],
+    bad_rows: list[BadRow],
+    classes: Sequence[str] | None,
+    root: Path,
+    source: Path,
+) -> Manifest:
+    names, index = _class_index(segments, classes, None, source)
+    entries = [VideoEntry(s.video, index[s.label], s.group, s.start, s.end) for s in segments]
+    return Manifest(entries=entries, classes=names, root=root, source=source, bad_rows=bad_rows)

@@ -1,7 +1,8 @@
 """What a model takes as input, and how a video is viewed at test time, each defined once.
 
 ``ClipSpec`` is a model's input facts (clip length, sampling, frame interval, segment length,
-target fps, resize, crop, mean, std, and the optional transform settings). It alone builds the
+target fps, resize, crop, mean, std, the seconds of video a training clip covered, and the
+optional transform settings). It alone builds the
 sampler, the transform and the dataset for training and for test views; checkpoints and ONNX
 metadata keep it as a plain dict (``to_dict`` / ``from_dict``), so files written before it
 existed still load.
@@ -79,7 +80,12 @@ DEFAULT_VIEWS = ViewProtocol()
 @dataclass(frozen=True)
 class ClipSpec:
     """A model's input facts; ``options`` holds the optional transform and sampler settings
-    (``antialias``, ``short_video``, ``scales``, ``flip``, ``direction_blind``, ...)."""
+    (``antialias``, ``short_video``, ``scales``, ``flip``, ``direction_blind``, ...).
+
+    ``window_s`` is the median seconds of video one training clip covered, recorded by training
+    for models that spread their frames over whole videos or segments (None: not recorded, or
+    dense clips, whose span is the clip length at the frame step); inference sizes its windows
+    with it."""
 
     clip_len: int = 16
     sampling: str = "dense"
@@ -90,6 +96,7 @@ class ClipSpec:
     crop: int | Sequence[int] | None = None
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
+    window_s: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -104,17 +111,22 @@ class ClipSpec:
                 values[key] = int(values[key])
             elif key in values:
                 del values[key]
+        if values.get("window_s") is not None:
+            values["window_s"] = float(values["window_s"])
         options = {key: value for key, value in data.items() if key not in typed}
         return cls(**values, options=options)
 
     def facts(self) -> dict[str, Any]:
-        """The typed input facts as plain data (``segment_len`` only where it is not 1)."""
+        """The typed input facts as plain data (``segment_len`` only where it is not 1,
+        ``window_s`` only where it is known)."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "options"}
         for key in ("mean", "std"):
             if data[key] is not None:
                 data[key] = list(data[key])
         if data["segment_len"] == 1:
             del data["segment_len"]
+        if data["window_s"] is None:
+            del data["window_s"]
         return data
 
     def to_dict(self) -> dict[str, Any]:
