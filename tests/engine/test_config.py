@@ -52,6 +52,8 @@ def test_types_are_checked_and_ints_count_as_floats(tmp_path: Path) -> None:
         ({"group_by": "P(\\d"}, "regex"),
         ({"device": "gpu"}, "device"),
         ({"val_split": 0.0, "early_stopping": 3}, "needs validation data"),
+        ({"background": " "}, "'background'"),
+        ({"skip_bad_rows": "yes"}, "'skip_bad_rows'"),
     ],
 )
 def test_bad_values_name_the_key(overrides: dict, message: str) -> None:
@@ -102,8 +104,15 @@ def test_config_dict_loads_with_weights_only(tmp_path: Path) -> None:
     assert TrainConfig(**loaded) == config
 
 
+def test_segment_annotation_keys_come_from_the_file_or_flags(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "c.yaml", {"data": "a.csv", "background": "idle"})
+    config = load_config(path, skip_bad_rows=True)
+    assert (config.background, config.skip_bad_rows) == ("idle", True)
+    assert load_config(None, data="d").skip_bad_rows is False
+
+
 def test_preprocess_keys_are_checked_against_the_pipeline_and_the_model() -> None:
-    check_preprocess_keys({"clip_len": 8, "flip": 0.0}, {"clip_len": 16})
+    check_preprocess_keys({"clip_len": 8, "flip": 0.0, "window_s": 4.5}, {"clip_len": 16})
     check_preprocess_keys({"new_key": 1}, {"new_key": 0})
     with pytest.raises(ConfigError, match="did you mean 'clip_len'"):
         check_preprocess_keys({"clip_length": 8}, {"clip_len": 16})

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+import statistics
 import warnings
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from resaction.data.spans import video_facts
 from resaction.data.synthetic import generate_dataset
 from resaction.engine import TrainConfig, load_config, train
 from resaction.engine.logs import METRICS_CSV, TENSORBOARD_DIR
@@ -210,6 +212,19 @@ def test_a_corrupt_video_is_skipped_and_listed(dataset: Path, tmp_path: Path) ->
     assert str(broken) in listed
 
 
+def test_a_segment_model_records_the_seconds_its_clips_covered(
+    dataset: Path, tmp_path: Path
+) -> None:
+    result = train(tiny(dataset, tmp_path / "run", max_steps_per_epoch=1))
+    durations = [video_facts(video).duration for video in sorted(dataset.rglob("*.mp4"))]
+    recorded = load_checkpoint(result.last_checkpoint).preprocess["window_s"]
+    assert recorded == pytest.approx(statistics.median(durations), abs=1e-3)
+    saved = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert saved["preprocess"]["window_s"] == recorded
+    with pytest.raises(DatasetError, match="needs segment annotations"):
+        train(tiny(dataset, tmp_path / "background", background="idle"))
+
+
 def test_output_folder_problems_are_found_before_any_work(dataset: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -280,6 +295,9 @@ def test_cli_trains_and_reports_bad_input_in_one_line(
     error = capsys.readouterr().err.strip()
     assert "optimizer" in error and len(error.splitlines()) == 1
     assert run_app(["train", "--out", str(tmp_path / "run"), "--resume", *flags]) == 0
+    segments = ["--background", "idle", "--skip-bad-rows", "--out", str(tmp_path / "bg")]
+    assert run_app(["train", "--data", str(dataset), *segments, *flags]) == 1
+    assert "background class 'idle' needs segment annotations" in capsys.readouterr().err
 
 
 def test_a_difference_model_trains_on_runs_of_frames_and_refuses_a_mismatch(

@@ -42,7 +42,11 @@ def train(
         None, "--config", "-c", help="YAML config; flags override its keys."
     ),
     data: str | None = typer.Option(
-        None, "--data", "-d", help="Folder of class folders, or a manifest (CSV, list, split file)."
+        None,
+        "--data",
+        "-d",
+        help="Folder of class folders, a manifest (CSV, list, split file) or segment "
+        "annotations (start,end CSV, Label Studio JSON, CVAT video XML).",
     ),
     model: str | None = typer.Option(None, "--model", "-m", help="Registered model name."),
     weights: str | None = typer.Option(
@@ -57,6 +61,16 @@ def train(
     ),
     group_by: str | None = typer.Option(
         None, "--group-by", help="Regex naming a clip's group, so a group stays on one side."
+    ),
+    background: str | None = typer.Option(
+        None,
+        "--background",
+        help="Segment annotations: a class NAME for the stretches between labelled segments.",
+    ),
+    skip_bad_rows: bool = typer.Option(
+        False,
+        "--skip-bad-rows",
+        help="Segment annotations: skip (and list) bad rows instead of stopping.",
     ),
     optimizer: str | None = typer.Option(None, "--optimizer", help="sgd | adamw."),
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate of the head."),
@@ -131,6 +145,8 @@ def train(
         val_data=val_data,
         val_split=val_split,
         group_by=group_by,
+        background=background,
+        skip_bad_rows=skip_bad_rows or None,
         optimizer=optimizer,
         lr=lr,
         weight_decay=weight_decay,

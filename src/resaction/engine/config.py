@@ -45,6 +45,7 @@ PREPROCESS_KEYS = (
     "scales",
     "flip",
     "direction_blind",
+    "window_s",
 )
 PROTOCOL_KEYS = ("num_clips", "num_crops", "aggregate")
 DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-3}
@@ -75,6 +76,8 @@ class TrainConfig:
     val_data: str | None = None
     val_split: float = 0.2
     group_by: str | None = None
+    background: str | None = None
+    skip_bad_rows: bool = False
     preprocess: dict = field(default_factory=dict)
     protocol: dict = field(default_factory=lambda: {"num_clips": 3, "num_crops": 1})
     optimizer: str = "sgd"
@@ -205,6 +208,8 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(
             f"config key 'label_smoothing': {config.label_smoothing} must be in [0, 1)"
         )
+    if config.background is not None and not config.background.strip():
+        raise ConfigError("config key 'background': give a class name, or leave it out")
     if config.group_by is not None:
         try:
             re.compile(config.group_by)

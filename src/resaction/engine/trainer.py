@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import sys
@@ -28,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from resaction.data.manifests import read_manifest
+from resaction.data.spans import training_window
 from resaction.data.spec import DEFAULT_VIEWS, ClipSpec
 from resaction.data.splits import train_test_split
 from resaction.engine import distributed
@@ -158,7 +160,7 @@ class Trainer:
         data = self._load_data(resumed)
         self.classes = data.classes
         self.val_entries = data.val
-        self.preprocess, self.protocol = self._pipeline()
+        self.preprocess, self.protocol = self._pipeline(data.train)
         self.use_amp = bool(config.amp if config.amp is not None else self.device.type == "cuda")
         if self.use_amp and self.device.type != "cuda":
             warnings.warn("--amp is only used on CUDA; training in float32", stacklevel=2)
@@ -239,19 +241,22 @@ class Trainer:
     def _load_data(self, resumed: dict[str, Any] | None) -> _Data:
 
         config = self.config
-        manifest = read_manifest(config.data)
+        read = functools.partial(
+            read_manifest, background=config.background, skip_bad_rows=config.skip_bad_rows
+        )
+        manifest = read(config.data)
         if not manifest.entries:
             raise DatasetError(f"dataset {config.data} has no videos")
         val = None
         if config.val_data:
-            found = read_manifest(config.val_data)
+            found = read(config.val_data)
             unknown = [name for name in found.classes if name not in manifest.classes]
             if unknown:
                 raise DatasetError(
                     f"validation data {config.val_data} has class {unknown[0]!r}, "
                     f"which the training data {config.data} lacks"
                 )
-            val = read_manifest(config.val_data, classes=manifest.classes).entries
+            val = read(config.val_data, classes=manifest.classes).entries
             if not val:
                 raise DatasetError(f"validation data {config.val_data} has no videos")
         elif config.val_split > 0:
@@ -275,8 +280,8 @@ class Trainer:
             )
         return _Data(classes=list(manifest.classes), train=list(manifest.entries), val=val)
 
-    def _pipeline(self) -> tuple[dict[str, Any], dict[str, Any]]:
-
+    def _pipeline(self, entries: list[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Preprocessing (with ``window_s`` for models spreading frames over whole videos)."""
         defaults = training_preprocess(self.config.model, self.config.weights)
         check_preprocess_keys(self.config.preprocess, defaults)
         preprocess = {**defaults, **self.config.preprocess}
@@ -285,6 +290,12 @@ class Trainer:
             and "segment_len" not in self.config.preprocess
         ):
             preprocess["segment_len"] = int(self.config.model_kwargs["segment_len"])
+        window = training_window(preprocess, entries)
+        if window is not None:
+            preprocess["window_s"] = round(window, 3)
+            self._say(
+                f"clips covered a median {window:.2f} s of video (the window inference will use)"
+            )
         return preprocess, DEFAULT_VIEWS.updated(self.config.protocol).to_dict()
 
     def _build_model(self, resumed: dict[str, Any] | None) -> nn.Module:
