@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from resaction.detection.event_metrics import Span
 from resaction.inference import Predictor
 from resaction.models.checkpoint import save_checkpoint
 from resaction.models.registry import create_model
@@ -79,6 +80,28 @@ def write_video(
     container.mux(stream.encode(None))
     container.close()
     return path
+
+
+RECORDING_FPS = 25
+CALM, BLIP, INCIDENT = 50, 130, 200
+
+
+def recording(
+    path: Path, seed: int, seconds: int = 90, label: str = "incident"
+) -> tuple[Path, list[Span]]:
+    """Calm footage with incidents of 3-5 s and distractor blips of 1-2.5 s, 6-10 s apart."""
+    rng = np.random.default_rng(seed)
+    levels = np.full(seconds * RECORDING_FPS, CALM)
+    truth, at = [], 4.0
+    while at < seconds - 8:
+        incident = rng.random() < 0.5
+        length = rng.uniform(3, 5) if incident else rng.uniform(1, 2.5)
+        first, last = round(at * RECORDING_FPS), round((at + length) * RECORDING_FPS)
+        levels[first:last] = INCIDENT if incident else BLIP
+        if incident:
+            truth.append(Span(label, first / RECORDING_FPS, last / RECORDING_FPS))
+        at += length + rng.uniform(6, 10)
+    return write_video(path, levels, fps=RECORDING_FPS), truth
 
 
 class BrightnessBackend:

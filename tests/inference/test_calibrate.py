@@ -17,12 +17,9 @@ from resaction.inference.calibrate import Target, calibrate, choose, write_calib
 from resaction.inference.event_eval import evaluate_events, video_key
 from resaction.inference.timeline import TimelineConfig, run_timeline
 
-from .conftest import tiny_preprocess, write_video
+from .conftest import recording, tiny_preprocess
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-FPS = 25
-CALM, BLIP, INCIDENT = 50, 130, 200
 
 
 class LevelBackend:
@@ -43,22 +40,6 @@ def predictor(decisions: dict[str, Any] | None = None) -> Predictor:
         model_name="level",
         decisions={"background": "calm", **(decisions or {})},
     )
-
-
-def recording(path: Path, seed: int, seconds: int = 90) -> tuple[Path, list[Span]]:
-    """Calm footage with incidents of 3-5 s and distractor blips of 1-2.5 s, 6-10 s apart."""
-    rng = np.random.default_rng(seed)
-    levels = np.full(seconds * FPS, CALM)
-    truth, time = [], 4.0
-    while time < seconds - 8:
-        incident = rng.random() < 0.5
-        length = rng.uniform(3, 5) if incident else rng.uniform(1, 2.5)
-        first, last = round(time * FPS), round((time + length) * FPS)
-        levels[first:last] = INCIDENT if incident else BLIP
-        if incident:
-            truth.append(Span("incident", first / FPS, last / FPS))
-        time += length + rng.uniform(6, 10)
-    return write_video(path, levels, fps=FPS), truth
 
 
 @pytest.fixture(scope="module")

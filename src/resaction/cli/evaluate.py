@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from resaction.cli.app import app, console
-from resaction.cli.options import COMPILE_OPTION
+from resaction.cli.options import COMPILE_OPTION, DATA_BACKGROUND_OPTION, SKIP_BAD_ROWS_OPTION
 
 
 @app.command()
@@ -33,6 +33,8 @@ def evaluate(
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Clips per forward pass."),
     workers: int | None = typer.Option(None, "--workers", min=0, help="Decoding processes."),
     compile: bool = COMPILE_OPTION,
+    background: str | None = DATA_BACKGROUND_OPTION,
+    skip_bad_rows: bool = SKIP_BAD_ROWS_OPTION,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Evaluate a checkpoint: top-1/top-5, mean class accuracy, per-class F1, confusion matrix."""
@@ -61,6 +63,8 @@ def evaluate(
         num_workers=workers,
         progress=progress,
         compile=compile,
+        background=background,
+        skip_bad_rows=skip_bad_rows,
     )
     files = write_report(result, out_dir)
     console.print(metrics_table(result, title=f"{bundle.model_name} on {data}"))
@@ -137,6 +141,8 @@ def crossval(
     resume: bool = typer.Option(
         True, "--resume/--no-resume", help="Read back folds already finished in --out."
     ),
+    background: str | None = DATA_BACKGROUND_OPTION,
+    skip_bad_rows: bool = SKIP_BAD_ROWS_OPTION,
     progress: bool | None = typer.Option(None, "--progress/--no-progress"),
 ) -> None:
     """Train and test K times on group-wise folds; report mean and standard deviation."""
@@ -161,6 +167,8 @@ def crossval(
         max_steps_per_epoch=max_steps_per_epoch,
         preprocess=_pairs(preprocess, "--preprocess") or None,
         protocol=protocol or None,
+        background=background,
+        skip_bad_rows=skip_bad_rows or None,
         progress=progress,
     )
     try:

@@ -27,3 +27,13 @@ COMPILE_OPTION = typer.Option(
     "eager with a warning if it fails).",
 )
 PROGRESS_OPTION = typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
+DATA_BACKGROUND_OPTION = typer.Option(
+    None,
+    "--background",
+    help="Segment annotations: a class NAME for the stretches between labelled segments.",
+)
+SKIP_BAD_ROWS_OPTION = typer.Option(
+    False,
+    "--skip-bad-rows",
+    help="Segment annotations: skip (and list) bad rows instead of stopping.",
+)

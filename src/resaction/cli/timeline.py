@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -29,7 +31,27 @@ def timeline(
     window: int | None = typer.Option(
         None, "--window", min=1, help="Frames per window (default: the model's clip length)."
     ),
-    stride: int = typer.Option(8, "--stride", min=1, help="Source frames between windows."),
+    window_seconds: float | None = typer.Option(
+        None,
+        "--window-seconds",
+        help="Seconds per window, the model's units spread over it (default: the span the "
+        "model's training clips covered, when its checkpoint records one).",
+    ),
+    stride: int | None = typer.Option(
+        None, "--stride", min=1, help="Source frames between windows (default: see --rate)."
+    ),
+    rate: float | None = typer.Option(
+        None, "--rate", help="Windows per second (default: one window per unit, else 8 frames)."
+    ),
+    background: str | None = typer.Option(
+        None, "--background", help="The class that raises no alarms (default: the model's)."
+    ),
+    truth: Path | None = typer.Option(
+        None, "--truth", help="Annotated segments of this video: measure the alarms as events."
+    ),
+    export_clips: Path | None = typer.Option(
+        None, "--export-clips", help="Cut every alarm (remuxed, not re-encoded) into this folder."
+    ),
     smooth: str = typer.Option(
         "mean", "--smooth", help="Temporal smoothing: mean (centred), ema (causal) or none."
     ),
@@ -60,12 +82,19 @@ def timeline(
     progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Sliding-window labels over a whole video: segments (JSON, CSV), a plot, an annotated copy."""
+    from resaction.cli.alarms import print_event_metrics
     from resaction.inference.annotate import annotate_timeline
+    from resaction.inference.clips import cut_segments
+    from resaction.inference.event_eval import write_events
     from resaction.inference.timeline import TimelineConfig, run_timeline, write_timeline
+    from resaction.inference.truth import read_truth
 
     config = TimelineConfig(
         window=window,
+        window_s=window_seconds,
         stride=stride,
+        rate=rate,
+        background=background,
         smooth=smooth,
         smooth_window=smooth_window,
         threshold=threshold,
@@ -76,9 +105,14 @@ def timeline(
     )
     config.check()
     predictor = load_predictor(checkpoint, model, weights, classes=classes, compile=compile)
+    facts = read_truth(truth, predictor.classes) if truth is not None else None
     result = run_timeline(predictor, video, config, progress=progress)
     out_dir = out if out is not None else Path(f"{video.stem}_timeline")
     files = write_timeline(result, out_dir)
+    if facts is not None:
+        files["events"] = write_events([result], facts[1], out_dir)
+    if export_clips is not None:
+        files["clips"] = cut_segments(result, video, export_clips)
     if annotate is not None:
         files["annotated"] = annotate_timeline(result, video, annotate, progress=progress)
     table = Table(title=f"{video.name}: {len(result.segments)} segments")
@@ -98,5 +132,20 @@ def timeline(
         f"{len(result.starts)} windows over {result.duration:.1f} s in {result.seconds:.1f} s "
         f"({result.realtime_factor:.1f}x real time)"
     )
+    _say_alarms(result)
+    if facts is not None:
+        print_event_metrics(json.loads(files["events"].read_text()))
     for name, path in files.items():
         console.print(f"  {name}: {path}")
+
+
+def _say_alarms(result: Any) -> None:
+    window = result.extra.get("window_s")
+    if window is not None:
+        console.print(f"windows cover {window:.2f} s (the span the model's training clips covered)")
+    console.print(f"{len(result.alarms)} alarm(s); {result.extra.get('alarm_source')}")
+    for alarm in result.alarms:
+        console.print(
+            f"  {alarm.label}: {alarm.start:.2f}-{alarm.end:.2f} s, peak {alarm.peak:.0%}, "
+            f"alarm at {alarm.alarm:.2f} s"
+        )

@@ -10,6 +10,7 @@ import typer
 import yaml
 
 from resaction.cli.app import app, console
+from resaction.cli.options import DATA_BACKGROUND_OPTION, SKIP_BAD_ROWS_OPTION
 from resaction.errors import ConfigError
 
 
@@ -62,16 +63,8 @@ def train(
     group_by: str | None = typer.Option(
         None, "--group-by", help="Regex naming a clip's group, so a group stays on one side."
     ),
-    background: str | None = typer.Option(
-        None,
-        "--background",
-        help="Segment annotations: a class NAME for the stretches between labelled segments.",
-    ),
-    skip_bad_rows: bool = typer.Option(
-        False,
-        "--skip-bad-rows",
-        help="Segment annotations: skip (and list) bad rows instead of stopping.",
-    ),
+    background: str | None = DATA_BACKGROUND_OPTION,
+    skip_bad_rows: bool = SKIP_BAD_ROWS_OPTION,
     optimizer: str | None = typer.Option(None, "--optimizer", help="sgd | adamw."),
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate of the head."),
     weight_decay: float | None = typer.Option(None, "--weight-decay"),

@@ -122,7 +122,10 @@ def run_crossval(
     back instead of rerun. ``only_folds`` (1-based) runs a subset, e.g. for a smoke test.
     """
     out = ensure_output_dir(out)
-    manifest = without_groups(read_manifest(config.data), group_by, exclude_groups)
+    found = read_manifest(
+        config.data, background=config.background, skip_bad_rows=config.skip_bad_rows
+    )
+    manifest = without_groups(found, group_by, exclude_groups)
     splits = kfold(manifest, folds, group_by=group_by, seed=config.seed)
     groups = entry_groups(manifest, group_by) or [str(e.path.name) for e in manifest]
     group_of = {str(entry.path): group for entry, group in zip(manifest, groups, strict=True)}
@@ -176,6 +179,7 @@ def _run_fold(
     fold_config = dataclasses.replace(
         config,
         data=str(train_part.to_csv(fold_dir / "train.csv")),
+        background=None,  # the fold's CSV holds the background pieces already
         val_data=None,
         val_split=0.0,
         early_stopping=None,

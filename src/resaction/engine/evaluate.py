@@ -301,13 +301,14 @@ def entries_from_paths(paths: Sequence[str | Path], label: int = 0) -> list[Vide
 
 
 def load_for_evaluation(
-    checkpoint: str | Path, data: str | Path
+    checkpoint: str | Path, data: str | Path, **reading: Any
 ) -> tuple[LoadedModel, list[VideoEntry]]:
     """The model file (``runtime.load_model``) and the data's entries, labelled in the model's
     class order. Every class of the data must be one the model knows; the model may know more.
+    ``reading`` goes to ``read_manifest`` (``background``, ``skip_bad_rows``).
     """
     loaded = load_model(checkpoint)
-    found = read_manifest(data)
+    found = read_manifest(data, **reading)
     unknown = [name for name in found.classes if name not in loaded.classes]
     if unknown:
         raise DatasetError(
@@ -315,7 +316,7 @@ def load_for_evaluation(
             f"(it knows {len(loaded.classes)}: {', '.join(loaded.classes[:6])}"
             f"{'...' if len(loaded.classes) > 6 else ''})"
         )
-    manifest = read_manifest(data, classes=loaded.classes)
+    manifest = read_manifest(data, classes=loaded.classes, **reading)
     if not manifest.entries:
         raise DatasetError(f"{data} has no videos to evaluate")
     return loaded, manifest.entries
@@ -331,6 +332,8 @@ def evaluate_checkpoint(
     num_workers: int | None = None,
     progress: bool = True,
     compile: bool = False,
+    background: str | None = None,
+    skip_bad_rows: bool = False,
 ) -> tuple[EvalResult, LoadedModel, list[VideoEntry]]:
     """Evaluate a checkpoint or ONNX file on a dataset with its own clip spec and views.
 
@@ -340,7 +343,9 @@ def evaluate_checkpoint(
     """
     if compile and is_onnx(checkpoint):
         raise ConfigError(f"--compile compiles PyTorch models; {checkpoint} runs on ONNX Runtime")
-    loaded, entries = load_for_evaluation(checkpoint, data)
+    loaded, entries = load_for_evaluation(
+        checkpoint, data, background=background, skip_bad_rows=skip_bad_rows
+    )
     overrides = {"num_clips": num_clips, "num_crops": num_crops}
     views = loaded.views.updated({k: v for k, v in overrides.items() if v is not None})
     model = loaded.network
@@ -362,5 +367,3 @@ def evaluate_checkpoint(
         data=str(Path(data).resolve()),
     )
     return result, loaded, entries
-
-
