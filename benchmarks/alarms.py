@@ -1,5 +1,6 @@
-"""Alarms you can trust (issue 18): fight alarms calibrated for a false-alarm budget, measured on
-footage the calibration never saw.
+"""Alarms you can trust (issue 18): fight alarms calibrated on one recording, tested on another.
+
+Thresholds are chosen for a false-alarm budget and measured on footage the calibration never saw.
 
 On the surveillance fight data, for each of the 5 folds `resaction crossval --folds 5` makes:
 
