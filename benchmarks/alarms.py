@@ -181,7 +181,7 @@ def run_fold(fold: int, args: argparse.Namespace, data: Path, others) -> dict[st
     test timelines, truth and thresholds for pooling."""
     import torch
 
-    from resaction.inference.calibrate import _default_decision, sweep_class
+    from resaction.inference.calibrate import default_decision, sweep_class
     from resaction.inference.predictor import Predictor
 
     fold_dir = args.out / f"fold{fold}"
@@ -237,7 +237,7 @@ def run_fold(fold: int, args: argparse.Namespace, data: Path, others) -> dict[st
     result = json.loads(result_file.read_text()) if result_file.is_file() else {}
     if result.get("stamp") != stamp:
         started = time.perf_counter()
-        decision = _default_decision()
+        decision = default_decision()
         say(
             f"# fold {fold}: sweep_class on the calibration recording, choose for "
             + ", ".join(f"Target(false_alarms_per_hour={b:g})" for b in BUDGETS)
@@ -291,7 +291,7 @@ def _incidents(truth: dict) -> int:
 
 
 def protocol(args, folds: list[dict], others, data: Path) -> dict[str, Any]:
-    from resaction.inference.calibrate import _default_decision
+    from resaction.inference.calibrate import default_decision
 
     recipe = [
         "resaction",
@@ -335,13 +335,14 @@ def protocol(args, folds: list[dict], others, data: Path) -> dict[str, Any]:
         },
         "rate": RATE,
         "window_s": {f"fold{f['result']['fold']}": f["result"]["window_s"] for f in folds},
-        "decision": _default_decision(),
+        "decision": default_decision(),
         "budgets_per_hour": list(BUDGETS),
         "fixed_threshold": FIXED,
         "rules": {
-            "caught": "an alarm overlaps the incident (tIoU key 1e-06); also at tIoU 0.5",
-            "false_alarm": "an alarm that overlaps no incident; per hour of test footage with "
-            "the exact 95% Poisson interval",
+            "caught": "an alarm matches the incident at tIoU 0.3 (one alarm, one incident); "
+            "recall at any overlap is also given",
+            "false_alarm": "every alarm that catches no incident, per hour of test footage with "
+            "the exact 95% Poisson interval (alarms overlapping no incident: no_overlap_alarms)",
             "map": "of the ranked segments (runs of the smoothed top label), tIoU 0.3:0.1:0.7; "
             "it does not depend on the threshold",
             "alarm_delay": "alarm time (the end of the window that opened it) minus the "
@@ -374,10 +375,10 @@ def table_rows(saved: dict[str, Any]) -> list[list[str]]:
             [
                 name,
                 thresholds,
-                f"{row['caught']}/{row['incidents']} = {row['recall_any_overlap']:.2f}",
-                f"{row['recall_tiou_0.5']:.2f}",
+                f"{row['caught']}/{row['incidents']} = {row['recall']:.2f}",
+                f"{row['recall_any_overlap']:.2f}",
                 _interval(row),
-                f"{row['precision_any_overlap']:.2f}",
+                f"{row['precision']:.2f}",
                 "-" if row["map"] is None else f"{row['map']:.3f}",
                 _delay(row),
             ]
@@ -385,7 +386,8 @@ def table_rows(saved: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-COLUMNS = ("operating point", "thresholds", "recall", "recall@0.5", "false alarms/h [95% CI]",
+COLUMNS = ("operating point", "thresholds", "recall (tIoU 0.3)", "recall (any overlap)",
+           "false alarms/h [95% CI]",
            "precision", "mAP", "median delay")  # fmt: skip
 
 
@@ -427,14 +429,14 @@ def plot(saved: dict[str, Any], path: Path) -> Path:
     }
     points = {}
     for name, row in saved["pooled"].items():
-        points[name] = (row["false_alarms_per_hour"], row["recall_any_overlap"])
+        points[name] = (row["false_alarms_per_hour"], row["recall"])
         curves[name] = (np.array([points[name][0]]), np.array([points[name][1]]))  # its colour
     return plot_curves(
         curves,
         path,
         title=title(saved).replace("Fight alarms on", "Fight alarms,"),
         xlabel="false alarms per hour (test)",
-        ylabel="recall (incidents an alarm overlapped)",
+        ylabel="recall (incidents an alarm matched at tIoU 0.3)",
         points=points,
     )
 

@@ -443,20 +443,22 @@ def set_alarms(timelines: list, threshold: float, decision: dict[str, Any]) -> N
 def summarise(result: dict[str, Any]) -> dict[str, Any]:
     """The numbers of one ``evaluate_events`` result that the table and JSON keep."""
     fight = result["alarms"]["classes"][FIGHT]
+    budget = result["budget"][FIGHT]
     overlap, half = fight["at_tiou"]["1e-06"], fight["at_tiou"]["0.5"]
     delay = result["alarms"]["overall"]["delay"]
     return {
-        "incidents": fight["truth"],
-        "alarms": fight["detections"],
-        "caught": overlap["tp"],
+        "incidents": budget["truth"],
+        "alarms": budget["alarms"],
+        "caught": budget["caught"],
+        "recall": budget["recall"],
+        "precision": budget["precision"],
         "recall_any_overlap": overlap["recall"],
         "recall_tiou_0.5": half["recall"],
-        "precision_any_overlap": overlap["precision"],
-        "precision_tiou_0.5": half["precision"],
-        "false_alarms": fight["false_alarms"]["count"],
+        "false_alarms": budget["false_alarms"],
         "hours": result["hours"],
-        "false_alarms_per_hour": fight["false_alarms"]["per_hour"],
-        "false_alarms_per_hour_95": fight["false_alarms"]["per_hour_95"],
+        "false_alarms_per_hour": budget["false_alarms_per_hour"],
+        "false_alarms_per_hour_95": budget["false_alarms_per_hour_95"],
+        "no_overlap_alarms": fight["false_alarms"]["count"],
         "map": result["ap"]["map"],
         "map_by_tiou": result["ap"]["map_by_tiou"],
         "alarm_delay": result["alarms"]["alarm_delay"],
@@ -507,10 +509,10 @@ def curve(sweep: list[dict]) -> list[dict[str, float]]:
 def pooled(folds: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, float]]]:
     """Every fold's test recording together, each at its own fold's thresholds; and the test
     sweep over all of them at common thresholds (for the plot)."""
-    from resaction.inference.calibrate import _default_decision, sweep_class
+    from resaction.inference.calibrate import default_decision, sweep_class
     from resaction.inference.event_eval import evaluate_events
 
-    decision = _default_decision()
+    decision = default_decision()
     timelines = [t for f in folds for t in f["test"]]
     truth = {k: v for f in folds for k, v in f["truth"].items()}
     measured = {}

@@ -140,29 +140,29 @@ def evaluate_events(
 
 
 def print_event_metrics(result: dict[str, Any]) -> None:
-    """The table a person reads: per class recall, precision, false alarms, AP."""
-    table = Table(
-        title=f"events over {result['hours']:.2f} h of footage, {result['videos']} video(s)"
-    )
-    for column in ("class", "truth", "alarms", "caught", "P@0.5", "R@0.5", "false/h [95%]", "AP"):
+    """The table a person reads: per class incidents caught, false alarms, precision, AP."""
+    hours = result["hours"]
+    table = Table(title=f"alarms over {hours:.2f} h of footage, {result['videos']} video(s)")
+    columns = ("class", "incidents", "alarms", "caught", "precision", "false/h [95%]", "AP")
+    for column in columns:
         table.add_column(column, justify="left" if column == "class" else "right")
     ap = result["ap"]["classes"]
-    for label, counts in result["alarms"]["classes"].items():
-        caught = counts["at_tiou"][f"{1e-6:g}"]
-        half = counts["at_tiou"]["0.5"]
-        low, high = counts["false_alarms"]["per_hour_95"]
+    for label, counts in result["budget"].items():
+        if label == "overall":
+            continue
+        low, high = counts["false_alarms_per_hour_95"]
         mean_ap = ap[label]["ap_mean"]
         table.add_row(
             label,
             str(counts["truth"]),
-            str(counts["detections"]),
-            f"{caught['recall']:.0%}",
-            f"{half['precision']:.0%}",
-            f"{half['recall']:.0%}",
-            f"{counts['false_alarms']['per_hour']:.2f} [{low:.2f}, {high:.2f}]",
+            str(counts["alarms"]),
+            f"{counts['recall']:.0%} ({counts['caught']})",
+            f"{counts['precision']:.0%}",
+            f"{counts['false_alarms_per_hour']:.2f} [{low:.2f}, {high:.2f}]",
             "-" if mean_ap is None else f"{mean_ap:.3f}",
         )
     console.print(table)
+    console.print(f"[dim]{result['protocol']['budget']}[/]")
     delay = result["alarms"]["alarm_delay"]
     frames = result["frames"]
     summary = f"mAP (tIoU 0.3:0.1:0.7) {_number(result['ap']['map'])}"
@@ -200,7 +200,7 @@ def _print_operating_points(record: dict[str, Any], target: str) -> None:
         table.add_row(
             label,
             f"{point['threshold']:.2f}",
-            f"{point['recall']:.0%} ({point['caught']}/{point['truth_events']})",
+            f"{point['recall']:.0%} ({point['caught']}/{point['truth']})",
             f"{point['precision']:.0%}",
             f"{point['false_alarms_per_hour']:.2f} [{low:.2f}, {high:.2f}]",
         )

@@ -4,10 +4,11 @@ Each validation video's windows are scored once, at the watcher's rate and windo
 every candidate threshold of every alarm class, the live tracker (``detection.decisions``: the
 same smoothing, hysteresis, minimum duration, gap and cooldown) is replayed over the recorded
 scores and its alarms are matched to the truth. A true incident counts as caught when an alarm
-overlaps it (one alarm catches one incident); an alarm that overlaps no incident of its class
-is a false alarm. Per class the chosen threshold has the highest recall whose false alarms per
-hour of footage stay within the budget (or whose precision reaches the target); among equals,
-the middle one, so new footage has room on both sides.
+matches it at tIoU 0.3 (one alarm catches one incident); every other alarm is a false alarm
+(``event_eval.BUDGET_RULE``: any overlap would let one alarm that never ends catch an incident
+with no false alarm at all). Per class the chosen threshold has the highest recall whose false
+alarms per hour of footage stay within the budget (or whose precision reaches the target);
+among equals, the middle one, so new footage has room on both sides.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from resaction.detection.decisions import DEFAULT_WINDOW_RATE, Thresholds
 from resaction.detection.event_metrics import Span, event_metrics
 from resaction.errors import ConfigError, ResactionError
 from resaction.inference.alarms import alarm_labels, replay_windows
-from resaction.inference.event_eval import OVERLAP, Truth, video_key
+from resaction.inference.event_eval import (
+    BUDGET_RULE,
+    CATCH_TIOU,
+    Truth,
+    budget_counts,
+    video_key,
+)
 from resaction.inference.timeline import Timeline, TimelineConfig, run_timeline
 
 if TYPE_CHECKING:
@@ -114,22 +121,9 @@ def sweep_class(
             k: [Span(a.label, a.start, a.end, a.peak) for a in _replay(t, watched)]
             for k, t in zip(keys, timelines, strict=True)
         }
-        measured = event_metrics(facts, alarms, durations, [label], tious=(OVERLAP,))
-        counts = measured["classes"][label]
-        caught = counts["at_tiou"][f"{OVERLAP:g}"]
-        points.append(
-            {
-                "threshold": float(threshold),
-                "recall": caught["recall"],
-                "precision": caught["precision"],
-                "caught": caught["tp"],
-                "truth_events": counts["truth"],
-                "alarms": counts["detections"],
-                "false_alarms": counts["false_alarms"]["count"],
-                "false_alarms_per_hour": counts["false_alarms"]["per_hour"],
-                "false_alarms_per_hour_95": counts["false_alarms"]["per_hour_95"],
-            }
-        )
+        measured = event_metrics(facts, alarms, durations, [label], tious=(CATCH_TIOU,))
+        counts = budget_counts(measured["classes"][label], measured["hours"])
+        points.append({"threshold": float(threshold), **counts})
     return points
 
 
@@ -171,7 +165,7 @@ def calibrate(
     on_video: Callable[[int, int, str], None] | None = None,
 ) -> Calibration:
     """Score ``videos``, sweep every alarm class and pick its threshold for ``target``."""
-    decision = {**_default_decision(), **(decision or {})}
+    decision = {**default_decision(), **(decision or {})}
     Thresholds(**decision)  # one-line errors for bad settings before any video is read
     background = background if background is not None else predictor.decisions.get("background")
     labels = alarm_labels(predictor.classes, background)
@@ -195,13 +189,13 @@ def calibrate(
         "hours": hours,
         "videos": len(timelines),
         "classes": {label: dict(point) for label, point in chosen.items()},
-        "rule": "caught: an alarm overlaps the incident; false alarm: it overlaps none",
+        "rule": BUDGET_RULE,
     }
     thresholds = {label: float(point["threshold"]) for label, point in chosen.items()}
     return Calibration(thresholds, record, sweeps, timelines, skipped)
 
 
-def _default_decision() -> dict[str, Any]:
+def default_decision() -> dict[str, Any]:
     defaults = Thresholds()
     return {
         "min_duration": defaults.min_duration,

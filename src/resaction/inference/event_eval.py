@@ -4,9 +4,11 @@ Two kinds of detection are measured (the rules of matching, false alarms and int
 ``detection.event_metrics``'s):
 
 - **alarms**, the events the watcher's decisions raise at the operating thresholds
-  (``Timeline.alarms``): precision, recall and F1 at "any overlap" and at tIoU 0.3 / 0.5 / 0.7,
-  false alarms per hour with their 95% Poisson interval, and delay: how long after the true
-  start the event started, and how long after it the alarm went out (``alarm_delay``);
+  (``Timeline.alarms``): precision, recall and F1 at "any overlap" and at tIoU 0.3 / 0.5 / 0.7;
+  the budget's counts (``budget``): an alarm catches an incident when it matches it at tIoU 0.3,
+  every other alarm is a false alarm, per hour with its 95% Poisson interval (also reported:
+  alarms that overlap no incident at all); and delay: how long after the true start the event
+  started, and how long after it the alarm went out (``alarm_delay``);
 - **ranked segments**, for AP: the runs of each class as the smoothed top label, ranked by their
   mean probability, so AP describes the scores and not one threshold (the ActivityNet
   convention, mAP over tIoU 0.3:0.1:0.7).
@@ -32,15 +34,25 @@ from resaction.detection.event_metrics import (
     plot_event_pr,
     pr_curve_points,
 )
+from resaction.detection.poisson import poisson_interval
 from resaction.inference.segments import extract_segments
 
 if TYPE_CHECKING:
     from resaction.inference.timeline import Timeline
 
 OVERLAP = 1e-6
-"""The tIoU that stands for "any overlap": an alarm that fired during the incident caught it."""
-ALARM_TIOUS = (OVERLAP, 0.3, 0.5, 0.7)
+"""The tIoU that stands for "any overlap" (reported beside the budget's counts)."""
+CATCH_TIOU = 0.3
+"""An alarm catches an incident when it matches it at this tIoU (one alarm, one incident);
+every other alarm counts against the false-alarm budget. Any overlap would let one alarm that
+never ends "catch" an incident with no false alarm at all."""
+ALARM_TIOUS = (OVERLAP, CATCH_TIOU, 0.5, 0.7)
 AP_TIOUS = (0.3, 0.4, 0.5, 0.6, 0.7)
+
+BUDGET_RULE = (
+    "an alarm catches an incident when it matches it at tIoU >= 0.3 (one alarm, one incident); "
+    "every other alarm is a false alarm"
+)
 
 Truth = Mapping[str, Sequence[Span]]
 
@@ -93,9 +105,14 @@ def evaluate_events(
             "ap_detections": "runs of each class as the smoothed top label, by mean probability",
             "map": scored["protocol"]["map"],
             "overlap_tiou": OVERLAP,
+            "budget": BUDGET_RULE,
         },
         "hours": measured["hours"],
         "videos": len(keys),
+        "budget": {
+            **{label: budget_counts(v, measured["hours"]) for label, v in _items(measured)},
+            "overall": budget_counts(measured["overall"], measured["hours"]),
+        },
         "alarms": {
             "classes": measured["classes"],
             "overall": measured["overall"],
@@ -138,6 +155,23 @@ def write_events(
     return path
 
 
+def budget_counts(counts: Mapping[str, Any], hours: float) -> dict[str, Any]:
+    """Caught incidents and false alarms under ``BUDGET_RULE`` from ``event_metrics`` counts."""
+    matched = counts["at_tiou"][f"{CATCH_TIOU:g}"]
+    low, high = poisson_interval(matched["fp"], hours) if hours > 0 else (0.0, float("inf"))
+    return {
+        "truth": counts["truth"],
+        "alarms": counts["detections"],
+        "caught": matched["tp"],
+        "recall": matched["recall"],
+        "precision": matched["precision"],
+        "false_alarms": matched["fp"],
+        "false_alarms_per_hour": matched["fp"] / hours if hours > 0 else 0.0,
+        "false_alarms_per_hour_95": [low, high],
+        "no_overlap_per_hour": counts["false_alarms"]["per_hour"],
+    }
+
+
 def _items(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return list(metrics["classes"].items())
 
@@ -152,7 +186,7 @@ def _alarm_delays(
             events = [a for a in timeline.alarms if a.label == label]
             spans = [Span(a.label, a.start, a.end, a.peak) for a in events]
             facts = [s for s in truth[key] if s.label == label]
-            for event, matched in zip(events, match(facts, spans, OVERLAP), strict=True):
+            for event, matched in zip(events, match(facts, spans, CATCH_TIOU), strict=True):
                 if matched is not None:
                     delays.append(event.alarm - facts[matched].start)
     if not delays:
