@@ -13,8 +13,8 @@ Two kinds of detection are measured (the rules of matching, false alarms and int
   mean probability, so AP describes the scores and not one threshold (the ActivityNet
   convention, mAP over tIoU 0.3:0.1:0.7).
 
-Frame-level accuracy compares each window centre's smoothed top label with the truth label at
-that time (the background class outside every truth span).
+Frame-level accuracy compares every frame's label (the smoothed top label of the window nearest
+it in time) with the truth label there (the background class outside every truth span).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from resaction.detection.event_metrics import (
     pr_curve_points,
 )
 from resaction.detection.poisson import poisson_interval
-from resaction.inference.segments import extract_segments
+from resaction.inference.segments import extract_segments, window_cells
 
 if TYPE_CHECKING:
     from resaction.inference.timeline import Timeline
@@ -198,17 +198,24 @@ def _alarm_delays(
     }
 
 
+def frame_labels(timeline: Timeline) -> list[tuple[float, str]]:
+    """Every frame's label: the smoothed top label of the window whose cell holds the frame
+    (cells reach halfway to the neighbouring windows and tile the video, as the timeline's
+    segments do), so the whole video is measured, not only the window centres."""
+    cells = window_cells(timeline.times, timeline.duration)
+    top = timeline.smoothed.argmax(axis=1)
+    frames = np.arange(max(1, round(timeline.duration * timeline.fps))) / timeline.fps
+    which = np.clip(np.searchsorted(cells[:, 1], frames, side="right"), 0, len(top) - 1)
+    return [(float(t), timeline.classes[top[i]]) for t, i in zip(frames, which, strict=True)]
+
+
 def _frames(
     timelines: Sequence[Timeline], keys: list[str], truth: Truth, background: str | None
 ) -> dict[str, Any]:
     correct = samples = 0
     per_video = {}
     for key, timeline in zip(keys, timelines, strict=True):
-        top = timeline.smoothed.argmax(axis=1)
-        predicted = [
-            (float(t), timeline.classes[i]) for t, i in zip(timeline.times, top, strict=True)
-        ]
-        scores = frame_accuracy(truth[key], predicted, background=background)
+        scores = frame_accuracy(truth[key], frame_labels(timeline), background=background)
         per_video[key] = scores["accuracy"]
         correct += scores["correct"]
         samples += scores["samples"]
@@ -216,5 +223,5 @@ def _frames(
         "accuracy": correct / samples if samples else 0.0,
         "samples": samples,
         "per_video": per_video,
-        "rule": "each window centre's smoothed top label against the truth label there",
+        "rule": "every frame takes the smoothed top label of the window nearest it in time",
     }
