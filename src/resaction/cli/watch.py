@@ -124,8 +124,18 @@ def watch(
         f"events in {out}",
         highlight=False,
     )
+    console.print(_threshold_source(model.extra), highlight=False)
     summary = watcher.run()
     _print_summary(summary)
+
+
+def _threshold_source(extra: dict[str, Any]) -> str:
+    """Where the thresholds come from, for the user to read before the first event."""
+    calibrated = extra.get("thresholds") or {}
+    if not calibrated:
+        return "thresholds: the cameras file's, else 0.5 (the model is not calibrated)"
+    shown = ", ".join(f"{label} {value:.2f}" for label, value in calibrated.items())
+    return f"thresholds: the cameras file's, else calibrated in the model file ({shown})"
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
