@@ -10,32 +10,13 @@ import resaction
 
 PACKAGE = Path(resaction.__file__).parent
 # package -> the packages it must never import (the ones above it or beside it)
+ABOVE_RUNTIME = {"engine", "inference", "deploy", "monitor", "serve", "cli"}
 FORBIDDEN = {
-    "io": {
-        "data",
-        "detection",
-        "runtime",
-        "engine",
-        "inference",
-        "deploy",
-        "monitor",
-        "serve",
-        "cli",
-    },
-    "data": {"detection", "runtime", "engine", "inference", "deploy", "monitor", "serve", "cli"},
-    "models": {"detection", "runtime", "engine", "inference", "deploy", "monitor", "serve", "cli"},
-    "detection": {
-        "data",
-        "models",
-        "runtime",
-        "engine",
-        "inference",
-        "deploy",
-        "monitor",
-        "serve",
-        "cli",
-    },
-    "runtime": {"engine", "inference", "deploy", "monitor", "serve", "cli"},
+    "io": {"data", "detection", "runtime"} | ABOVE_RUNTIME,
+    "data": {"detection", "runtime"} | ABOVE_RUNTIME,
+    "models": {"detection", "runtime"} | ABOVE_RUNTIME,
+    "detection": {"data", "models", "runtime"} | ABOVE_RUNTIME,
+    "runtime": ABOVE_RUNTIME,
     "engine": {"inference", "deploy", "monitor", "serve", "cli"},
     "inference": {"engine", "deploy", "monitor", "serve", "cli"},
     "deploy": {"monitor", "serve", "cli"},
