@@ -115,14 +115,18 @@ def timeline(
         files["clips"] = cut_segments(result, video, export_clips)
     if annotate is not None:
         files["annotated"] = annotate_timeline(result, video, annotate, progress=progress)
+    _print_segments(result, video)
+    _say_alarms(result, given=window_seconds is not None)
+    if facts is not None:
+        print_event_metrics(json.loads(files["events"].read_text()))
+    for name, path in files.items():
+        console.print(f"  {name}: {path}")
+
+
+def _print_segments(result: Any, video: Path) -> None:
     table = Table(title=f"{video.name}: {len(result.segments)} segments")
-    for column, justify in (
-        ("label", "left"),
-        ("start", "right"),
-        ("end", "right"),
-        ("conf", "right"),
-    ):
-        table.add_column(column, justify=justify)
+    for column in ("label", "start", "end", "conf"):
+        table.add_column(column, justify="left" if column == "label" else "right")
     for segment in result.segments:
         table.add_row(
             segment.label, f"{segment.start:.2f}", f"{segment.end:.2f}", f"{segment.confidence:.1%}"
@@ -132,17 +136,13 @@ def timeline(
         f"{len(result.starts)} windows over {result.duration:.1f} s in {result.seconds:.1f} s "
         f"({result.realtime_factor:.1f}x real time)"
     )
-    _say_alarms(result)
-    if facts is not None:
-        print_event_metrics(json.loads(files["events"].read_text()))
-    for name, path in files.items():
-        console.print(f"  {name}: {path}")
 
 
-def _say_alarms(result: Any) -> None:
+def _say_alarms(result: Any, given: bool) -> None:
     window = result.extra.get("window_s")
     if window is not None:
-        console.print(f"windows cover {window:.2f} s (the span the model's training clips covered)")
+        why = "--window-seconds" if given else "the span the model's training clips covered"
+        console.print(f"windows cover {window:.2f} s ({why})")
     console.print(f"{len(result.alarms)} alarm(s); {result.extra.get('alarm_source')}")
     for alarm in result.alarms:
         console.print(
