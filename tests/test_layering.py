@@ -10,17 +10,19 @@ import resaction
 
 PACKAGE = Path(resaction.__file__).parent
 # package -> the packages it must never import (the ones above it or beside it)
-ABOVE_RUNTIME = {"engine", "inference", "deploy", "monitor", "serve", "cli"}
+ABOVE_RUNTIME = {"engine", "inference", "deploy", "monitor", "explain", "serve", "cli"}
 FORBIDDEN = {
     "io": {"data", "detection", "runtime"} | ABOVE_RUNTIME,
     "data": {"detection", "runtime"} | ABOVE_RUNTIME,
     "models": {"detection", "runtime"} | ABOVE_RUNTIME,
     "detection": {"data", "models", "runtime"} | ABOVE_RUNTIME,
     "runtime": ABOVE_RUNTIME,
-    "engine": {"inference", "deploy", "monitor", "serve", "cli"},
-    "inference": {"engine", "deploy", "monitor", "serve", "cli"},
-    "deploy": {"monitor", "serve", "cli"},
-    "monitor": {"engine", "deploy", "serve", "cli"},
+    "engine": {"inference", "deploy", "monitor", "explain", "serve", "cli"},
+    "inference": {"engine", "deploy", "monitor", "explain", "serve", "cli"},
+    "deploy": {"monitor", "explain", "serve", "cli"},
+    "monitor": {"engine", "deploy", "explain", "serve", "cli"},
+    # explanations sit above inference, beside monitor: serve and cli may use them
+    "explain": {"engine", "deploy", "monitor", "serve", "cli"},
 }
 
 
