@@ -482,8 +482,9 @@ def measure(timelines: list, truth: dict, thresholds: dict[str, float], decision
 def choose_thresholds(
     sweep: list[dict], say: Callable[[str], None] = print
 ) -> dict[str, dict[str, Any]]:
-    """The calibrated thresholds for each budget (or, where none meets it, the threshold with
-    the fewest false alarms, marked), and the fixed one, with their calibration numbers."""
+    """The calibrated thresholds for each budget (or, where none meets it, the highest threshold
+    tried, marked: the most conservative; the fewest false alarms can be one alarm that never
+    ends, at a low threshold), and the fixed one, with their calibration numbers."""
     from resaction.errors import ConfigError
     from resaction.inference.calibrate import Target, choose
 
@@ -493,8 +494,7 @@ def choose_thresholds(
             point, met = dict(choose(sweep, Target(false_alarms_per_hour=budget), FIGHT)), True
         except ConfigError as error:
             say(f"# {error}")
-            point = min(sweep, key=lambda p: (p["false_alarms_per_hour"], -p["threshold"]))
-            met = False
+            point, met = max(sweep, key=lambda p: p["threshold"]), False
         chosen[name] = {"threshold": point["threshold"], "budget_met": met, "calibration": point}
     fixed = min(sweep, key=lambda p: abs(p["threshold"] - FIXED))
     chosen[point_names()[-1]] = {"threshold": FIXED, "budget_met": None, "calibration": fixed}

@@ -81,7 +81,7 @@ def test_a_budget_no_threshold_meets_names_the_best_rate() -> None:
         {"threshold": 0.5, "recall": 1.0, "false_alarms_per_hour": 9.0, "precision": 0.5},
         {"threshold": 0.9, "recall": 0.5, "false_alarms_per_hour": 3.0, "precision": 0.8},
     ]
-    with pytest.raises(ConfigError, match=r"the fewest is 3\.00 per hour \(threshold 0\.90\)"):
+    with pytest.raises(ConfigError, match=r"the fewest is 3\.00 per hour \(threshold 0\.90;"):
         choose(points, Target(1.0), "fight")
     assert choose(points, Target(5.0), "fight")["threshold"] == 0.9
     assert choose(points, Target(9.0), "fight")["threshold"] == 0.5

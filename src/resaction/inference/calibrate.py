@@ -137,15 +137,19 @@ def choose(points: Sequence[Mapping[str, Any]], target: Target, label: str) -> M
     one-line error with the best achievable rate when none does."""
     meeting = [p for p in points if target.meets(p)]
     if not meeting:
+        top = max(points, key=lambda p: p["threshold"])
         if target.false_alarms_per_hour is not None:
             best = min(points, key=lambda p: (p["false_alarms_per_hour"], -p["threshold"]))
             achieved = f"the fewest is {best['false_alarms_per_hour']:.2f} per hour"
+            at_top = f"{top['false_alarms_per_hour']:.2f} per hour"
         else:
             best = max(points, key=lambda p: (p["precision"], p["threshold"]))
             achieved = f"the best precision is {best['precision']:.2f}"
+            at_top = f"precision {top['precision']:.2f}"
         raise ConfigError(
             f"no threshold of class {label!r} meets {target.describe()} on this data: {achieved} "
-            f"(threshold {best['threshold']:.2f}); relax the target or add validation footage"
+            f"(threshold {best['threshold']:.2f}; at the highest, {top['threshold']:.2f}, "
+            f"{at_top}); relax the target or add validation footage"
         )
     best = max(p["recall"] for p in meeting)
     tied = sorted((p for p in meeting if p["recall"] == best), key=lambda p: p["threshold"])
