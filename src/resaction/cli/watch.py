@@ -125,6 +125,12 @@ def watch(
         highlight=False,
     )
     console.print(_threshold_source(model.extra), highlight=False)
+    if model.spec.window_s:
+        console.print(
+            f"windows: {model.spec.window_s:.2f} s, the span the model's training clips covered "
+            "(a camera's `window` overrides it)",
+            highlight=False,
+        )
     summary = watcher.run()
     _print_summary(summary)
 
