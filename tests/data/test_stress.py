@@ -90,3 +90,16 @@ def test_bad_kind_or_severity_is_a_config_error(real_clip: torch.Tensor) -> None
         apply_stress(real_clip, "rain")
     with pytest.raises(ConfigError, match=r"\[0, 1\]"):
         apply_stress(real_clip, "clutter", severity=1.5)
+
+
+def test_order_kinds_reorder_frames_whatever_the_severity() -> None:
+    from resaction.data.stress import apply_stress, parse_stress_kinds
+
+    clip = np.repeat(np.arange(6, dtype=np.uint8)[:, None, None, None], 3, axis=3)
+    clip = np.broadcast_to(clip, (6, 4, 4, 3)).copy()
+    assert apply_stress(clip, "time-reversed", 0.0)[:, 0, 0, 0].tolist() == [5, 4, 3, 2, 1, 0]
+    shuffled = apply_stress(clip, "frame-shuffled", 0.0, seed=3)[:, 0, 0, 0]
+    assert sorted(shuffled.tolist()) == list(range(6)) and shuffled.tolist() != list(range(6))
+    assert np.array_equal(shuffled, apply_stress(clip, "frame-shuffled", 1.0, seed=3)[:, 0, 0, 0])
+    assert parse_stress_kinds("all") == ("clutter", "camera-motion", "occlusion")
+    assert parse_stress_kinds("time_reversed") == ("time-reversed",)

@@ -243,13 +243,15 @@ def test_cli_writes_report_and_robustness(
 ) -> None:
     out = tmp_path / "eval"
     args = ["evaluate", "--checkpoint", checkpoint, "--data", synthetic.source, "--out", out]
-    code, err = cli([*args, "--stress", "occlusion", "--no-progress", "--workers", "0"], capsys)
+    options = ["--stress", "occlusion", "--order-test", "--no-progress", "--workers", "0"]
+    code, err = cli([*args, *options], capsys)
     assert code == 0, err
     saved = json.loads((out / "results.json").read_text())
     assert saved["protocol"]["checkpoint"] == str(checkpoint.resolve())
     assert saved["protocol"]["num_evaluated"] == len(synthetic)
     robustness = json.loads((out / "robustness.json").read_text())
-    assert [row["condition"] for row in robustness["table"]] == ["clean", "occlusion"]
+    conditions = [row["condition"] for row in robustness["table"]]
+    assert conditions == ["clean", "occlusion", "time-reversed", "frame-shuffled"]
     assert robustness["table"][0]["top1"] == pytest.approx(saved["metrics"]["video"]["top1"])
     assert (out / "robustness.png").is_file() and (out / "confusion.png").is_file()
 

@@ -102,3 +102,40 @@ def test_report_files(synthetic: Manifest, tmp_path: Path) -> None:
     with paths["csv"].open() as handle:
         assert [row["condition"] for row in csv.DictReader(handle)] == ["clean", "occlusion"]
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+
+
+class GrowthModel(nn.Module):
+    """Reads motion only: "grow" when the picture's contrast rises from the first frame to the
+    last, "shrink" when it falls, so playing a clip backwards swaps the two."""
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        change = clips[:, :, -1].std(dim=(1, 2, 3)) - clips[:, :, 0].std(dim=(1, 2, 3))
+        return torch.stack([change, -change, torch.zeros_like(change)], dim=1) * 50
+
+
+def test_the_order_test_moves_a_motion_model_and_leaves_an_order_blind_one(
+    synthetic: Manifest,
+) -> None:
+    from resaction.data.stress import ORDER_KINDS
+    from resaction.engine.robustness import order_table
+    from resaction.models.registry import create_model
+
+    common = {"protocol": PROTOCOL, "kinds": list(ORDER_KINDS), "progress": False}
+    motion = run_robustness(
+        GrowthModel(), synthetic.entries, CLASSES, preprocess=PREPROCESS, **common
+    )
+    recall = {kind: r.metrics["recall"] for kind, r in motion.stressed.items()}
+    assert motion.baseline.metrics["recall"][:2] == [1.0, 1.0]
+    assert recall["time-reversed"][:2] == [0.0, 0.0]  # grow and shrink trade places
+    torch.manual_seed(0)
+    tsn = create_model("tsn_resnet18", num_classes=3, num_segments=4).eval()
+    segments = {**PREPROCESS, "sampling": "segments"}
+    blind = run_robustness(tsn, synthetic.entries, CLASSES, preprocess=segments, **common)
+    for result in blind.stressed.values():  # an average over frames has no order to lose
+        np.testing.assert_allclose(result.video_probs, blind.baseline.video_probs, atol=1e-5)
+    assert [column.header for column in order_table(motion).columns] == [
+        "class",
+        "as is",
+        "time-reversed",
+        "frame-shuffled",
+    ]

@@ -30,6 +30,12 @@ def evaluate(
         help="Also evaluate with these difficulties added, e.g. clutter,camera-motion,occlusion.",
     ),
     severity: float = typer.Option(0.5, "--severity", min=0.0, max=1.0, help="Stress strength."),
+    order_test: bool = typer.Option(
+        False,
+        "--order-test",
+        help="Also score every clip time-reversed and frame-shuffled: per class, does the "
+        "model use motion at all?",
+    ),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Clips per forward pass."),
     workers: int | None = typer.Option(None, "--workers", min=0, help="Decoding processes."),
     compile: bool = COMPILE_OPTION,
@@ -38,7 +44,7 @@ def evaluate(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Evaluate a checkpoint: top-1/top-5, mean class accuracy, per-class F1, confusion matrix."""
-    from resaction.data.stress import parse_stress_kinds
+    from resaction.data.stress import ORDER_KINDS, parse_stress_kinds
     from resaction.engine.evaluate import evaluate_checkpoint
     from resaction.engine.report import (
         ensure_output_dir,
@@ -52,7 +58,9 @@ def evaluate(
         from resaction.errors import ConfigError
 
         raise ConfigError(f"--crops {crops} is not supported: use 1 (centre) or 3 (three-crop)")
-    kinds = parse_stress_kinds(stress) if stress else []
+    kinds = list(parse_stress_kinds(stress) if stress else [])
+    if order_test:
+        kinds += [kind for kind in ORDER_KINDS if kind not in kinds]
     out_dir = ensure_output_dir(out if out is not None else checkpoint.parent / "eval")
     result, bundle, entries = evaluate_checkpoint(
         checkpoint,
@@ -76,6 +84,7 @@ def evaluate(
     written = [files.results, files.confusion_csv, files.confusion_png, files.per_class]
     if kinds:
         from resaction.engine.robustness import (
+            order_table,
             robustness_table,
             run_robustness,
             write_robustness_report,
@@ -96,6 +105,8 @@ def evaluate(
         )
         paths = write_robustness_report(robustness, out_dir)
         console.print(robustness_table(robustness))
+        if order_test:
+            console.print(order_table(robustness))
         written += [paths["json"], paths["csv"], paths["png"]]
     console.print("wrote " + ", ".join(str(path) for path in written))
 

@@ -7,6 +7,11 @@ generator (``data/synthetic.py``) builds its scenes from the same functions, so 
 the same distractors, camera path or occluders in generated data and in a stress test (the
 generator also textures its plain background, which a real video does not need).
 
+Two more conditions test temporal reliance rather than difficulty (``ORDER_KINDS``):
+``time-reversed`` plays the clip backwards and ``frame-shuffled`` puts its frames in a random
+order. A model that uses motion loses accuracy on them; one that only sees appearance (or pools
+frames without order, as TSN does) does not. They ignore the severity.
+
 Every function takes a ``numpy.random.Generator`` and draws all its randomness from it, so a
 seed fixes the result. ``strength`` is in [0, 1]; 0 adds nothing.
 """
@@ -24,6 +29,10 @@ import torch
 from resaction.errors import ConfigError
 
 STRESS_KINDS = ("clutter", "camera-motion", "occlusion")
+"""The difficulties, what ``all`` means."""
+ORDER_KINDS = ("time-reversed", "frame-shuffled")
+"""The temporal-reliance conditions of ``evaluate --order-test``."""
+KNOWN_KINDS = STRESS_KINDS + ORDER_KINDS
 SHAPES = ("circle", "square", "triangle", "pentagon", "hexagon", "star", "diamond")
 
 _POLYGON_SIDES = {"triangle": 3, "square": 4, "pentagon": 5, "hexagon": 6}
@@ -47,11 +56,11 @@ def parse_stress_kinds(kinds: str | Iterable[str] | None) -> tuple[str, ...]:
             continue
         if name == "all":
             names: tuple[str, ...] = STRESS_KINDS
-        elif name in STRESS_KINDS:
+        elif name in KNOWN_KINDS:
             names = (name,)
         else:
             raise ConfigError(
-                f"unknown stress kind {item.strip()!r}: choose from {', '.join(STRESS_KINDS)} "
+                f"unknown stress kind {item.strip()!r}: choose from {', '.join(KNOWN_KINDS)} "
                 "(comma-separated) or 'all'"
             )
         parsed.extend(n for n in names if n not in parsed)
@@ -63,14 +72,15 @@ def apply_stress(
 ) -> torch.Tensor | np.ndarray:
     """Return a copy of ``clip`` (uint8, (T, H, W, 3)) with one difficulty added.
 
-    ``kind`` is one of ``STRESS_KINDS``; ``severity`` in [0, 1] scales how strong it is (0 gives
-    the clip back unchanged). The same ``seed`` gives the same result; pass a different seed per
+    ``kind`` is one of ``STRESS_KINDS``, whose ``severity`` in [0, 1] scales how strong it is (0
+    gives the clip back unchanged), or of ``ORDER_KINDS``, which reorder the frames whatever the
+    severity. The same ``seed`` gives the same result; pass a different seed per
     video (its index, say) so videos are not all stressed alike. A tensor in gives a tensor out,
     an array in gives an array out.
     """
     name = str(kind).strip().lower().replace("_", "-")
-    if name not in STRESS_KINDS:
-        raise ConfigError(f"unknown stress kind {kind!r}: choose from {', '.join(STRESS_KINDS)}")
+    if name not in KNOWN_KINDS:
+        raise ConfigError(f"unknown stress kind {kind!r}: choose from {', '.join(KNOWN_KINDS)}")
     if not 0.0 <= severity <= 1.0:
         raise ConfigError(f"stress severity must be in [0, 1], got {severity}")
     is_tensor = isinstance(clip, torch.Tensor)
@@ -81,7 +91,11 @@ def apply_stress(
             f"got {frames.dtype} {tuple(frames.shape)}"
         )
     frames = np.array(frames, order="C", copy=True)
-    if severity > 0:
+    if name in ORDER_KINDS:
+        rng = np.random.default_rng([seed, KNOWN_KINDS.index(name)])
+        order = rng.permutation(len(frames)) if name == "frame-shuffled" else slice(None, None, -1)
+        frames = np.ascontiguousarray(frames[order])
+    elif severity > 0:
         rng = np.random.default_rng([seed, STRESS_KINDS.index(name)])
         if name == "clutter":
             add_distractors(frames, rng, severity)

@@ -18,7 +18,7 @@ from rich.table import Table
 from torch import nn
 
 from resaction.data.manifests import VideoEntry
-from resaction.data.stress import parse_stress_kinds
+from resaction.data.stress import ORDER_KINDS, parse_stress_kinds
 from resaction.engine.evaluate import EvalResult, evaluate
 from resaction.engine.report import ensure_output_dir, result_summary, write_json
 from resaction.runtime.backends import Backend
@@ -88,6 +88,25 @@ def run_robustness(
             {k: v for k, v in baseline.protocol.items() if k in ("checkpoint", "model", "data")}
         )
     return RobustnessResult(baseline=baseline, stressed=stressed, severity=severity)
+
+
+def order_table(result: RobustnessResult) -> Table:
+    """Per class, the share of its videos right as they are, time-reversed and frame-shuffled:
+    a class that holds up under both is recognised by appearance, not motion."""
+    conditions = {"as is": result.baseline} | {
+        kind: r for kind, r in result.stressed.items() if kind in ORDER_KINDS
+    }
+    table = Table(title="temporal reliance: accuracy per class")
+    table.add_column("class")
+    for name in conditions:
+        table.add_column(name, justify="right")
+    for index, label in enumerate(result.baseline.classes):
+        cells = []
+        for r in conditions.values():
+            support = r.metrics["support"][index]
+            cells.append(f"{r.metrics['recall'][index]:.0%} of {support}" if support else "-")
+        table.add_row(label, *cells)
+    return table
 
 
 def write_robustness_report(
