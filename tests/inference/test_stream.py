@@ -63,7 +63,9 @@ def test_file_as_fast_as_possible_sees_every_frame(tmp_path: Path, steps_video: 
     config = StreamConfig(
         rate=5, smooth=1, events=tmp_path / "events.jsonl", annotate=tmp_path / "live.mp4"
     )
-    summary = run_stream(brightness_predictor(), steps_video, config, on_event=events.append)
+    predictor = brightness_predictor()
+    predictor.decisions = {"background": "dark"}  # as a calibrated model file would say
+    summary = run_stream(predictor, steps_video, config, on_event=events.append)
     assert summary["frames_read"] == summary["frames_seen"] == 100
     assert summary["dropped_frames"] == 0
     # The first window is ready at frame 3 (4 frames), then one every 5 frames (0.2 s).
@@ -73,9 +75,19 @@ def test_file_as_fast_as_possible_sees_every_frame(tmp_path: Path, steps_video: 
     assert [label for label, _ in changes] == ["dark", "bright", "dark"]
     assert changes[1][1] == pytest.approx(1.6, abs=0.25)
     assert changes[2][1] == pytest.approx(2.8, abs=0.25)
+    # The watcher's decisions raise one alarm for the bright stretch (1.6-2.8 s), at 0.5; the
+    # file ends before min_gap has passed, so it closes with the last window.
+    alarms = [e for e in events if e["event"].startswith("alarm_")]
+    assert [(e["event"], e["label"]) for e in alarms] == [
+        ("alarm_open", "bright"),
+        ("alarm_close", "bright"),
+    ]
+    assert alarms[1]["start"] == pytest.approx(1.6, abs=0.3)
+    assert alarms[1]["end"] == pytest.approx(alarms[1]["time"] - 2 / 25)  # the last window's centre
+    assert "not calibrated" in events[0]["alarms"]
     written = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     kinds = [e["event"] for e in written]
-    assert kinds[0] == "start" and kinds[-2:] == ["ended", "summary"]
+    assert kinds[0] == "start" and kinds[-3:] == ["ended", "alarm_close", "summary"]
     with av.open(str(tmp_path / "live.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 100
 

@@ -26,7 +26,7 @@ import torch
 
 from resaction.data.sampling import SlidingWindowSampler, unit_step, window_seconds
 from resaction.data.transforms import ClipTransform
-from resaction.detection.decisions import DecisionTracker
+from resaction.detection.decisions import DecisionTracker, Transition
 from resaction.errors import ConfigError
 from resaction.inference.alarms import alarm_settings
 from resaction.inference.annotate import draw_label
@@ -179,6 +179,7 @@ class StreamRunner:
         )
         self.decisions = DecisionTracker(str(source), watched)
         self.half_window = 0.0
+        self._last_time = 0.0
         self.transform = predictor.clip_transform()
         self.scorer = _live_scorer(predictor, self.transform, self.clip_len, self.config)
         self.track: CameraTrack | None = None
@@ -226,6 +227,8 @@ class StreamRunner:
             reason = "interrupted"
         finally:
             self.source.stop()
+            end = self._last_time - self.half_window
+            self._alarms(self.decisions.flush(end), self._last_time)  # alarms still open end
             self._drain_source_events()
             summary = {**self.stats.summary(self.source.frames_read), "stopped": reason}
             summary["incremental"] = self.track is not None
@@ -328,17 +331,7 @@ class StreamRunner:
 
     def _infer(self, ring: deque[CapturedFrame]) -> None:
         probs, stream_time, captured, behind = self._window(ring)
-        for change in self.decisions.update(probs, stream_time - self.half_window):
-            self._emit(
-                {
-                    "event": f"alarm_{change.kind}",
-                    "time": round(stream_time, 3),
-                    "label": change.label,
-                    "start": round(change.start, 3),
-                    "end": round(change.end, 3),
-                    "peak": round(change.peak, 4),
-                }
-            )
+        self._alarms(self.decisions.update(probs, stream_time - self.half_window), stream_time)
         smoothed = self.smoother(probs)
         latency = time.monotonic() - captured
         self.stats.add_window(latency)
@@ -368,6 +361,20 @@ class StreamRunner:
                 }
             )
         self.label, self.confidence = label, confidence
+
+    def _alarms(self, changes: list[Transition], stream_time: float) -> None:
+        self._last_time = stream_time
+        for change in changes:
+            self._emit(
+                {
+                    "event": f"alarm_{change.kind}",
+                    "time": round(stream_time, 3),
+                    "label": change.label,
+                    "start": round(change.start, 3),
+                    "end": round(change.end, 3),
+                    "peak": round(change.peak, 4),
+                }
+            )
 
     def _drain_source_events(self) -> None:
         while True:
