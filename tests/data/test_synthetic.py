@@ -15,6 +15,8 @@ from resaction.data.synthetic import (
     REVERSED_PAIRS,
     SYNTHETIC_CLASSES,
     generate_dataset,
+    read_boxes,
+    read_occluded,
     render_video,
 )
 from resaction.errors import ConfigError
@@ -171,6 +173,22 @@ def test_dataset_has_decodable_mp4s_in_class_folders(small_dataset: Path) -> Non
     assert [(e.path.name, e.group) for e in folder] == [(e.path.name, e.group) for e in manifest]
 
 
+def test_every_video_has_its_actor_boxes_beside_it(small_dataset: Path) -> None:
+    root = small_dataset.parent
+    videos = sorted(root.rglob("*.mp4"))
+    assert len(videos) == 2 * len(SYNTHETIC_CLASSES)
+    assert len(list(root.rglob("*.boxes.json"))) == len(videos)
+    for video in videos:
+        boxes = read_boxes(video)
+        assert boxes.shape == (8, 4) and len(read_occluded(video)) == 8
+        assert (boxes[:, :2] >= 0).all() and (boxes[:, 2:] <= 48).all()
+        assert (boxes[:, 2:] >= boxes[:, :2]).all()
+    right = read_boxes(root / "move_right" / "move_right_0001.mp4")
+    left = read_boxes(root / "move_left" / "move_left_0001.mp4")
+    np.testing.assert_array_equal(left, right[::-1])
+    assert (right[-1, 0] + right[-1, 2]) > (right[0, 0] + right[0, 2])
+
+
 def test_reversed_pairs_share_a_group_and_nothing_else_does(small_dataset: Path) -> None:
     manifest = read_manifest(small_dataset)
     members: dict[str, list[str]] = {}
@@ -237,6 +255,7 @@ def test_output_folder_rules(tmp_path: Path) -> None:
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == [
         "groups.csv",
+        "grow/grow_0000.boxes.json",
         "grow/grow_0000.mp4",
         "manifest.csv",
         "notes.txt",

@@ -1,4 +1,8 @@
-"""``resaction synth``: write a synthetic action dataset (motion-defined classes) as MP4s."""
+"""``resaction synth``: write a synthetic action dataset (motion-defined classes) as MP4s.
+
+Beside each video it writes the actor's box on every frame, ``<name>.boxes.json`` (format and
+reader: ``resaction.data.synthetic_actor``), so explanations can be scored against it.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +39,9 @@ def synth(
 ) -> None:
     """Generate labelled videos whose class is a motion: move left/right/up/down, rotate
     clockwise/anticlockwise, grow/shrink, bounce, still. Each pair is the same frames reversed.
-    Each knob is both the chance a video gets that difficulty and its strength."""
+    Each knob is both the chance a video gets that difficulty and its strength. Beside each
+    video, NAME.boxes.json holds the actor's box on every frame (x0, y0, x1, y1 in pixels, ends
+    exclusive) and the share of it an occluder hides."""
     from resaction.data.manifests import read_manifest
     from resaction.data.synthetic import REVERSED_PAIRS, generate_dataset
 
@@ -71,3 +77,8 @@ def synth(
         highlight=False,
     )
     console.print(f"manifest: {manifest_path}", highlight=False, soft_wrap=True)
+    console.print(
+        "actor boxes: <video name>.boxes.json beside each video "
+        "(resaction.data.synthetic.read_boxes)",
+        highlight=False,
+    )

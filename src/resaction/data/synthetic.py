@@ -13,10 +13,14 @@ the probability that a video gets the difficulty and its strength when it does.
 
 The actor of video ``i`` depends only on the seed, its motion and ``i``, not on the knobs, so
 the same seed at different knob settings shows the same actions under different conditions.
+The generator also knows where it drew the actor: ``render_scene`` gives its box on every frame
+(and how much of it an occluder hides), and ``generate_dataset`` writes them beside each video
+(``data/synthetic_actor.py``: the format, ``read_boxes`` and ``read_occluded``).
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -33,15 +37,24 @@ import numpy as np
 from resaction import __version__
 from resaction.data.manifests import GROUPS_FILE
 from resaction.data.stress import (
-    SHAPES,
     add_distractors,
     add_occluders,
+    camera_matrices,
     move_camera,
-    paste_shape,
     random_colour,
     random_texture,
-    shape_points,
 )
+from resaction.data.synthetic_actor import (
+    BOXES_SUFFIX,
+    actor_boxes,
+    actor_polygons,
+    draw_actor,
+    make_actor,
+    occluded_fractions,
+    write_boxes,
+)
+from resaction.data.synthetic_actor import read_boxes as read_boxes
+from resaction.data.synthetic_actor import read_occluded as read_occluded
 from resaction.errors import ConfigError
 from resaction.io.writer import VideoWriter
 from resaction.progress import progress_bar
@@ -73,9 +86,6 @@ VIDEO_CRF = 20
 _X264_PRESET = "veryfast"
 _REPRODUCIBLE_X264 = {"x264-params": "no-mbtree=1"}
 
-_MARKER_OFFSET = 0.35
-_MARKER_RADIUS = 0.2
-
 
 @dataclass(frozen=True)
 class SynthOptions:
@@ -93,13 +103,13 @@ class SynthOptions:
 
 
 @dataclass(frozen=True)
-class _Actor:
-    shape: str
-    colour: np.ndarray
-    marker: np.ndarray
-    centers: np.ndarray
-    radii: np.ndarray
-    angles: np.ndarray
+class SyntheticVideo:
+    """One generated video: ``frames`` uint8 (T, H, W, 3), the actor's ``boxes`` int64 (T, 4)
+    as x0, y0, x1, y1 pixels with exclusive ends, and the ``occluded`` share of it (T,)."""
+
+    frames: np.ndarray
+    boxes: np.ndarray
+    occluded: np.ndarray
 
 
 def render_video(
@@ -117,6 +127,31 @@ def render_video(
     ``size`` is (height, width) or one side. The same ``rng`` state gives byte-identical
     frames, and the reversed class of a pair gives exactly the same frames in reverse order.
     """
+    return render_scene(
+        cls,
+        rng,
+        size=size,
+        num_frames=num_frames,
+        clutter=clutter,
+        camera_motion=camera_motion,
+        occlusion=occlusion,
+    ).frames
+
+
+def render_scene(
+    cls: str,
+    rng: np.random.Generator,
+    *,
+    size: int | tuple[int, int] = (112, 112),
+    num_frames: int = 32,
+    clutter: float = 0.0,
+    camera_motion: float = 0.0,
+    occlusion: float = 0.0,
+) -> SyntheticVideo:
+    """``render_video``'s frames (the same ones) with the actor's box on every frame.
+
+    The boxes are a by-product: working them out draws nothing from ``rng``.
+    """
     check_classes([cls])
     height, width = _as_size(size)
     _check_frames(num_frames)
@@ -128,7 +163,7 @@ def render_video(
     actor_rng, scene_rng, clutter_rng, occlusion_rng, camera_rng = (
         np.random.default_rng(seed) for seed in rng.integers(0, 2**63, size=5)
     )
-    actor = _actor(motion, actor_rng, num_frames, height, width)
+    actor = make_actor(motion, actor_rng, num_frames, height, width)
     background = _gradient(scene_rng, height, width)
     cluttered = clutter_rng.random() < clutter
     if cluttered:
@@ -138,14 +173,24 @@ def render_video(
     frames = np.repeat((background + 0.5).astype(np.uint8)[None], num_frames, axis=0)
     if cluttered:
         add_distractors(frames, clutter_rng, clutter)
-    _draw_actor(frames, actor)
+    polygons = actor_polygons(actor)
+    draw_actor(frames, actor, polygons)
+    occluded = np.zeros(num_frames)
     if occlusion_rng.random() < occlusion:
+        before = frames.copy()
         add_occluders(frames, occlusion_rng, occlusion, track=actor.centers)
+        occluded = occluded_fractions([outline for outline, _ in polygons], before, frames)
+    matrices = None
     if camera_rng.random() < camera_motion:
+        # move_camera draws its path first: a copy of its generator gives the same matrices.
+        matrices = camera_matrices(
+            copy.deepcopy(camera_rng), num_frames, height, width, camera_motion
+        )
         frames = move_camera(frames, camera_rng, camera_motion)
+    boxes = actor_boxes(polygons, height, width, matrices)
     if motion != cls:
-        frames = np.ascontiguousarray(frames[::-1])
-    return frames
+        frames, boxes, occluded = (np.ascontiguousarray(a[::-1]) for a in (frames, boxes, occluded))
+    return SyntheticVideo(frames, boxes, occluded)
 
 
 def generate_dataset(
@@ -169,8 +214,9 @@ def generate_dataset(
     has ``path,label,group`` rows (paths relative to it, labels as class names) and
     ``groups.csv`` gives the same groups to the class-folder reader. Both videos of a reversed
     pair share a group, so a group-aware split never puts a video in training and its reverse
-    in test. ``synth.json`` records the options. ``out_dir`` must be new or empty, or hold an
-    earlier synthetic dataset and ``overwrite`` be set.
+    in test. ``synth.json`` records the options. Beside each video, ``<name>.boxes.json`` holds
+    the actor's box on every frame (``read_boxes``). ``out_dir`` must be new or empty, or hold
+    an earlier synthetic dataset and ``overwrite`` be set.
     """
     options = _validated_options(
         videos_per_class, clutter, camera_motion, occlusion, seed, size, num_frames, fps, classes
@@ -190,7 +236,7 @@ def generate_dataset(
         for motion, members in _motion_plan(options.classes):
             pair_name = "+".join(sorted({motion, *_reversals(motion)}))
             for index in range(options.videos_per_class):
-                frames = render_video(
+                scene = render_scene(
                     motion,
                     _video_rng(options.seed, motion, index),
                     size=options.size,
@@ -202,6 +248,7 @@ def generate_dataset(
                 group = f"{pair_name}-{index:0{digits}d}"
                 for cls in members:
                     relative = f"{cls}/{cls}_{index:0{digits}d}.mp4"
+                    order = slice(None) if cls == motion else slice(None, None, -1)
                     with VideoWriter(
                         out / relative,
                         options.fps,
@@ -210,7 +257,10 @@ def generate_dataset(
                         threads=1,
                         options=_REPRODUCIBLE_X264,
                     ) as writer:
-                        writer.write_many(frames if cls == motion else frames[::-1])
+                        writer.write_many(scene.frames[order])
+                    write_boxes(
+                        out / relative, scene.boxes[order], scene.occluded[order], options.size
+                    )
                     rows.append((relative, cls, group))
                     bar.update()
     rows.sort()
@@ -246,66 +296,6 @@ def _motion_plan(classes: Sequence[str]) -> list[tuple[str, list[str]]]:
 def _video_rng(seed: int, motion: str, index: int) -> np.random.Generator:
     """A generator for video ``index`` of ``motion`` that no other choice (classes, count) moves."""
     return np.random.default_rng([seed, zlib.crc32(motion.encode()), index])
-
-
-def _actor(
-    motion: str, rng: np.random.Generator, num_frames: int, height: int, width: int
-) -> _Actor:
-    short = min(height, width)
-    shape = SHAPES[rng.integers(len(SHAPES))]
-    colour = random_colour(rng, saturation=(0.5, 1.0), value=(0.6, 1.0))
-    luminance = float(colour @ np.array([0.299, 0.587, 0.114]))
-    marker = np.zeros(3, np.float32) if luminance > 140 else np.full(3, 255.0, np.float32)
-    steps = np.linspace(0.0, 1.0, num_frames)
-    ease = rng.uniform(0.0, 1.0)
-    progress = (1 - ease) * steps + ease * steps * steps * (3 - 2 * steps)
-    angles = np.full(num_frames, rng.uniform(0, 2 * np.pi))
-    extent = np.array([width, height], np.float64)
-
-    if motion in ("move_right", "move_down"):
-        axis = 0 if motion == "move_right" else 1
-        radius = rng.uniform(0.09, 0.15) * short
-        pad = radius + 2
-        travel = min(rng.uniform(0.35, 0.6) * extent[axis], extent[axis] - 2 * pad)
-        along = rng.uniform(pad, extent[axis] - pad - travel) + travel * progress
-        drift = rng.uniform(-0.1, 0.1) * travel
-        across_extent = extent[1 - axis]
-        across = np.clip(
-            rng.uniform(pad, across_extent - pad) + drift * progress, pad, across_extent - pad
-        )
-        centers = np.stack([along, across] if axis == 0 else [across, along], axis=1)
-        radii = np.full(num_frames, radius)
-    elif motion == "bounce":
-        radius = rng.uniform(0.08, 0.13) * short
-        pad = radius + 2
-        floor = height - pad - rng.uniform(0.0, 0.1) * height
-        rise = min(rng.uniform(0.3, 0.55) * height, floor - pad)
-        bounces = rng.uniform(1.5, 3.0)
-        ys = floor - rise * np.abs(np.sin(np.pi * bounces * steps + rng.uniform(0, np.pi)))
-        xs = np.full(num_frames, rng.uniform(pad, width - pad))
-        centers = np.stack([xs, ys], axis=1)
-        radii = np.full(num_frames, radius)
-    else:
-        if motion == "grow":
-            start = rng.uniform(0.05, 0.08) * short
-            end = min(start * rng.uniform(1.8, 2.8), 0.3 * short)
-            radii = start + (end - start) * progress
-        else:
-            radii = np.full(num_frames, rng.uniform(0.12, 0.2) * short)
-        if motion == "rotate_clockwise":
-            angles = angles + rng.uniform(2 * np.pi / 3, 2 * np.pi) * progress
-        pad = radii.max() + 2
-        centers = np.repeat(rng.uniform(pad, extent - pad)[None], num_frames, axis=0)
-    return _Actor(shape, colour, marker, centers, radii, angles)
-
-
-def _draw_actor(frames: np.ndarray, actor: _Actor) -> None:
-    for t, frame in enumerate(frames):
-        center, radius, angle = actor.centers[t], actor.radii[t], actor.angles[t]
-        paste_shape(frame, shape_points(actor.shape, tuple(center), radius, angle), actor.colour)
-        dot = center + _MARKER_OFFSET * radius * np.array([np.cos(angle), np.sin(angle)])
-        dot_points = shape_points("circle", tuple(dot), _MARKER_RADIUS * radius)
-        paste_shape(frame, dot_points, actor.marker)
 
 
 def _gradient(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -407,7 +397,8 @@ def _remove_previous(out: Path) -> None:
         folder = out / cls
         if not folder.is_dir():
             continue
-        ours = re.compile(rf"{re.escape(cls)}_\d+\.mp4|\.{re.escape(cls)}_\d+\.mp4\.\w+\.partial")
+        name = rf"{re.escape(cls)}_\d+(?:\.mp4|{re.escape(BOXES_SUFFIX)})"
+        ours = re.compile(rf"{name}|\.{name}(?:\.\w+)?\.partial")
         for file in folder.iterdir():
             if file.is_file() and ours.fullmatch(file.name):
                 file.unlink()
