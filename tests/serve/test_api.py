@@ -157,7 +157,7 @@ def test_unfinished_job_results_answer_409(make_client, short_video, tiny_checkp
     client = make_client(predictor)
     job_id = client.post("/jobs", files=upload(short_video), data={"annotate": "0"}).json()["id"]
     try:
-        for suffix in ("timeline", "annotated.mp4", "timeline.png"):
+        for suffix in ("timeline", "annotated.mp4", "timeline.png", "explain.mp4"):
             reply = client.get(f"/jobs/{job_id}/{suffix}")
             assert reply.status_code == 409
             assert reply.json()["error"] == "job_not_finished"

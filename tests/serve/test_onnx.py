@@ -30,3 +30,10 @@ def test_onnx_model_serves_the_same_answers_as_its_checkpoint(
         job_id = client.post("/jobs", files=upload(short_video), data={"annotate": "0"}).json()
         assert wait_for_job(client, job_id["id"])["status"] == "done"
         assert client.get(f"/jobs/{job_id['id']}/timeline").status_code == 200
+
+        # no gradients in ONNX Runtime: Grad-CAM is refused, occlusion is the default
+        refused = client.get(f"/jobs/{job_id['id']}/explain.mp4", params={"method": "gradcam"})
+        assert refused.status_code == 422 and refused.json()["error"] == "no_gradients"
+        assert "method=occlusion" in refused.json()["message"]
+        explained = client.get(f"/jobs/{job_id['id']}/explain.json")
+        assert explained.status_code == 200 and explained.json()["method"] == "occlusion"

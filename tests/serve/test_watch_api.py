@@ -68,6 +68,8 @@ def test_every_watch_route_takes_the_token_and_the_page_does_not(server: LiveSer
         "/events/abc",
         "/events/abc/clip.mp4",
         "/events/abc/snapshot.jpg",
+        "/events/abc/explain.mp4",
+        "/events/abc/explain.json",
         "/watch/stream",
         "/metrics",
     ]
@@ -212,6 +214,54 @@ def test_metrics_serve_the_watchers_registry(client: httpx.Client) -> None:
         'resaction_watch_camera_state{camera="door",resaction_watch_camera_state="live"} 1.0',
     ):
         assert name in text
+
+
+def test_an_event_is_explained_from_its_clip_for_its_class(
+    client: httpx.Client, server: LiveServer
+) -> None:
+    def closed() -> list[dict[str, Any]]:
+        found = client.get("/events", params={"camera": "door"}).json()["events"]
+        return [event for event in found if event["links"]["clip"]]
+
+    wait_until(lambda: bool(closed()), 25)
+    event = closed()[0]
+    assert event["links"]["explain"] == f"/events/{event['id']}/explain.mp4"
+    answer = client.get(event["links"]["explain"], timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "video/mp4"
+    assert answer.headers["x-explain-cache"] == "miss"
+    with av.open(io.BytesIO(answer.content)) as container:
+        assert sum(1 for _ in container.decode(video=0)) > 0
+    facts = client.get(f"/events/{event['id']}/explain.json")
+    assert facts.headers["x-explain-cache"] == "hit"
+    assert facts.json()["target"]["label"] == "fight" and facts.json()["method"] == "gradcam"
+    assert facts.json()["video"] == f"event {event['id']}'s clip"
+    hub = server.server.config.app.state.watch
+    assert (hub.out / "clips" / f"{event['id']}.explain").is_dir()  # cached beside the clip
+
+    still_open = Event(
+        id="0a0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d",
+        camera="elsewhere",
+        label="fight",
+        state="open",
+        started_at=time.time(),
+        ended_at=None,
+        stream_start=0.0,
+        stream_end=None,
+        peak=0.9,
+        mean=0.9,
+        snapshot=None,
+        clip=None,
+    )
+    hub.watcher.log.open_event(still_open)
+    for event_id, status, code in (
+        (still_open.id, 409, "clip_not_ready"),
+        ("feedbeef", 404, "event_not_found"),
+    ):
+        answer = client.get(f"/events/{event_id}/explain.mp4")
+        assert answer.status_code == status and answer.json()["error"] == code, answer.text
+    wrong = client.get(event["links"]["explain"], params={"label": "jump"})
+    assert wrong.status_code == 422 and "fight, noFight" in wrong.json()["message"]
 
 
 def test_without_watch_the_routes_say_how_to_turn_it_on(make_client) -> None:

@@ -31,6 +31,7 @@ from resaction.inference import Predictor
 from resaction.runtime.loading import load_model
 from resaction.serve import tasks
 from resaction.serve.docs import add_offline_docs
+from resaction.serve.explaining import Explainer
 from resaction.serve.jobs import (
     Job,
     JobPool,
@@ -80,6 +81,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
         uploads_dir=state_dir / "uploads",
         results_dir=results_dir,
         model_file=Path(settings.model).name,
+        explainer=Explainer(predictor, Path(settings.model)),
     )
 
     @contextlib.asynccontextmanager

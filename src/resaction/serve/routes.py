@@ -1,7 +1,7 @@
 """The service's endpoints, as two routers: the page, health and model, and prediction
-(``service_routes``), and the timeline jobs (``jobs``). Handlers get the shared ``Service`` and
-the token check as dependencies and stay thin: refusals live in ``security``, job bookkeeping in
-``jobs`` and the work in ``tasks``."""
+(``service_routes``), and the timeline jobs with their explanations (``jobs``). Handlers get the
+shared ``Service`` and the token check as dependencies and stay thin: refusals live in
+``security``, job bookkeeping in ``jobs``, the work in ``tasks`` and ``explaining``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 import resaction
 from resaction.errors import ResactionError
 from resaction.serve import tasks
+from resaction.serve.explaining import (
+    EXPLAIN_DIR,
+    ExplainParams,
+    explain_params,
+    explanation_response,
+    job_video,
+)
 from resaction.serve.jobs import Job, QueueFullError, remove_job_files
 from resaction.serve.openapi import UPLOAD_BODY, job_body
 from resaction.serve.security import ApiError, check_token, resolve_media_path
@@ -205,6 +212,49 @@ async def annotated(job_id: str, service: Service = Depends(get_service)) -> Fil
     if job.result is not None and not job.result.get("annotated", True):
         raise ApiError(404, "not_annotated", f"job {job_id} ran with annotate=false")
     return FileResponse(service.job_file(job, "annotated.mp4"), media_type="video/mp4")
+
+
+@jobs.get(
+    "/jobs/{job_id}/explain.mp4",
+    summary="Where and when the model looked: the video, or start..end, as a heat-map MP4",
+    response_class=FileResponse,
+)
+async def explain_mp4(
+    job_id: str,
+    params: ExplainParams = Depends(explain_params),
+    service: Service = Depends(get_service),
+) -> FileResponse:
+    return await _explain_job(service, job_id, params, "mp4")
+
+
+@jobs.get(
+    "/jobs/{job_id}/explain.json",
+    summary="The same explanation as JSON: per-frame importance, target, method, frames",
+    response_class=FileResponse,
+)
+async def explain_json(
+    job_id: str,
+    params: ExplainParams = Depends(explain_params),
+    service: Service = Depends(get_service),
+) -> FileResponse:
+    return await _explain_job(service, job_id, params, "json")
+
+
+async def _explain_job(
+    service: Service, job_id: str, params: ExplainParams, kind: str
+) -> FileResponse:
+    job = service.finished_job(job_id)
+    assert job.result_dir is not None and job.result is not None
+    video = job_video(job)
+    return await explanation_response(
+        service.explainer,
+        service.gate,
+        video,
+        job.result_dir / EXPLAIN_DIR,
+        params.snapped(float(job.result["duration"])),
+        job.name,
+        kind,
+    )
 
 
 @jobs.delete(

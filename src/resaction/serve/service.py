@@ -13,6 +13,7 @@ from fastapi import Request
 
 from resaction.errors import ResactionError
 from resaction.inference import Predictor
+from resaction.serve.explaining import Explainer
 from resaction.serve.jobs import DONE, FAILED, Job, JobPool, JobStore
 from resaction.serve.security import (
     ApiError,
@@ -56,7 +57,8 @@ def busy(what: str) -> ApiError:
 
 @dataclass
 class Service:
-    """Everything the handlers share: settings, the model, the job store and pool."""
+    """Everything the handlers share: settings, the model, the job store and pool, and the
+    explainer (``explaining``)."""
 
     settings: ServeSettings
     predictor: Predictor
@@ -66,6 +68,7 @@ class Service:
     uploads_dir: Path
     results_dir: Path
     model_file: str
+    explainer: Explainer
 
     def job(self, job_id: str) -> Job:
         job = self.store.get(job_id) if job_id.isalnum() else None

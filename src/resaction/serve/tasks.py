@@ -2,7 +2,8 @@
 
 A job writes into its own folder: the timeline's ``segments.json``, ``segments.csv``,
 ``windows.csv`` and ``timeline.png`` (``inference.timeline.write_timeline``), ``chart.json``
-(what the web page draws) and ``annotated.mp4``. The summary it returns is stored with the job.
+(what the web page draws), ``annotated.mp4`` and, for an upload, the video itself
+(``explaining.keep_video``, for explanations). The summary it returns is stored with the job.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from resaction.inference.alarms import alarm_rows
 from resaction.inference.annotate import annotate_timeline
 from resaction.inference.timeline import TimelineConfig, run_timeline, write_timeline
+from resaction.serve.explaining import keep_video
 from resaction.serve.security import ApiError
 
 if TYPE_CHECKING:
@@ -130,6 +132,8 @@ def run_job(predictor: Predictor, job: Job, out_dir: Path, progress: Progress) -
     if options.annotate:
         progress(0.05 + share, "annotating")
         annotate_timeline(timeline, job.source, out_dir / "annotated.mp4")
+    if job.is_upload:
+        keep_video(job.source, out_dir)
     segments = [
         {k: round(v, 4) if isinstance(v, float) else v for k, v in s.to_dict().items()}
         for s in timeline.segments

@@ -1,10 +1,11 @@
 """The live watcher's endpoints (``resaction serve --watch CAMERAS.yaml``): the page at
-``/watch``, camera tiles and frames, events and their evidence, the server-sent-events stream
-and the Prometheus metrics. All but the page take the same token as the rest of the API
-(``routes.guarded``); without ``--watch`` they answer 404 ``not_watching``."""
+``/watch``, camera tiles and frames, events with their evidence and its explanation, the
+server-sent-events stream and the Prometheus metrics. All but the page take the same token as
+the rest of the API (``routes.guarded``); without ``--watch`` they answer 404 ``not_watching``."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -13,13 +14,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from resaction.serve.routes import PAGE_HEADERS, STATIC_DIR, guarded
+from resaction.serve.explaining import ExplainParams, explain_params, explanation_response
+from resaction.serve.routes import PAGE_HEADERS, STATIC_DIR, get_service, guarded
 from resaction.serve.security import ApiError
+from resaction.serve.service import Service
 from resaction.serve.watching import MAX_FRAME_AGE_S, WatchHub, with_links
 
 watch_page = APIRouter()
 watch = APIRouter(tags=["watch"], dependencies=guarded)
 NO_STORE = {"Cache-Control": "no-store"}
+EXPLAIN_SUFFIX = "explain"  # an event's explanations: clips/<id>.explain/ beside clips/<id>.mp4
 
 
 def get_hub(request: Request) -> WatchHub:
@@ -104,6 +108,59 @@ async def clip(event_id: str, hub: WatchHub = Depends(get_hub)) -> FileResponse:
 async def snapshot(event_id: str, hub: WatchHub = Depends(get_hub)) -> FileResponse:
     path = await anyio.to_thread.run_sync(hub.evidence, event_id, "snapshot")
     return FileResponse(path, media_type="image/jpeg")
+
+
+@watch.get(
+    "/events/{event_id}/explain.mp4",
+    summary="Where and when the model looked in the event's clip, for the event's class",
+    response_class=FileResponse,
+)
+async def explain_mp4(
+    event_id: str,
+    params: ExplainParams = Depends(explain_params),
+    hub: WatchHub = Depends(get_hub),
+    service: Service = Depends(get_service),
+) -> FileResponse:
+    return await _explain_event(hub, service, event_id, params, "mp4")
+
+
+@watch.get(
+    "/events/{event_id}/explain.json",
+    summary="The same explanation as JSON: per-frame importance, target, method, frames",
+    response_class=FileResponse,
+)
+async def explain_json(
+    event_id: str,
+    params: ExplainParams = Depends(explain_params),
+    hub: WatchHub = Depends(get_hub),
+    service: Service = Depends(get_service),
+) -> FileResponse:
+    return await _explain_event(hub, service, event_id, params, "json")
+
+
+async def _explain_event(
+    hub: WatchHub, service: Service, event_id: str, params: ExplainParams, kind: str
+) -> FileResponse:
+    """The event's clip explained by the service's model (the file the watcher runs) for the
+    event's class unless ``label`` names another; 409 while the clip is still to be cut."""
+    found = await anyio.to_thread.run_sync(hub.event, event_id)
+    if found.clip is None and found.state == "open":
+        raise ApiError(
+            409,
+            "clip_not_ready",
+            f"event {event_id} is still open: its clip is cut once it has ended and its "
+            "post-roll is recorded; try again then",
+        )
+    clip = await anyio.to_thread.run_sync(hub.evidence, event_id, "clip")
+    return await explanation_response(
+        service.explainer,
+        service.gate,
+        clip,
+        clip.parent / f"{clip.stem}.{EXPLAIN_SUFFIX}",
+        params if params.label is not None else replace(params, label=found.label),
+        f"event {event_id}'s clip",
+        kind,
+    )
 
 
 @watch.get(

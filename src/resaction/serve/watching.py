@@ -208,9 +208,12 @@ def _put_last(queue: asyncio.Queue[dict[str, Any] | None]) -> None:
 
 
 def with_links(event: dict[str, Any]) -> dict[str, Any]:
-    """An event as the API shows it: its fields and the URLs of its evidence."""
+    """An event as the API shows it: its fields and the URLs of its evidence and of the
+    explanation of its clip."""
+    clip = bool(event.get("clip"))
     links = {
         "snapshot": f"/events/{event['id']}/snapshot.jpg" if event.get("snapshot") else None,
-        "clip": f"/events/{event['id']}/clip.mp4" if event.get("clip") else None,
+        "clip": f"/events/{event['id']}/clip.mp4" if clip else None,
+        "explain": f"/events/{event['id']}/explain.mp4" if clip else None,
     }
     return {**event, "links": links}
