@@ -67,6 +67,22 @@ def test_page_uploads_a_video_and_shows_label_timeline_and_video(
             width = page.evaluate("document.getElementById('video').videoWidth")
             assert width == job.video["width"]
             page.evaluate("document.getElementById('video').pause()")
+
+            explain = page.locator("#segments tbody tr a.explain")
+            expect(explain).to_have_count(len(segments))
+            expect(page.locator("#explain-whole")).to_have_attribute(
+                "href", f"/jobs/{job.id}/explain.mp4?method=gradcam"
+            )
+            explain.first.click()
+            expect(page.locator("#explain-status")).to_contain_text(
+                f"gradcam for {segments[0]['label']}", timeout=30_000
+            )
+            page.wait_for_function(
+                "() => { const v = document.getElementById('explain-video');"
+                " return v.readyState >= 2 && v.videoWidth > 0; }",
+                timeout=30_000,
+            )
+            page.evaluate("document.getElementById('explain-video').pause()")
             assert errors == []
 
             shot = tmp_path / "serve_page.png"

@@ -67,6 +67,17 @@ def test_live_page_shows_tiles_then_an_event_with_snapshot_and_clip(
             )
             assert page.evaluate("document.getElementById('clip-video').videoWidth") == 320
             page.evaluate("document.getElementById('clip-video').pause()")
+
+            clip_src = page.evaluate("document.getElementById('clip-video').src")
+            closed.first.locator("a.explain").click()
+            expect(page.locator("#player-title")).to_contain_text("Why fight", timeout=30_000)
+            page.wait_for_function(
+                "(old) => { const v = document.getElementById('clip-video');"
+                " return v.src !== old && v.readyState >= 2 && v.videoWidth > 0; }",
+                arg=clip_src,
+                timeout=15_000,
+            )
+            page.evaluate("document.getElementById('clip-video').pause()")
             expect(page.locator("#events tr[data-event]").filter(has_text="hall")).to_have_count(0)
             assert errors == []
 

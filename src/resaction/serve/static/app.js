@@ -1,7 +1,8 @@
 "use strict";
 
 // The resaction page: upload a video as a timeline job, follow it, then show the top-k
-// labels, the timeline chart and the annotated video. Plain DOM, no framework, no build step.
+// labels, the timeline chart, the annotated video and, on request, the explanation of a segment
+// or of the whole video. Plain DOM, no framework, no build step.
 
 const PALETTE = ["#2f6fed", "#e4572e", "#17a589", "#a05ad8", "#f2a541", "#3aa0c8", "#c2477a", "#6c8a2b"];
 const POLL_MS = 500;
@@ -9,7 +10,10 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 const TOKEN_KEY = "resaction-token";
 
 const $ = (id) => document.getElementById(id);
-const state = { job: null, duration: 0, colours: new Map(), playhead: null, objectUrl: null, busy: false };
+const state = {
+  job: null, duration: 0, colours: new Map(), playhead: null, objectUrl: null, busy: false,
+  explainUrl: null, explainSeq: 0,
+};
 
 function token() { return sessionStorage.getItem(TOKEN_KEY); }
 
@@ -75,6 +79,7 @@ async function loadModel() {
       `MP4, AVI, MKV, MOV or WebM · up to ${model.limits.max_upload_mb} MB and ${model.limits.max_duration_s} s`;
     $("opt-topk").max = String(model.num_classes);
     $("opt-topk").value = String(Math.min(5, model.num_classes));
+    setExplainMethods(model.backend);
   } catch (error) {
     $("health-dot").className = "dot bad";
     if (error.status === 401) {
@@ -153,6 +158,7 @@ function reset(file) {
   if (state.objectUrl) URL.revokeObjectURL(state.objectUrl);
   state.objectUrl = null;
   $("video").removeAttribute("src");
+  resetExplanation();
 }
 
 function start(file) {
@@ -220,6 +226,7 @@ async function showResult(job) {
     renderFacts(job);
     renderTimeline(timeline);
     renderDownloads(job);
+    renderExplainWhole(job);
     await renderVideo(job);
     $("stage-text").textContent = `Processed in ${wallSeconds(job).toFixed(1)} s`;
   } catch (error) {
@@ -431,7 +438,7 @@ function renderSegments(segments) {
   body.replaceChildren();
   if (!segments.length) {
     const row = el("tr", { class: "empty-row" });
-    row.append(el("td", { colspan: "5" }, "No segment reached the threshold; the chart shows the scores."));
+    row.append(el("td", { colspan: "6" }, "No segment reached the threshold; the chart shows the scores."));
     body.append(row);
     return;
   }
@@ -447,9 +454,84 @@ function renderSegments(segments) {
       el("td", { class: "num" }, seconds(segment.end)),
       el("td", { class: "num" }, seconds(segment.duration)),
       el("td", { class: "num" }, percent(segment.confidence)),
+      el("td", {}),
     );
+    row.lastChild.append(explainLink(state.job, segment, "explain"));
     row.addEventListener("click", () => seek(segment.start));
     body.append(row);
+  }
+}
+
+// ---- explanations -----------------------------------------------------------------------------
+
+// Grad-CAM needs gradients: a model served from an ONNX file offers occlusion only.
+function setExplainMethods(backend) {
+  const select = $("explain-method");
+  const gradients = backend === "torch";
+  for (const option of select.options) option.disabled = !gradients && option.value !== "occlusion";
+  select.value = gradients ? "gradcam" : "occlusion";
+}
+
+function explainQuery(segment) {
+  const query = new URLSearchParams({ method: $("explain-method").value });
+  if (segment) {
+    query.set("label", segment.label);
+    query.set("start", String(segment.start));
+    query.set("end", String(segment.end));
+  }
+  return query;
+}
+
+function explainLink(job, segment, text) {
+  const link = el("a", { class: "explain", href: `/jobs/${job.id}/explain.mp4?${explainQuery(segment)}` }, text);
+  link.addEventListener("click", (event) => {
+    event.preventDefault();
+    event.stopPropagation(); // the row's own click seeks the annotated video
+    showExplanation(job, segment);
+  });
+  return link;
+}
+
+function renderExplainWhole(job) {
+  const old = $("explain-whole");
+  const link = explainLink(job, null, old.textContent);
+  link.id = "explain-whole";
+  old.replaceWith(link);
+}
+
+function resetExplanation() {
+  state.explainSeq++;
+  if (state.explainUrl) URL.revokeObjectURL(state.explainUrl);
+  state.explainUrl = null;
+  $("explain-video").removeAttribute("src");
+  $("explain-frame").hidden = true;
+  $("explain-status").textContent = "Choose “explain” on a segment, or the whole video.";
+}
+
+// The MP4 is fetched (with the token, when there is one) rather than given to the <video> as a
+// URL, so a refusal shows its one-line message instead of a broken player.
+async function showExplanation(job, segment) {
+  const seq = ++state.explainSeq;
+  const query = explainQuery(segment);
+  const what = segment ? `${segment.label}, ${seconds(segment.start)} – ${seconds(segment.end)}` : "the whole video";
+  const slow = query.get("method") === "occlusion" ? " (occlusion runs one pass per patch: it may take minutes)" : "";
+  $("explain-status").textContent = `Explaining ${what}…${slow}`;
+  try {
+    const blob = await (await api(`/jobs/${job.id}/explain.mp4?${query}`)).blob();
+    const facts = await (await api(`/jobs/${job.id}/explain.json?${query}`)).json();
+    if (seq !== state.explainSeq) return;
+    if (state.explainUrl) URL.revokeObjectURL(state.explainUrl);
+    state.explainUrl = URL.createObjectURL(blob);
+    const [start, end] = facts.range_s;
+    $("explain-status").textContent =
+      `${facts.method} for ${facts.target.label} (${percent(facts.target.probability)} on the clip) · ` +
+      `${facts.frames.length} frames from ${seconds(start)} to ${seconds(end)}`;
+    $("explain-frame").hidden = false;
+    const video = $("explain-video");
+    video.src = state.explainUrl;
+    video.play().catch(() => {});
+  } catch (error) {
+    if (seq === state.explainSeq) $("explain-status").textContent = `Cannot explain ${what}: ${error.message}`;
   }
 }
 

@@ -1,7 +1,8 @@
 "use strict";
 
 // The live cameras page: a tile per camera (latest frame, label, score, state) and the event
-// list, kept current by the server-sent events of /watch/stream. The stream is read with fetch,
+// list with each event's clip and its explanation, kept current by the server-sent events of
+// /watch/stream. The stream is read with fetch,
 // not EventSource, so it carries the same Authorization header as every other call.
 
 const TOKEN_KEY = "resaction-token";
@@ -146,14 +147,19 @@ async function showEvent(event) {
     el("td", { class: "num" }, duration),
     el("td", { class: "num" }, percent(event.peak)),
     el("td", { class: "clip" }),
+    el("td", { class: "why" }),
   ];
   cells[3].append(el("span", { class: `badge ${event.state}` }, event.state));
   if (event.links.clip) {
     const link = el("a", { href: event.links.clip, class: "play" }, "play");
     link.addEventListener("click", (click) => { click.preventDefault(); playClip(event); });
     cells[7].append(link);
+    const why = el("a", { href: event.links.explain, class: "explain" }, "explain");
+    why.addEventListener("click", (click) => { click.preventDefault(); playClip(event, true); });
+    cells[8].append(why);
   } else {
     cells[7].textContent = event.state === "open" ? "recording…" : "–";
+    cells[8].textContent = "–";
   }
   const keep = previous && row.querySelector(".snap img");
   row.replaceChildren(...cells);
@@ -167,17 +173,25 @@ async function addSnapshot(cell, event) {
   } catch { /* the row stays without its picture */ }
 }
 
-async function playClip(event) {
+async function playClip(event, explained = false) {
+  const what = `${event.label} on ${event.camera} at ${clock(event.started_at)}`;
   try {
     const video = $("clip-video");
+    if (explained) {
+      $("player-title").textContent = `Explaining ${what}…`;
+      $("player").hidden = false;
+    }
+    const url = explained ? event.links.explain : event.links.clip;
+    // an explanation is always fetched, so a refusal shows its message, not a broken player
+    const source = explained ? URL.createObjectURL(await (await api(url)).blob()) : await mediaUrl(url);
     if (state.clipUrl && state.clipUrl.startsWith("blob:")) URL.revokeObjectURL(state.clipUrl);
-    state.clipUrl = await mediaUrl(event.links.clip);
-    $("player-title").textContent = `${event.label} on ${event.camera} at ${clock(event.started_at)}`;
+    state.clipUrl = source;
+    $("player-title").textContent = explained ? `Why ${what}: where and when the model looked` : what;
     $("player").hidden = false;
     video.src = state.clipUrl;
     video.play().catch(() => {});
   } catch (error) {
-    showError(`cannot play the clip: ${error.message}`);
+    showError(`cannot play the ${explained ? "explanation" : "clip"}: ${error.message}`);
   }
 }
 
@@ -196,7 +210,7 @@ async function loadEvents() {
 
 function emptyRow() {
   const row = el("tr", { class: "empty-row" });
-  row.append(el("td", { colspan: "8" }, "No events yet."));
+  row.append(el("td", { colspan: "9" }, "No events yet."));
   return row;
 }
 
