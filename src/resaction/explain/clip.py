@@ -51,6 +51,10 @@ class ExplainClip:
         return int(self.inputs.shape[1])
 
 
+ROUNDED_S = 1e-3
+"""How far past the video's end a given end may lie: segment ends are written to 4 decimals."""
+
+
 def time_range(
     duration: float,
     start: float | None,
@@ -75,12 +79,12 @@ def time_range(
         raise ConfigError(
             f"--start {first:g} s is not before --end {last:g} s; give a --start smaller than --end"
         )
-    if first < 0 or last > duration + 1e-6:
+    if first < 0 or last > duration + ROUNDED_S:
         raise ConfigError(
             f"--start {first:g} s / --end {last:g} s is outside {name} (0 to {duration:.2f} s); "
             "give a range inside the video"
         )
-    return first, last
+    return first, min(last, duration)
 
 
 def read_clip(
