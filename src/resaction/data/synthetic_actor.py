@@ -11,9 +11,10 @@ scored against it (does the saliency peak fall on the actor?) without labelling.
 
 A box is ``(x0, y0, x1, y1)`` integers with exclusive ends, ``frame[y0:y1, x0:x1]`` covering
 every pixel the actor's drawing touches (its anti-aliased fringe included: about a pixel of faint
-edge on each side, a pixel or two more where the camera's warp blurs it), clipped to the frame; a box with ``x0 == x1`` or ``y0 == y1`` means the camera moved the
-actor out of view. ``occluded`` is the fraction of the actor's pixels an occluder covers on that
-frame (0 where none does), measured before the camera warp.
+edge on each side, a pixel or two more where the camera's warp blurs it), clipped to the frame;
+a box with ``x0 == x1`` or ``y0 == y1`` means the camera moved the actor out of view.
+``occluded`` is the fraction of the actor's pixels an occluder covers on that frame (0 where none
+does), measured before the camera warp.
 
 Each video gets a sidecar JSON beside it, ``<name>.boxes.json`` (``move_left_0003.mp4`` ->
 ``move_left_0003.boxes.json``), read back with ``read_boxes`` and ``read_occluded``.
