@@ -32,6 +32,7 @@ from resaction.runtime.loading import load_model
 from resaction.serve import tasks
 from resaction.serve.docs import add_offline_docs
 from resaction.serve.explaining import Explainer
+from resaction.serve.gate import PredictGate
 from resaction.serve.jobs import (
     Job,
     JobPool,
@@ -42,7 +43,7 @@ from resaction.serve.jobs import (
 from resaction.serve.openapi import ERROR_SCHEMA
 from resaction.serve.routes import STATIC_DIR, jobs, service_routes
 from resaction.serve.security import ApiError
-from resaction.serve.service import PredictGate, Service, public_message
+from resaction.serve.service import Service, public_message
 from resaction.serve.settings import ServeSettings
 from resaction.serve.watch_routes import watch, watch_page
 from resaction.serve.watching import WatchHub

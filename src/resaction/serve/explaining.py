@@ -47,7 +47,7 @@ from resaction.serve.jobs import Job
 from resaction.serve.security import ApiError
 
 if TYPE_CHECKING:
-    from resaction.serve.service import PredictGate
+    from resaction.serve.gate import PredictGate
 
 KEPT_VIDEO = "kept-upload"
 EXPLAIN_DIR = "explain"

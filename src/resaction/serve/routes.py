@@ -25,10 +25,11 @@ from resaction.serve.explaining import (
     explanation_response,
     job_video,
 )
+from resaction.serve.gate import busy
 from resaction.serve.jobs import Job, QueueFullError, remove_job_files
 from resaction.serve.openapi import UPLOAD_BODY, job_body
 from resaction.serve.security import ApiError, check_token, resolve_media_path
-from resaction.serve.service import Service, busy, public_message
+from resaction.serve.service import Service, public_message
 
 STATIC_DIR = Path(str(resources.files("resaction.serve") / "static"))
 PAGE_HEADERS = {

@@ -3,8 +3,6 @@ gate that bounds how many predictions run or wait at once."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from fastapi import Request
 from resaction.errors import ResactionError
 from resaction.inference import Predictor
 from resaction.serve.explaining import Explainer
+from resaction.serve.gate import PredictGate
 from resaction.serve.jobs import DONE, FAILED, Job, JobPool, JobStore
 from resaction.serve.security import (
     ApiError,
@@ -24,35 +23,6 @@ from resaction.serve.security import (
     sniff_video,
 )
 from resaction.serve.settings import ServeSettings
-
-
-class PredictGate:
-    """Runs at most ``running`` predictions at once and lets at most ``waiting`` more wait; a
-    request beyond that is refused (429) before its upload is read."""
-
-    def __init__(self, running: int, waiting: int) -> None:
-        self.limiter = anyio.CapacityLimiter(running)
-        self.capacity = running + waiting
-        self.active = 0
-
-    @contextlib.contextmanager
-    def admit(self) -> Iterator[None]:
-        if self.active >= self.capacity:
-            raise busy(f"{self.active} predictions are running or waiting")
-        self.active += 1
-        try:
-            yield
-        finally:
-            self.active -= 1
-
-
-def busy(what: str) -> ApiError:
-    return ApiError(
-        429,
-        "busy",
-        f"the server is at capacity ({what}); try again in a few seconds",
-        {"Retry-After": "5"},
-    )
 
 
 @dataclass
