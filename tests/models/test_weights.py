@@ -80,7 +80,7 @@ def test_fine_tuning_uses_the_named_weights_preprocessing(tmp_path: Path) -> Non
     config = TrainConfig(
         data="x", model="r2plus1d_18", weights="kinetics400", preprocess={"crop": 96}
     )
-    preprocess, _ = Trainer._pipeline(SimpleNamespace(config=config))  # type: ignore[arg-type]
+    preprocess, _ = Trainer._pipeline(SimpleNamespace(config=config), [])  # type: ignore[arg-type]
     assert preprocess["resize"] == [128, 171] and preprocess["antialias"] is False
     assert preprocess["crop"] == 96
 
