@@ -64,7 +64,8 @@ def test_one_video_per_dataset(all_shared_videos: list[Path], videos_dir: Path) 
 
 @pytest.mark.slow
 def test_every_shared_video_reads_frame_exact(all_shared_videos: list[Path]) -> None:
-    """Every real video: random, unsorted, repeated reads and runs across keyframes, each from a
+    """Every real video: random, unsorted, repeated reads and runs across keyframes (two reads of
+    several frames per video, 1,374 in all; more per video on fewer videos elsewhere), each from a
     fresh seek, and a full ``iter_frames``, equal PyAV's sequential decode."""
     assert len(all_shared_videos) >= 687
     not_exact = []
@@ -73,7 +74,7 @@ def test_every_shared_video_reads_frame_exact(all_shared_videos: list[Path]) -> 
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
         reports = list(
-            pool.map(functools.partial(check_exactness, reads=6), all_shared_videos, chunksize=8)
+            pool.map(functools.partial(check_exactness, reads=2), all_shared_videos, chunksize=8)
         )
     for report in reports:
         path = report.path
