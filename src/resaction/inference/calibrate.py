@@ -24,13 +24,14 @@ import numpy as np
 
 from resaction.detection.curves import plot_curves
 from resaction.detection.decisions import DEFAULT_WINDOW_RATE, Thresholds
-from resaction.detection.event_metrics import Span, event_metrics
+from resaction.detection.event_metrics import event_metrics
 from resaction.errors import ConfigError, ResactionError
 from resaction.inference.alarms import alarm_labels, replay_windows
 from resaction.inference.event_eval import (
     BUDGET_RULE,
     CATCH_TIOU,
     Truth,
+    as_spans,
     budget_counts,
     video_key,
 )
@@ -118,17 +119,13 @@ def sweep_class(
     for threshold in candidates:
         watched = {index: (label, Thresholds(enter=float(threshold), **decision))}
         alarms = {
-            k: [Span(a.label, a.start, a.end, a.peak) for a in _replay(t, watched)]
+            k: as_spans(replay_windows(t.probs, t.starts, t.ends, watched))
             for k, t in zip(keys, timelines, strict=True)
         }
         measured = event_metrics(facts, alarms, durations, [label], tious=(CATCH_TIOU,))
         counts = budget_counts(measured["classes"][label], measured["hours"])
         points.append({"threshold": float(threshold), **counts})
     return points
-
-
-def _replay(timeline: Timeline, watched: dict) -> list:
-    return replay_windows(timeline.probs, timeline.starts, timeline.ends, watched)
 
 
 def choose(points: Sequence[Mapping[str, Any]], target: Target, label: str) -> Mapping[str, Any]:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resaction.detection.decisions import DecidedEvent
 from resaction.detection.event_metrics import (
     Span,
     event_metrics,
@@ -62,9 +63,14 @@ def video_key(path: str | Path) -> str:
     return str(Path(path).expanduser().resolve())
 
 
+def as_spans(alarms: Sequence[DecidedEvent]) -> list[Span]:
+    """Alarms as spans scored by their peak smoothed probability."""
+    return [Span(a.label, a.start, a.end, a.peak) for a in alarms]
+
+
 def alarm_spans(timeline: Timeline, labels: Sequence[str]) -> list[Span]:
-    """The timeline's alarms of ``labels`` as spans scored by their peak smoothed probability."""
-    return [Span(a.label, a.start, a.end, a.peak) for a in timeline.alarms if a.label in labels]
+    """The timeline's alarms of ``labels`` as spans."""
+    return as_spans([a for a in timeline.alarms if a.label in labels])
 
 
 def ranked_spans(timeline: Timeline, labels: Sequence[str]) -> list[Span]:
@@ -184,7 +190,7 @@ def _alarm_delays(
     for key, timeline in zip(keys, timelines, strict=True):
         for label in labels:
             events = [a for a in timeline.alarms if a.label == label]
-            spans = [Span(a.label, a.start, a.end, a.peak) for a in events]
+            spans = as_spans(events)
             facts = [s for s in truth[key] if s.label == label]
             for event, matched in zip(events, match(facts, spans, CATCH_TIOU), strict=True):
                 if matched is not None:
