@@ -30,12 +30,13 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-from fastapi import Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
 from resaction.errors import ResactionError
@@ -43,7 +44,7 @@ from resaction.explain import METHODS, explain_video, write_explanation
 from resaction.explain.run import CLASSES_LISTED
 from resaction.inference import Predictor
 from resaction.runtime.backends import TorchBackend
-from resaction.serve.jobs import Job
+from resaction.serve.job_store import Job
 from resaction.serve.security import ApiError
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ FILES = {"mp4": ("explain.mp4", "video/mp4"), "json": ("explain.json", "applicat
 # explain's messages name the CLI's flags: "--start 2 s" becomes "start=2 s", "--class" "label"
 _FLAG_VALUE = re.compile(r"--(?:(start|end) (?=-?\d)|(method) (?=\w))")
 _FLAG = re.compile(r"--(start|end|method|class)\b")
+JSON_SUMMARY = "The same explanation as JSON: per-frame importance, target, method, frames"
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,27 @@ def explain_params(
 ) -> ExplainParams:
     """The query parameters every explanation endpoint takes."""
     return ExplainParams(method, label, start, end)
+
+
+def explain_kind(request: Request) -> str:
+    """Which of the explanation's files a request asks for: ``mp4`` or ``json``, the suffix of
+    the route it came by (``explain_routes``)."""
+    return request.url.path.rsplit(".", 1)[-1]
+
+
+def explain_routes(router: APIRouter, prefix: str, summary: str) -> Callable[[Handler], Handler]:
+    """Register one handler as ``GET {prefix}/explain.mp4`` (``summary``) and as
+    ``{prefix}/explain.json``; it learns which of the two it answers from ``explain_kind``."""
+
+    def register(handler: Handler) -> Handler:
+        for kind, text in (("mp4", summary), ("json", JSON_SUMMARY)):
+            path = f"{prefix}/explain.{kind}"
+            router.get(path, name=f"explain_{kind}", summary=text, response_class=FileResponse)(
+                handler
+            )
+        return handler
+
+    return register
 
 
 class Explainer:

@@ -21,12 +21,15 @@ from resaction.serve import tasks
 from resaction.serve.explaining import (
     EXPLAIN_DIR,
     ExplainParams,
+    explain_kind,
     explain_params,
+    explain_routes,
     explanation_response,
     job_video,
 )
 from resaction.serve.gate import busy
-from resaction.serve.jobs import Job, QueueFullError, remove_job_files
+from resaction.serve.job_store import Job
+from resaction.serve.jobs import QueueFullError, remove_job_files
 from resaction.serve.openapi import UPLOAD_BODY, job_body
 from resaction.serve.security import ApiError, check_token, resolve_media_path
 from resaction.serve.service import Service, public_message
@@ -215,34 +218,16 @@ async def annotated(job_id: str, service: Service = Depends(get_service)) -> Fil
     return FileResponse(service.job_file(job, "annotated.mp4"), media_type="video/mp4")
 
 
-@jobs.get(
-    "/jobs/{job_id}/explain.mp4",
-    summary="Where and when the model looked: the video, or start..end, as a heat-map MP4",
-    response_class=FileResponse,
+@explain_routes(
+    jobs,
+    "/jobs/{job_id}",
+    "Where and when the model looked: the video, or start..end, as a heat-map MP4",
 )
-async def explain_mp4(
+async def explain(
     job_id: str,
     params: ExplainParams = Depends(explain_params),
+    kind: str = Depends(explain_kind),
     service: Service = Depends(get_service),
-) -> FileResponse:
-    return await _explain_job(service, job_id, params, "mp4")
-
-
-@jobs.get(
-    "/jobs/{job_id}/explain.json",
-    summary="The same explanation as JSON: per-frame importance, target, method, frames",
-    response_class=FileResponse,
-)
-async def explain_json(
-    job_id: str,
-    params: ExplainParams = Depends(explain_params),
-    service: Service = Depends(get_service),
-) -> FileResponse:
-    return await _explain_job(service, job_id, params, "json")
-
-
-async def _explain_job(
-    service: Service, job_id: str, params: ExplainParams, kind: str
 ) -> FileResponse:
     job = service.finished_job(job_id)
     assert job.result_dir is not None and job.result is not None

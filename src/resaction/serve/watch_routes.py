@@ -14,7 +14,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from resaction.serve.explaining import ExplainParams, explain_params, explanation_response
+from resaction.serve.explaining import (
+    ExplainParams,
+    explain_kind,
+    explain_params,
+    explain_routes,
+    explanation_response,
+)
 from resaction.serve.routes import PAGE_HEADERS, STATIC_DIR, get_service, guarded
 from resaction.serve.security import ApiError
 from resaction.serve.service import Service
@@ -110,39 +116,20 @@ async def snapshot(event_id: str, hub: WatchHub = Depends(get_hub)) -> FileRespo
     return FileResponse(path, media_type="image/jpeg")
 
 
-@watch.get(
-    "/events/{event_id}/explain.mp4",
-    summary="Where and when the model looked in the event's clip, for the event's class",
-    response_class=FileResponse,
+@explain_routes(
+    watch,
+    "/events/{event_id}",
+    "Where and when the model looked in the event's clip, for the event's class",
 )
-async def explain_mp4(
+async def explain(
     event_id: str,
     params: ExplainParams = Depends(explain_params),
+    kind: str = Depends(explain_kind),
     hub: WatchHub = Depends(get_hub),
     service: Service = Depends(get_service),
 ) -> FileResponse:
-    return await _explain_event(hub, service, event_id, params, "mp4")
-
-
-@watch.get(
-    "/events/{event_id}/explain.json",
-    summary="The same explanation as JSON: per-frame importance, target, method, frames",
-    response_class=FileResponse,
-)
-async def explain_json(
-    event_id: str,
-    params: ExplainParams = Depends(explain_params),
-    hub: WatchHub = Depends(get_hub),
-    service: Service = Depends(get_service),
-) -> FileResponse:
-    return await _explain_event(hub, service, event_id, params, "json")
-
-
-async def _explain_event(
-    hub: WatchHub, service: Service, event_id: str, params: ExplainParams, kind: str
-) -> FileResponse:
-    """The event's clip explained by the service's model (the file the watcher runs) for the
-    event's class unless ``label`` names another; 409 while the clip is still to be cut."""
+    # The event's clip explained by the service's model (the file the watcher runs) for the
+    # event's class unless ``label`` names another; 409 while the clip is still to be cut.
     found = await anyio.to_thread.run_sync(hub.event, event_id)
     if found.clip is None and found.state == "open":
         raise ApiError(
