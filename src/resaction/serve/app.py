@@ -33,13 +33,8 @@ from resaction.serve import tasks
 from resaction.serve.docs import add_offline_docs
 from resaction.serve.explaining import Explainer
 from resaction.serve.gate import PredictGate
-from resaction.serve.jobs import (
-    Job,
-    JobPool,
-    JobStore,
-    sweep_expired,
-    sweep_orphan_uploads,
-)
+from resaction.serve.job_store import Job, JobStore
+from resaction.serve.jobs import JobPool, sweep_expired, sweep_orphan_uploads
 from resaction.serve.openapi import ERROR_SCHEMA
 from resaction.serve.routes import STATIC_DIR, jobs, service_routes
 from resaction.serve.security import ApiError

@@ -13,7 +13,8 @@ from resaction.errors import ResactionError
 from resaction.inference import Predictor
 from resaction.serve.explaining import Explainer
 from resaction.serve.gate import PredictGate
-from resaction.serve.jobs import DONE, FAILED, Job, JobPool, JobStore
+from resaction.serve.job_store import DONE, FAILED, Job, JobStore
+from resaction.serve.jobs import JobPool
 from resaction.serve.security import (
     ApiError,
     Upload,

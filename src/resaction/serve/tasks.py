@@ -24,7 +24,8 @@ from resaction.serve.security import ApiError
 if TYPE_CHECKING:
     from resaction.inference import Predictor
     from resaction.inference.timeline import Timeline
-    from resaction.serve.jobs import Job, Progress
+    from resaction.serve.job_store import Job
+    from resaction.serve.jobs import Progress
 
 CHART_CLASSES = 5
 
