@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from resaction.data.sampling import SlidingWindowSampler, unit_step, window_seconds
+from resaction.data.sampling import SlidingWindowSampler, unit_step
 from resaction.data.transforms import ClipTransform
 from resaction.detection.decisions import DecisionTracker, Transition
 from resaction.errors import ConfigError
@@ -40,6 +40,7 @@ from resaction.inference.sources import (
     OrderedFrames,
     SourceEvent,
 )
+from resaction.inference.windows import check_window, window_spread
 from resaction.io.writer import VideoWriter
 
 if TYPE_CHECKING:
@@ -128,12 +129,7 @@ class StreamConfig:
             raise ConfigError(f"--rate must be positive (windows per second), got {self.rate}")
         if self.duration is not None and not self.duration > 0:
             raise ConfigError(f"--duration must be positive seconds, got {self.duration}")
-        if self.window is not None and self.window < 1:
-            raise ConfigError(f"--window must be at least 1 frame, got {self.window}")
-        if self.window is not None and self.window_s is not None:
-            raise ConfigError("give --window (frames) or --window-seconds, not both")
-        if self.window_s is not None and not self.window_s > 0:
-            raise ConfigError(f"--window-seconds must be positive, got {self.window_s}")
+        check_window(self.window, self.window_s)
 
 
 def stream_step(preprocess: dict[str, Any], fps: float) -> int:
@@ -169,10 +165,8 @@ class StreamRunner:
             on_event=self._source_events.put,
         )
         self.clip_len = int(self.config.window or predictor.preprocess["clip_len"])
-        self.window_s = (
-            None
-            if self.config.window
-            else window_seconds(predictor.preprocess, self.config.window_s)
+        self.window_s = window_spread(
+            predictor.preprocess, self.config.window, self.config.window_s
         )
         watched, self.alarm_source, _ = alarm_settings(
             predictor.classes, predictor.decisions, background=self.config.background

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from resaction.data.sampling import SlidingWindowSampler, Window, unit_step, window_seconds
+from resaction.data.sampling import SlidingWindowSampler, Window, unit_step
 from resaction.detection.decisions import DecidedEvent
 from resaction.errors import ConfigError, VideoError
 from resaction.inference.alarms import alarm_rows, alarm_settings, replay_windows, settings_rows
@@ -38,6 +38,7 @@ from resaction.inference.segments import (
     extract_segments,
     smooth_probs,
 )
+from resaction.inference.windows import check_window, window_spread
 from resaction.io import VideoReader
 from resaction.progress import progress_bar
 from resaction.runtime.scores import softmax
@@ -79,12 +80,7 @@ class TimelineConfig:
             )
         if self.smooth_window < 1:
             raise ConfigError(f"--smooth-window must be at least 1, got {self.smooth_window}")
-        if self.window is not None and self.window < 1:
-            raise ConfigError(f"--window must be at least 1 frame, got {self.window}")
-        if self.window is not None and self.window_s is not None:
-            raise ConfigError("give --window (frames) or --window-seconds, not both")
-        if self.window_s is not None and not self.window_s > 0:
-            raise ConfigError(f"--window-seconds must be positive, got {self.window_s}")
+        check_window(self.window, self.window_s)
         if self.stride is not None and self.stride < 1:
             raise ConfigError(f"--stride must be at least 1 frame, got {self.stride}")
         if self.rate is not None and not self.rate > 0:
@@ -175,7 +171,7 @@ def window_sampler(
 ) -> SlidingWindowSampler:
     """The timeline's windows for a video at ``fps``: see ``TimelineConfig``."""
     target = preprocess.get("target_fps")
-    spread = None if config.window is not None else window_seconds(preprocess, config.window_s)
+    spread = window_spread(preprocess, config.window, config.window_s)
     unit_len = int(preprocess.get("segment_len", 1) or 1)
     step = unit_step(preprocess, fps, spread) if spread is not None else None
     stride = config.stride
@@ -338,9 +334,7 @@ def _assemble(
             "background": background,
             "model": predictor.model_name,
             "preprocess": predictor.preprocess,
-            "window_s": None
-            if config.window
-            else window_seconds(predictor.preprocess, config.window_s),
+            "window_s": window_spread(predictor.preprocess, config.window, config.window_s),
         },
     )
 
