@@ -16,12 +16,11 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from resaction.data.manifests import VIDEO_EXTENSIONS
 from resaction.errors import ConfigError, DatasetError
-from resaction.inference.results import read_jsonl_text
+from resaction.inference.results import ClosedOnExit, read_jsonl_text
 
 try:  # POSIX only; elsewhere two runs into one folder are not prevented
     import fcntl
@@ -127,7 +126,7 @@ def _list_paths(path: Path) -> list[str]:
     return names
 
 
-class BatchStore:
+class BatchStore(ClosedOnExit):
     """A results folder: what is done, and the files new outcomes are appended to.
 
     ``settings`` (model digest, mode, top-k...) are kept in ``batch.json``; opening the folder
@@ -246,17 +245,6 @@ class BatchStore:
             self.record.setdefault("runs", []).append(dict(run))
             _write_json(self.out_dir / SETTINGS_FILE, self.record)
         self._lock.close()
-
-    def __enter__(self) -> BatchStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def load_results(out_dir: str | Path) -> list[dict[str, Any]]:

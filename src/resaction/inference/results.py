@@ -16,12 +16,33 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from resaction.errors import ConfigError
 
+_Closing = TypeVar("_Closing", bound="ClosedOnExit")
 
-class RecordWriter:
+
+class ClosedOnExit:
+    """``with`` for a class with a ``close()``: the block gets the object, which is closed when
+    the block ends, by an error or not."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Closing) -> _Closing:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class RecordWriter(ClosedOnExit):
     """Append records to a ``.jsonl`` or ``.csv`` file, flushed and synced one by one.
 
     ``fields`` fixes the CSV columns (JSON lines take any keys). Without ``resume`` an existing
@@ -97,17 +118,6 @@ class RecordWriter:
     def close(self) -> None:
         if not self._handle.closed:
             self._handle.close()
-
-    def __enter__(self) -> RecordWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def read_jsonl_text(text: str) -> list[dict[str, Any]]:
