@@ -35,7 +35,17 @@ def _fourcc(code: float) -> str:
     return "".join(chr((value >> (8 * i)) & 0xFF) for i in range(4)).strip("\x00 ").lower()
 
 
-class OpenCVReader(FrameReader):
+class NominalTimeReader(FrameReader):
+    """A backend whose timestamps are nominal: frame ``i`` at ``i / fps`` seconds (``i`` seconds
+    when the video declares no frame rate)."""
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        fps = self.fps or 1.0
+        return np.arange(self.num_frames, dtype=np.float64) / fps
+
+
+class OpenCVReader(NominalTimeReader):
     """Frames from ``cv2.VideoCapture``: a file, a camera index or a stream URL.
 
     Live sources (cameras, ``rtsp://`` ...) have no frame count: only ``iter_frames`` works, and
@@ -79,11 +89,6 @@ class OpenCVReader(FrameReader):
             rotation=normalise_rotation(self._capture.get(cv2.CAP_PROP_ORIENTATION_META)),
             pix_fmt="bgr24",
         )
-
-    @property
-    def timestamps(self) -> np.ndarray:
-        fps = self.fps or 1.0
-        return np.arange(self.num_frames, dtype=np.float64) / fps
 
     def _convert(self, bgr: np.ndarray) -> np.ndarray:
         height, width = self._out_hw
@@ -145,7 +150,7 @@ class OpenCVReader(FrameReader):
         self._capture.release()
 
 
-class TorchCodecReader(FrameReader):
+class TorchCodecReader(NominalTimeReader):
     """Frames from torchcodec's ``VideoDecoder`` (exact seek mode)."""
 
     def __init__(
@@ -185,11 +190,6 @@ class TorchCodecReader(FrameReader):
             rotation=normalise_rotation(getattr(meta, "rotation", 0)),
             pix_fmt=str(getattr(meta, "pixel_format", "") or "unknown"),
         )
-
-    @property
-    def timestamps(self) -> np.ndarray:
-        fps = self.fps or 1.0
-        return np.arange(self.num_frames, dtype=np.float64) / fps
 
     def _resize(self, frames: torch.Tensor) -> torch.Tensor:
         height, width = self._out_hw
