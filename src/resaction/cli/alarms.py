@@ -13,20 +13,18 @@ import typer
 from rich.table import Table
 
 from resaction.cli.app import app, console
-from resaction.cli.options import CLASSES_OPTION, PROGRESS_OPTION, SKIP_BAD_ROWS_OPTION
+from resaction.cli.options import (
+    ALARM_BACKGROUND_OPTION,
+    CLASSES_OPTION,
+    PROGRESS_OPTION,
+    SKIP_BAD_ROWS_OPTION,
+    WINDOW_SECONDS_OPTION,
+)
 from resaction.detection.decisions import DEFAULT_WINDOW_RATE
 
 DATA_HELP = (
     "Videos annotated with segments: a CSV video,start,end,label, a Label Studio JSON export "
     "or a CVAT video XML."
-)
-BACKGROUND_OPTION = typer.Option(
-    None, "--background", help="The class that raises no alarms (default: the model's, if any)."
-)
-WINDOW_OPTION = typer.Option(
-    None,
-    "--window-seconds",
-    help="Seconds per window (default: the span the model's training clips covered).",
 )
 
 
@@ -42,8 +40,8 @@ def calibrate(
     precision: float | None = typer.Option(
         None, "--precision", help="Instead of a budget: the share of alarms that must be true."
     ),
-    background: str | None = BACKGROUND_OPTION,
-    window_seconds: float | None = WINDOW_OPTION,
+    background: str | None = ALARM_BACKGROUND_OPTION,
+    window_seconds: float | None = WINDOW_SECONDS_OPTION,
     rate: float = typer.Option(DEFAULT_WINDOW_RATE, "--rate", help="Windows per second."),
     smooth: int | None = typer.Option(None, "--smooth", help="Windows averaged (default 3)."),
     min_duration: float | None = typer.Option(
@@ -109,8 +107,8 @@ def evaluate_events(
     data: Path = typer.Option(..., "--data", "-d", help=DATA_HELP),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A checkpoint or .onnx."),
     out: Path = typer.Option(Path("events_eval"), "--out", "-o", help="Output folder."),
-    background: str | None = BACKGROUND_OPTION,
-    window_seconds: float | None = WINDOW_OPTION,
+    background: str | None = ALARM_BACKGROUND_OPTION,
+    window_seconds: float | None = WINDOW_SECONDS_OPTION,
     rate: float = typer.Option(DEFAULT_WINDOW_RATE, "--rate", help="Windows per second."),
     classes: Path | None = CLASSES_OPTION,
     skip_bad_rows: bool = SKIP_BAD_ROWS_OPTION,

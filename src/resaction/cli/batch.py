@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from resaction.cli.app import app, console, err_console
+from resaction.cli.options import PROGRESS_OPTION
 
 FAILURES_SHOWN = 10
 
@@ -45,7 +46,7 @@ def batch(
     retry_failures: bool = typer.Option(
         False, "--retry-failures", help="Try the videos in failures.jsonl again."
     ),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Score every video of an archive; run it again to go on after a stop or a crash."""
     from resaction.inference.batch import BatchOptions, run_batch

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from resaction.cli.app import app, console
+from resaction.cli.options import DECODE_WORKERS_OPTION, PROGRESS_OPTION
 
 
 @app.command()
@@ -64,8 +65,8 @@ def quantize(
     first_conv: bool = typer.Option(
         False, "--quantize-first-conv/--keep-first-conv", help="Quantise the first convolution."
     ),
-    workers: int | None = typer.Option(None, "--workers", min=0, help="Decoding processes."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    workers: int | None = DECODE_WORKERS_OPTION,
+    progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Static int8 quantisation (QDQ, per-channel weights) calibrated on real clips."""
     from resaction.deploy.frames_quantize import quantize_frames
@@ -139,8 +140,8 @@ def prune(
         "--keep-residual/--prune-residual",
         help="Prune inside residual branches only (default: only for TSM's temporal shifts).",
     ),
-    workers: int | None = typer.Option(None, "--workers", min=0, help="Decoding processes."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    workers: int | None = DECODE_WORKERS_OPTION,
+    progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Structured channel pruning (the network really shrinks), then optional fine-tuning."""
     from resaction.deploy.prune import prune_checkpoint
@@ -202,7 +203,7 @@ def bench(
     quick: bool = typer.Option(
         False, "--quick", help="Small input (4 frames at 64 px) and few runs: a smoke test."
     ),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Speed (p50/p95, clips/s), memory, size, GFLOP/s and accuracy across backends."""
     from resaction.deploy.bench import bench as run_bench

@@ -4,23 +4,37 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from resaction.cli.app import app, console
-from resaction.cli.options import COMPILE_OPTION, DATA_BACKGROUND_OPTION, SKIP_BAD_ROWS_OPTION
+from resaction.cli.options import (
+    CLIP_BATCH_OPTION,
+    CLIPS_OPTION,
+    COMPILE_OPTION,
+    CROPS_OPTION,
+    DATA_BACKGROUND_OPTION,
+    DECODE_WORKERS_OPTION,
+    PREPROCESS_OPTION,
+    PROGRESS_OPTION,
+    SKIP_BAD_ROWS_OPTION,
+    check_crops,
+    view_protocol,
+)
+
+if TYPE_CHECKING:
+    from resaction.data.manifests import VideoEntry
+    from resaction.engine.evaluate import EvalResult
+    from resaction.runtime.loading import LoadedModel
 
 
 @app.command()
 def evaluate(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A resaction checkpoint."),
     data: str = typer.Option(..., "--data", "-d", help="Folder of class folders, or a manifest."),
-    clips: int | None = typer.Option(
-        None, "--clips", min=1, help="Clips per video (default: the checkpoint's protocol)."
-    ),
-    crops: int | None = typer.Option(
-        None, "--crops", help="Spatial crops per clip: 1 (centre) or 3 (default: checkpoint's)."
-    ),
+    clips: int | None = CLIPS_OPTION,
+    crops: int | None = CROPS_OPTION,
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Output folder (default: eval/ beside the checkpoint)."
     ),
@@ -36,12 +50,12 @@ def evaluate(
         help="Also score every clip time-reversed and frame-shuffled: per class, does the "
         "model use motion at all?",
     ),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Clips per forward pass."),
-    workers: int | None = typer.Option(None, "--workers", min=0, help="Decoding processes."),
+    batch_size: int = CLIP_BATCH_OPTION,
+    workers: int | None = DECODE_WORKERS_OPTION,
     compile: bool = COMPILE_OPTION,
     background: str | None = DATA_BACKGROUND_OPTION,
     skip_bad_rows: bool = SKIP_BAD_ROWS_OPTION,
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Evaluate a checkpoint: top-1/top-5, mean class accuracy, per-class F1, confusion matrix."""
     from resaction.data.stress import ORDER_KINDS, parse_stress_kinds
@@ -54,25 +68,21 @@ def evaluate(
         write_report,
     )
 
-    if crops is not None and crops not in (1, 3):
-        from resaction.errors import ConfigError
-
-        raise ConfigError(f"--crops {crops} is not supported: use 1 (centre) or 3 (three-crop)")
+    check_crops(crops)
     kinds = list(parse_stress_kinds(stress) if stress else [])
     if order_test:
         kinds += [kind for kind in ORDER_KINDS if kind not in kinds]
     out_dir = ensure_output_dir(out if out is not None else checkpoint.parent / "eval")
+    loading = {"batch_size": batch_size, "num_workers": workers, "progress": progress}
     result, bundle, entries = evaluate_checkpoint(
         checkpoint,
         data,
         num_clips=clips,
         num_crops=crops,
-        batch_size=batch_size,
-        num_workers=workers,
-        progress=progress,
         compile=compile,
         background=background,
         skip_bad_rows=skip_bad_rows,
+        **loading,
     )
     files = write_report(result, out_dir)
     console.print(metrics_table(result, title=f"{bundle.model_name} on {data}"))
@@ -83,32 +93,48 @@ def evaluate(
         console.print(f"[yellow]skipped[/] {row['path']}: {row['reason']}")
     written = [files.results, files.confusion_csv, files.confusion_png, files.per_class]
     if kinds:
-        from resaction.engine.robustness import (
-            order_table,
-            robustness_table,
-            run_robustness,
-            write_robustness_report,
+        written += _stress_test(
+            result, bundle, entries, kinds, severity, loading, out_dir, show_order=order_test
         )
-
-        robustness = run_robustness(
-            bundle.network,
-            entries,
-            bundle.classes,
-            preprocess=result.preprocess,
-            protocol=result.view_protocol,
-            kinds=kinds,
-            severity=severity,
-            baseline=result,
-            batch_size=batch_size,
-            num_workers=workers,
-            progress=progress,
-        )
-        paths = write_robustness_report(robustness, out_dir)
-        console.print(robustness_table(robustness))
-        if order_test:
-            console.print(order_table(robustness))
-        written += [paths["json"], paths["csv"], paths["png"]]
     console.print("wrote " + ", ".join(str(path) for path in written))
+
+
+def _stress_test(
+    result: EvalResult,
+    bundle: LoadedModel,
+    entries: list[VideoEntry],
+    kinds: list[str],
+    severity: float,
+    loading: dict[str, Any],
+    out_dir: Path,
+    *,
+    show_order: bool,
+) -> list[Path]:
+    """The videos scored again under each stress of ``kinds``, against ``result``: the tables
+    printed (the time-order one with ``show_order``), the files written."""
+    from resaction.engine.robustness import (
+        order_table,
+        robustness_table,
+        run_robustness,
+        write_robustness_report,
+    )
+
+    robustness = run_robustness(
+        bundle.network,
+        entries,
+        bundle.classes,
+        preprocess=result.preprocess,
+        protocol=result.view_protocol,
+        kinds=kinds,
+        severity=severity,
+        baseline=result,
+        **loading,
+    )
+    paths = write_robustness_report(robustness, out_dir)
+    console.print(robustness_table(robustness))
+    if show_order:
+        console.print(order_table(robustness))
+    return [paths["json"], paths["csv"], paths["png"]]
 
 
 def _comma_list(value: str | None) -> list[str]:
@@ -146,9 +172,7 @@ def crossval(
     max_steps_per_epoch: int | None = typer.Option(None, "--max-steps-per-epoch"),
     clips: int | None = typer.Option(None, "--clips", help="Test clips per video."),
     crops: int | None = typer.Option(None, "--crops", help="Test crops per clip (1 or 3)."),
-    preprocess: list[str] | None = typer.Option(
-        None, "--preprocess", "-p", help="Preprocessing override KEY=VALUE, e.g. clip_len=8."
-    ),
+    preprocess: list[str] | None = PREPROCESS_OPTION,
     resume: bool = typer.Option(
         True, "--resume/--no-resume", help="Read back folds already finished in --out."
     ),
@@ -162,7 +186,7 @@ def crossval(
     from resaction.engine.crossval import crossval_table, run_crossval
     from resaction.errors import ConfigError
 
-    protocol = {k: v for k, v in {"num_clips": clips, "num_crops": crops}.items() if v is not None}
+    protocol = view_protocol(clips, crops)
     resolved = load_config(
         config,
         data=data,

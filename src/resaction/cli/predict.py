@@ -19,10 +19,15 @@ from resaction.cli.app import app, console, err_console
 from resaction.cli.options import (
     CHECKPOINT_OPTION,
     CLASSES_OPTION,
+    CLIP_BATCH_OPTION,
+    CLIPS_OPTION,
     COMPILE_OPTION,
+    CROPS_OPTION,
     MODEL_OPTION,
     PROGRESS_OPTION,
     WEIGHTS_OPTION,
+    check_crops,
+    view_protocol,
 )
 from resaction.errors import ConfigError
 
@@ -64,13 +69,8 @@ def _load_predictor(
     from resaction.inference import Predictor
     from resaction.runtime.onnx_backend import read_classes_file
 
-    protocol: dict[str, Any] = {}
-    if clips is not None:
-        protocol["num_clips"] = clips
-    if crops is not None:
-        if crops not in (1, 3):
-            raise ConfigError(f"--crops {crops} is not supported: use 1 (centre) or 3 (three-crop)")
-        protocol["num_crops"] = crops
+    check_crops(crops)
+    protocol = view_protocol(clips, crops)
     if checkpoint is not None:
         if weights is not None:
             raise ConfigError("give either --checkpoint or --model with --weights, not both")
@@ -183,13 +183,9 @@ def predict(
     resume: bool = typer.Option(
         False, "--resume", help="Keep the results already in --json/--csv and skip those videos."
     ),
-    clips: int | None = typer.Option(
-        None, "--clips", min=1, help="Clips per video (default: the checkpoint's protocol)."
-    ),
-    crops: int | None = typer.Option(
-        None, "--crops", help="Crops per clip: 1 (centre) or 3 (default: the checkpoint's)."
-    ),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Clips per forward pass."),
+    clips: int | None = CLIPS_OPTION,
+    crops: int | None = CROPS_OPTION,
+    batch_size: int = CLIP_BATCH_OPTION,
     workers: int = typer.Option(2, "--workers", min=1, help="Decoding threads."),
     compile: bool = COMPILE_OPTION,
     progress: bool = PROGRESS_OPTION,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -11,6 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from resaction.cli.app import app, console, err_console
+from resaction.cli.options import PROGRESS_OPTION
+
+if TYPE_CHECKING:
+    from resaction.io.probe import DatasetSummary
 
 
 def _counts(counts: dict[str, int], shown: int = 3) -> str:
@@ -39,7 +44,7 @@ def probe(
     short_side: int = typer.Option(128, "--short-side", min=1, help="Resize short side to this."),
     seed: int = typer.Option(0, "--seed", help="Seed for the clip positions."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write results to this file."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = PROGRESS_OPTION,
     verify: bool = typer.Option(
         False, "--verify", help="Also check that random reads equal a sequential decode."
     ),
@@ -82,6 +87,23 @@ def probe(
 
     summaries = summarise(results)
     title = f"{len(results)} videos; {clips} clips of {clip_len} frames each at {short_side} px"
+    # a log or a pipe gets the whole table rather than one squeezed into 80 columns
+    out = console if console.is_terminal else Console(width=max(console.width, 150))
+    out.print(_summary_table(summaries, title, verify))
+
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "settings": options,
+            "datasets": [summary.to_dict() for summary in summaries],
+            "videos": [result.to_dict() for result in results],
+        }
+        json_out.write_text(json.dumps(payload, indent=2))
+        console.print(f"results: {json_out}", highlight=False, soft_wrap=True)
+
+
+def _summary_table(summaries: list[DatasetSummary], title: str, verify: bool) -> Table:
+    """One row per dataset: codecs, seeks, sizes, rates, lengths and decode times."""
     table = Table(title=title)
     for column, justify in [
         ("dataset", "left"),
@@ -111,16 +133,4 @@ def probe(
             _ms(summary.open_ms),
             _ms(summary.clip_ms),
         )
-    # a log or a pipe gets the whole table rather than one squeezed into 80 columns
-    out = console if console.is_terminal else Console(width=max(console.width, 150))
-    out.print(table)
-
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "settings": options,
-            "datasets": [summary.to_dict() for summary in summaries],
-            "videos": [result.to_dict() for result in results],
-        }
-        json_out.write_text(json.dumps(payload, indent=2))
-        console.print(f"results: {json_out}", highlight=False, soft_wrap=True)
+    return table

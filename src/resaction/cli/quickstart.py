@@ -7,14 +7,15 @@ from pathlib import Path
 import typer
 
 from resaction.cli.app import app, console
+from resaction.cli.options import DECODE_WORKERS_OPTION, PROGRESS_OPTION
 
 
 @app.command()
 def quickstart(
     out: Path = typer.Option(Path("runs/quickstart"), "--out", "-o", help="Output folder."),
     seed: int = typer.Option(0, "--seed", help="Seeds the videos, the split and the training."),
-    workers: int | None = typer.Option(None, "--workers", min=0, help="Decoding processes."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress."),
+    workers: int | None = DECODE_WORKERS_OPTION,
+    progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Generate videos, train a 3D CNN, and score it with and without the direction of time."""
     from resaction.engine.quickstart import quickstart_table, run_quickstart

@@ -11,11 +11,14 @@ from rich.table import Table
 
 from resaction.cli.app import app, console, err_console
 from resaction.cli.options import (
+    ALARM_BACKGROUND_OPTION,
     CHECKPOINT_OPTION,
     CLASSES_OPTION,
     COMPILE_OPTION,
     MODEL_OPTION,
     WEIGHTS_OPTION,
+    WINDOW_OPTION,
+    WINDOW_SECONDS_OPTION,
 )
 from resaction.cli.predict import load_predictor
 
@@ -93,17 +96,9 @@ def stream(
     ),
     rate: float = typer.Option(4.0, "--rate", help="Windows per second to classify."),
     smooth: int = typer.Option(5, "--smooth", min=1, help="Predictions averaged for the label."),
-    window: int | None = typer.Option(
-        None, "--window", min=1, help="Frames per window (default: the model's clip length)."
-    ),
-    window_seconds: float | None = typer.Option(
-        None,
-        "--window-seconds",
-        help="Seconds per window (default: the span the model's training clips covered).",
-    ),
-    background: str | None = typer.Option(
-        None, "--background", help="The class that raises no alarms (default: the model's)."
-    ),
+    window: int | None = WINDOW_OPTION,
+    window_seconds: float | None = WINDOW_SECONDS_OPTION,
+    background: str | None = ALARM_BACKGROUND_OPTION,
     events: Path | None = typer.Option(
         None, "--events", help="Write label changes, alarms and source events as JSON lines."
     ),

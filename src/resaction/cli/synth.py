@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from resaction.cli.app import app, console
+from resaction.cli.options import PROGRESS_OPTION
 
 
 @app.command()
@@ -35,7 +36,7 @@ def synth(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace a synthetic dataset already in --out."
     ),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Generate labelled videos whose class is a motion: move left/right/up/down, rotate
     clockwise/anticlockwise, grow/shrink, bounce, still. Each pair is the same frames reversed.

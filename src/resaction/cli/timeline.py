@@ -11,12 +11,15 @@ from rich.table import Table
 
 from resaction.cli.app import app, console
 from resaction.cli.options import (
+    ALARM_BACKGROUND_OPTION,
     CHECKPOINT_OPTION,
     CLASSES_OPTION,
     COMPILE_OPTION,
     MODEL_OPTION,
     PROGRESS_OPTION,
     WEIGHTS_OPTION,
+    WINDOW_OPTION,
+    WINDOW_SECONDS_OPTION,
 )
 from resaction.cli.predict import load_predictor
 
@@ -28,24 +31,15 @@ def timeline(
     model: str | None = MODEL_OPTION,
     weights: str | None = WEIGHTS_OPTION,
     classes: Path | None = CLASSES_OPTION,
-    window: int | None = typer.Option(
-        None, "--window", min=1, help="Frames per window (default: the model's clip length)."
-    ),
-    window_seconds: float | None = typer.Option(
-        None,
-        "--window-seconds",
-        help="Seconds per window, the model's units spread over it (default: the span the "
-        "model's training clips covered, when its checkpoint records one).",
-    ),
+    window: int | None = WINDOW_OPTION,
+    window_seconds: float | None = WINDOW_SECONDS_OPTION,
     stride: int | None = typer.Option(
         None, "--stride", min=1, help="Source frames between windows (default: see --rate)."
     ),
     rate: float | None = typer.Option(
         None, "--rate", help="Windows per second (default: one window per unit, else 8 frames)."
     ),
-    background: str | None = typer.Option(
-        None, "--background", help="The class that raises no alarms (default: the model's)."
-    ),
+    background: str | None = ALARM_BACKGROUND_OPTION,
     truth: Path | None = typer.Option(
         None, "--truth", help="Annotated segments of this video: measure the alarms as events."
     ),

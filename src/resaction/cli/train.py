@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 import yaml
 
 from resaction.cli.app import app, console
-from resaction.cli.options import DATA_BACKGROUND_OPTION, SKIP_BAD_ROWS_OPTION
+from resaction.cli.options import (
+    DATA_BACKGROUND_OPTION,
+    PREPROCESS_OPTION,
+    SKIP_BAD_ROWS_OPTION,
+    view_protocol,
+)
 from resaction.errors import ConfigError
+
+if TYPE_CHECKING:
+    from resaction.engine.config import TrainConfig
+    from resaction.engine.trainer import TrainResult
 
 
 def _pairs(values: list[str] | None, flag: str) -> dict[str, Any]:
@@ -112,9 +121,7 @@ def train(
     ),
     clips: int | None = typer.Option(None, "--clips", help="Validation clips per video."),
     crops: int | None = typer.Option(None, "--crops", help="Validation crops per clip (1 or 3)."),
-    preprocess: list[str] | None = typer.Option(
-        None, "--preprocess", "-p", help="Preprocessing override KEY=VALUE, e.g. clip_len=8."
-    ),
+    preprocess: list[str] | None = PREPROCESS_OPTION,
     model_kwarg: list[str] | None = typer.Option(
         None, "--model-kwarg", help="Model option KEY=VALUE, e.g. dropout=0.3."
     ),
@@ -124,7 +131,7 @@ def train(
     from resaction.engine.config import load_config
     from resaction.engine.trainer import train as run_training
 
-    protocol = {k: v for k, v in {"num_clips": clips, "num_crops": crops}.items() if v is not None}
+    protocol = view_protocol(clips, crops)
     if config is None and resume and out is not None and (Path(out) / "config.yaml").is_file():
         config = Path(out) / "config.yaml"
     resolved = load_config(
@@ -171,8 +178,12 @@ def train(
     if int(os.environ.get("RANK", "0")) == 0 and not resolved.resume:
         say_scratch_advice(resolved.model, resolved.weights)
     result = run_training(resolved)
-    if int(os.environ.get("RANK", "0")) != 0:
-        return
+    if int(os.environ.get("RANK", "0")) == 0:
+        _print_training(resolved, result)
+
+
+def _print_training(resolved: TrainConfig, result: TrainResult) -> None:
+    """What the run did and where its files are (rank 0 only under data parallel)."""
     last = result.history[-1] if result.history else {}
     console.print(f"trained {resolved.model} for {len(result.history)} epoch(s) on {resolved.data}")
     if result.world_size > 1:
