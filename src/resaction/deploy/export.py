@@ -18,7 +18,7 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ from torch import nn
 
 from resaction.errors import DeployError
 from resaction.models.tsm import TemporalShift
-from resaction.runtime.loading import DECISION_EXTRAS, load_model
+from resaction.runtime.loading import DECISION_EXTRAS, LoadedModel, load_model
 from resaction.runtime.onnx_backend import FORMAT_KEY, METADATA_FORMAT, OnnxBackend
 
 # ONNX Runtime 1.17+ runs opset 17 everywhere, and its QDQ quantiser supports per-channel
@@ -67,16 +67,11 @@ def export_checkpoint(
     check: bool = True,
 ) -> ExportResult:
     """Export a resaction checkpoint (pruned ones included) to an ONNX file."""
-    if Path(checkpoint).suffix.lower() == ".onnx":
-        raise DeployError(f"{checkpoint} is already an ONNX model; export takes a checkpoint (.pt)")
-    loaded = load_model(checkpoint)
+    loaded = load_for_export(checkpoint)
     return export_model(
         loaded.module,
         out,
-        model_name=loaded.model_name,
-        classes=loaded.classes,
-        preprocess=loaded.spec.to_dict(),
-        protocol=loaded.views.to_dict(),
+        **model_facts(loaded),
         opset=opset,
         check=check,
         extra_metadata={
@@ -85,6 +80,24 @@ def export_checkpoint(
             **decision_metadata(loaded.extra),
         },
     )
+
+
+def load_for_export(checkpoint: str | Path) -> LoadedModel:
+    """The checkpoint to export, refused with one line when it is already an ONNX file."""
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        raise DeployError(f"{checkpoint} is already an ONNX model; export takes a checkpoint (.pt)")
+    return load_model(checkpoint)
+
+
+def model_facts(loaded: LoadedModel) -> dict[str, Any]:
+    """What an exporter is told of a loaded model besides its module: name, classes,
+    preprocessing and test protocol (the keywords of ``export_model``)."""
+    return {
+        "model_name": loaded.model_name,
+        "classes": loaded.classes,
+        "preprocess": loaded.spec.to_dict(),
+        "protocol": loaded.views.to_dict(),
+    }
 
 
 def export_model(
@@ -101,7 +114,6 @@ def export_model(
 ) -> ExportResult:
     """Export ``model`` (in eval mode) for clips shaped by ``preprocess``; see the module doc."""
     started = time.perf_counter()
-    out = Path(out)
     require("onnx", "ONNX export")
     _check_exportable(model, model_name)
     model.eval()
@@ -110,30 +122,61 @@ def export_model(
     traced_input = torch.randn((1, *shape), generator=generator)
     metadata = export_metadata(model_name, classes, preprocess, protocol, opset)
     metadata.update(extra_metadata or {})
+
+    def write(path: Path) -> None:
+        axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+        subject = f"{model_name} to ONNX"
+        trace_onnx(model, (traced_input,), path, [INPUT_NAME], [OUTPUT_NAME], axes, opset, subject)
+
+    def compare(path: Path) -> float:
+        check_input = torch.randn((CHECK_BATCH, *shape), generator=generator)
+        diff = compare_with_torch(model, path, check_input)
+        with torch.no_grad():
+            scale = float(model(check_input).abs().max())
+        return check_agreement(diff, scale, model_name, Path(out))
+
+    return write_export(
+        Path(out), metadata, ("N", *shape), started, write, compare if check else None
+    )
+
+
+def write_export(
+    out: Path,
+    metadata: dict[str, Any],
+    input_shape: tuple[Any, ...],
+    started: float,
+    write: Callable[[Path], None],
+    check: Callable[[Path], float] | None,
+) -> ExportResult:
+    """Write a graph (``write``) and its ``metadata`` to ``out`` atomically, ``check`` it (its
+    largest difference from PyTorch) before it takes ``out``'s name, and report what was done."""
     diff = None
     with written_atomically(out) as tmp:
-        _torch_export(model, traced_input, tmp, opset, model_name)
+        write(tmp)
         write_metadata(tmp, metadata)
-        if check:
-            check_input = torch.randn((CHECK_BATCH, *shape), generator=generator)
-            diff = compare_with_torch(model, tmp, check_input)
-            with torch.no_grad():
-                scale = float(model(check_input).abs().max())
-            if not diff <= 1e-3 * (1.0 + scale):
-                raise DeployError(
-                    f"the exported {model_name} disagrees with PyTorch (max abs difference "
-                    f"{diff:.3g} on logits up to {scale:.3g}); {out} was not written"
-                )
+        if check is not None:
+            diff = check(tmp)
     return ExportResult(
         path=out,
-        model_name=model_name,
-        opset=opset,
-        input_shape=("N", *shape),
-        num_classes=len(classes),
+        model_name=metadata["model_name"],
+        opset=metadata["opset"],
+        input_shape=input_shape,
+        num_classes=len(metadata["classes"]),
         max_abs_diff=diff,
         seconds=time.perf_counter() - started,
         metadata=metadata,
     )
+
+
+def check_agreement(diff: float, scale: float, subject: str, out: Path) -> float:
+    """``diff`` if it is small beside the logits' ``scale``, else a ``DeployError`` saying that
+    the exported ``subject`` disagrees with PyTorch and ``out`` was not written."""
+    if not diff <= 1e-3 * (1.0 + scale):
+        raise DeployError(
+            f"the exported {subject} disagrees with PyTorch (max abs difference "
+            f"{diff:.3g} on logits up to {scale:.3g}); {out} was not written"
+        )
+    return diff
 
 
 def decision_metadata(extra: dict[str, Any]) -> dict[str, Any]:
@@ -185,11 +228,15 @@ def require(module: str, purpose: str, package: str = "resaction[onnx]") -> None
         raise DeployError(f"{purpose} needs the {module} package: pip install '{package}'")
 
 
+def crop_size(preprocess: dict[str, Any]) -> tuple[int, int]:
+    """(H, W) of the crop the preprocessing dict makes (an int crop is square)."""
+    crop = preprocess.get("crop") or 112
+    return (crop, crop) if isinstance(crop, int) else (int(crop[0]), int(crop[1]))
+
+
 def clip_shape(preprocess: dict[str, Any]) -> tuple[int, int, int, int]:
     """(C, T, H, W) of one clip as the preprocessing dict makes it."""
-    crop = preprocess.get("crop") or 112
-    height, width = (crop, crop) if isinstance(crop, int) else (int(crop[0]), int(crop[1]))
-    return 3, int(preprocess.get("clip_len", 16)), height, width
+    return 3, int(preprocess.get("clip_len", 16)), *crop_size(preprocess)
 
 
 def compare_with_torch(model: nn.Module, path: str | Path, clips: torch.Tensor) -> float:
@@ -216,27 +263,36 @@ def write_metadata(path: str | Path, metadata: dict[str, Any]) -> None:
     onnx.save(model, str(path))
 
 
-def _torch_export(
-    model: nn.Module, clips: torch.Tensor, path: Path, opset: int, model_name: str
+def trace_onnx(
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+    axes: dict[str, dict[int, str]],
+    opset: int,
+    subject: str,
 ) -> None:
+    """Trace ``module`` on ``args`` into an ONNX file with torch's TorchScript exporter; a
+    failure is a one-line ``DeployError``: "cannot export ``subject``: reason"."""
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                model,
-                (clips,),
+                module,
+                args,
                 str(path),
                 dynamo=False,
                 opset_version=opset,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_axes=axes,
                 do_constant_folding=True,
             )
     except Exception as error:  # the exporter raises many types, all meaning "cannot export"
         text = str(error).strip().splitlines()
         reason = text[0][:200] if text else type(error).__name__
-        raise DeployError(f"cannot export {model_name} to ONNX: {reason}") from None
+        raise DeployError(f"cannot export {subject}: {reason}") from None
 
 
 def _check_exportable(model: nn.Module, model_name: str) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,18 @@ from torch import nn
 from resaction.deploy.export import (
     DEFAULT_OPSET,
     ExportResult,
+    check_agreement,
+    crop_size,
     decision_metadata,
     export_metadata,
+    load_for_export,
+    model_facts,
     require,
-    write_metadata,
-    written_atomically,
+    trace_onnx,
+    write_export,
 )
 from resaction.errors import DeployError
 from resaction.inference.incremental import TorchFrames, supports_incremental
-from resaction.runtime.loading import load_model
 from resaction.runtime.onnx_frames import (
     LOGITS,
     POOL_PREFIX,
@@ -78,16 +80,11 @@ def export_frames_checkpoint(
     checkpoint: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, check: bool = True
 ) -> ExportResult:
     """Export a resaction checkpoint of a 2D-trunk model as a frames file."""
-    if Path(checkpoint).suffix.lower() == ".onnx":
-        raise DeployError(f"{checkpoint} is already an ONNX model; export takes a checkpoint (.pt)")
-    loaded = load_model(checkpoint)
+    loaded = load_for_export(checkpoint)
     return export_frames(
         loaded.module,
         out,
-        model_name=loaded.model_name,
-        classes=loaded.classes,
-        preprocess=loaded.spec.to_dict(),
-        protocol=loaded.views.to_dict(),
+        **model_facts(loaded),
         opset=opset,
         check=check,
         extra_metadata={"source": Path(checkpoint).name, **decision_metadata(loaded.extra)},
@@ -108,7 +105,6 @@ def export_frames(
 ) -> ExportResult:
     """Write ``model``'s frames file (see the module doc); ``model`` itself is left unchanged."""
     started = time.perf_counter()
-    out = Path(out)
     require("onnx", "ONNX export")
     if not supports_incremental(model):
         raise DeployError(
@@ -116,7 +112,7 @@ def export_frames(
             "frames model; export it whole (without --frames)"
         )
     runner = TorchFrames(copy.deepcopy(model).eval())
-    unit = _unit_shape(runner.module, preprocess)
+    unit = (3, max(1, int(getattr(runner.module, "segment_len", 1))), *crop_size(preprocess))
     window_units = max(1, int(preprocess.get("clip_len", 8)) // unit[1])
     shifts = _shift_shapes(runner, unit)
     metadata = export_metadata(model_name, classes, preprocess, protocol, opset)
@@ -129,29 +125,16 @@ def export_frames(
             **(extra_metadata or {}),
         }
     )
-    diff = None
-    with written_atomically(out) as tmp:
-        _export_halves(runner, unit, shifts, window_units, tmp, opset, model_name)
-        write_metadata(tmp, metadata)
-        if check:
-            diff = _check(model, tmp, unit, window_units, model_name, out)
-    return ExportResult(
-        path=out,
-        model_name=model_name,
-        opset=opset,
-        input_shape=("N", *unit),
-        num_classes=len(classes),
-        max_abs_diff=diff,
-        seconds=time.perf_counter() - started,
-        metadata=metadata,
+
+    def write(path: Path) -> None:
+        _export_halves(runner, unit, shifts, window_units, path, opset, model_name)
+
+    def compare(path: Path) -> float:
+        return _check(model, path, unit, window_units, model_name, Path(out))
+
+    return write_export(
+        Path(out), metadata, ("N", *unit), started, write, compare if check else None
     )
-
-
-def _unit_shape(model: nn.Module, preprocess: dict[str, Any]) -> tuple[int, int, int, int]:
-    """(C, L, H, W) of one trunk unit: L is the difference models' ``segment_len``, else 1."""
-    crop = preprocess.get("crop") or 112
-    height, width = (crop, crop) if isinstance(crop, int) else (int(crop[0]), int(crop[1]))
-    return 3, max(1, int(getattr(model, "segment_len", 1))), height, width
 
 
 def _shift_shapes(runner: TorchFrames, unit: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -182,7 +165,8 @@ def _export_halves(
     window = torch.zeros((1, window_units, _output_width(runner, unit)))
     with tempfile.TemporaryDirectory(prefix="resaction-frames-") as work:
         frames_path, pool_path = Path(work) / "frames.onnx", Path(work) / "pool.onnx"
-        _trace(
+        subject = f"{model_name}'s frames model"
+        trace_onnx(
             _FrameHalf(model, runner.stateful),
             (torch.zeros((1, *unit)), *caches),
             frames_path,
@@ -190,14 +174,14 @@ def _export_halves(
             outputs,
             {name: {0: "batch"} for name in inputs + outputs},
             opset,
-            model_name,
+            subject,
         )
         if runner.stateful:
             model.reset()
         names = [WINDOW.removeprefix(POOL_PREFIX), LOGITS.removeprefix(POOL_PREFIX)]
         axes = {names[0]: {0: "batch", 1: "time"}, names[1]: {0: "batch"}}
         pool_half = _PoolHalf(model)
-        _trace(pool_half, (window,), pool_path, names[:1], names[1:], axes, opset, model_name)
+        trace_onnx(pool_half, (window,), pool_path, names[:1], names[1:], axes, opset, subject)
         frames, pool = onnx.load(str(frames_path)), onnx.load(str(pool_path))
     onnx.save(merge_halves(frames, add_prefix(pool, POOL_PREFIX)), str(path))
 
@@ -224,36 +208,6 @@ def _output_width(runner: TorchFrames, unit: tuple[int, ...]) -> int:
     return int(outputs.shape[-1])
 
 
-def _trace(
-    module: nn.Module,
-    args: tuple[torch.Tensor, ...],
-    path: Path,
-    inputs: list[str],
-    outputs: list[str],
-    axes: dict[str, dict[int, str]],
-    opset: int,
-    model_name: str,
-) -> None:
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module,
-                args,
-                str(path),
-                dynamo=False,
-                opset_version=opset,
-                input_names=inputs,
-                output_names=outputs,
-                dynamic_axes=axes,
-                do_constant_folding=True,
-            )
-    except Exception as error:  # the exporter raises many types, all meaning "cannot export"
-        text = str(error).strip().splitlines()
-        reason = text[0][:200] if text else type(error).__name__
-        raise DeployError(f"cannot export {model_name}'s frames model: {reason}") from None
-
-
 def _check(
     model: nn.Module,
     path: Path,
@@ -278,9 +232,4 @@ def _check(
     outputs_diff = float((torch.stack(torch_outputs) - torch.stack(onnx_outputs)).abs().max())
     diff = max(outputs_diff, float(np.abs(logits - expected_logits).max()))
     scale = float(np.abs(expected_logits).max())
-    if not diff <= 1e-3 * (1.0 + scale):
-        raise DeployError(
-            f"the exported frames model of {model_name} disagrees with PyTorch (max abs "
-            f"difference {diff:.3g} on logits up to {scale:.3g}); {out} was not written"
-        )
-    return diff
+    return check_agreement(diff, scale, f"frames model of {model_name}", out)

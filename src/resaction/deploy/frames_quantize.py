@@ -21,19 +21,17 @@ import numpy as np
 from resaction.deploy.export import write_metadata
 from resaction.deploy.frames_export import merge_halves
 from resaction.deploy.quantize import (
-    MIN_CALIBRATION_VIDEOS,
     ClipCalibrationReader,
     QuantizeResult,
     _quantization_record,
-    _too_little,
-    calibration_entries,
+    calibration_set,
+    check_calib_videos,
     compare_on_unseen,
     first_conv_name,
-    load_calibration_clips,
     quantize_qdq,
     quantized_result,
 )
-from resaction.errors import ConfigError, DeployError
+from resaction.errors import DeployError
 from resaction.runtime.onnx_frames import OnnxFrames, split_frames_model
 
 
@@ -56,20 +54,13 @@ def quantize_frames(
 
     started = time.perf_counter()
     model, out = Path(model), Path(out)
-    if calib_videos < MIN_CALIBRATION_VIDEOS:
-        raise ConfigError(
-            f"--calib-videos {calib_videos} is too few: calibration needs at least "
-            f"{MIN_CALIBRATION_VIDEOS} videos"
-        )
+    check_calib_videos(calib_videos)
     runner = OnnxFrames(model)
     if runner.metadata.get("quantization"):
         raise DeployError(f"{model} is already quantised; quantise the float model")
-    entries = calibration_entries(calibrate, calib_videos, seed)
-    calibration = load_calibration_clips(
-        entries, runner.metadata["preprocess"], num_workers=num_workers, progress=progress
+    entries, calibration = calibration_set(
+        calibrate, calib_videos, seed, runner.metadata["preprocess"], num_workers, progress
     )
-    if calibration.videos < MIN_CALIBRATION_VIDEOS:
-        raise _too_little(calibrate, calibration)
     feeds = unit_feeds(runner, calibration.clips)
     frames, pool = split_frames_model(onnx.load(str(model)), len(runner.shift_shapes))
     with tempfile.TemporaryDirectory(prefix="resaction-frames-quant-") as work:
@@ -91,10 +82,9 @@ def quantize_frames(
     record["calibration"]["units"] = len(feeds)
     write_metadata(out, {**runner.metadata, "quantization": record})
     result = quantized_result(model, out, calibration, excluded, started)
-    if eval_data is not None:
-        result.comparison = compare_on_unseen(
-            model, out, eval_data, entries, eval_videos, num_workers, seed, progress
-        )
+    result.comparison = compare_on_unseen(
+        model, out, eval_data, entries, eval_videos, num_workers, seed, progress
+    )
     return result
 
 

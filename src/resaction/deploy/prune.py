@@ -16,6 +16,7 @@ channels inside residual branches are pruned (``keep_residual``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -299,70 +300,52 @@ def prune_checkpoint(
     path = save_checkpoint(out, result.model, **save)
     history: list[dict[str, float]] = []
     if finetune_epochs:
-        tuned, history = finetune(
-            path,
-            data,  # type: ignore[arg-type]
-            bundle.classes,
+        training = TrainConfig(
+            data=str(data),
             epochs=finetune_epochs,
-            val_data=val_data,
+            batch_size=batch_size,
+            val_data=None if val_data is None else str(val_data),
             val_split=val_split,
             group_by=group_by,
-            batch_size=batch_size,
             lr=lr,
             num_workers=num_workers,
             seed=seed,
             progress=progress,
         )
+        tuned, history = finetune(path, bundle.classes, training)
         result.model = tuned
         path = save_checkpoint(out, tuned, **save)
     return PruneReport(path=path, result=result, finetune_history=history)
 
 
 def finetune(
-    pruned: Path,
-    data: str | Path,
-    classes: Sequence[str],
-    *,
-    epochs: int,
-    val_data: str | Path | None = None,
-    val_split: float = 0.2,
-    group_by: str | None = None,
-    batch_size: int = 8,
-    lr: float = 1e-3,
-    num_workers: int | None = None,
-    seed: int = 0,
-    progress: bool = True,
+    pruned: Path, classes: Sequence[str], training: TrainConfig
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     """Fine-tune a pruned checkpoint with the trainer (``engine.trainer.train`` starts from it);
     returns the network of the best validation epoch (the last without validation) and one
-    row per epoch. The run folder sits beside the pruned file (``<name>.finetune/``)."""
+    row per epoch. The run folder sits beside the pruned file (``<name>.finetune/``).
 
-    found = read_manifest(data)
+    ``training`` gives the data and how to train; the model, its input pipeline and where the
+    run goes come from the pruned checkpoint."""
+
+    found = read_manifest(training.data)
     if list(found.classes) != list(classes):
         raise DatasetError(
-            f"{data} has classes {', '.join(found.classes)}; fine-tuning the pruned model needs "
-            f"the classes it was trained on ({', '.join(classes)})"
+            f"{training.data} has classes {', '.join(found.classes)}; fine-tuning the pruned "
+            f"model needs the classes it was trained on ({', '.join(classes)})"
         )
     stored = load_checkpoint(pruned)
-    config = TrainConfig(
-        data=str(data),
+    validated = training.val_data is not None or training.val_split > 0
+    config = dataclasses.replace(
+        training,
         model=stored.model_name,
         weights=str(pruned),
         out=str(pruned.with_name(f"{pruned.stem}.finetune")),
-        epochs=epochs,
-        batch_size=batch_size,
-        val_data=None if val_data is None else str(val_data),
-        val_split=val_split,
-        group_by=group_by,
         preprocess=stored.preprocess,
         protocol=stored.protocol,
-        lr=lr,
         warmup_epochs=0.0,
         model_kwargs=stored.model_kwargs,
-        num_workers=num_workers,
-        seed=seed,
-        progress=progress,
-        select="best" if val_data is not None or val_split > 0 else "last",
+        select="best" if validated else "last",
     )
     result = train(config)
     history = [

@@ -156,18 +156,11 @@ def quantize_onnx(
     require("onnxruntime", "int8 quantisation")
     started = time.perf_counter()
     model, out = Path(model), Path(out)
-    if calib_videos < MIN_CALIBRATION_VIDEOS:
-        raise ConfigError(
-            f"--calib-videos {calib_videos} is too few: calibration needs at least "
-            f"{MIN_CALIBRATION_VIDEOS} videos (the default {DEFAULT_CALIBRATION_VIDEOS} is better)"
-        )
+    check_calib_videos(calib_videos)
     source = _float_model(model)
-    entries = calibration_entries(calibrate, calib_videos, seed)
-    calibration = load_calibration_clips(
-        entries, source.preprocess, num_workers=num_workers, progress=progress
+    entries, calibration = calibration_set(
+        calibrate, calib_videos, seed, source.preprocess, num_workers, progress
     )
-    if calibration.videos < MIN_CALIBRATION_VIDEOS:
-        raise _too_little(calibrate, calibration)
     excluded = [name for name in [first_conv_name(model)] if name and exclude_first_conv]
     quantize_qdq(
         model,
@@ -179,11 +172,38 @@ def quantize_onnx(
     quantization = _quantization_record(per_channel, excluded, calibrate, calibration)
     write_metadata(out, {**source.metadata, "quantization": quantization})
     result = quantized_result(model, out, calibration, excluded, started)
-    if eval_data is not None:
-        result.comparison = compare_on_unseen(
-            model, out, eval_data, entries, eval_videos, num_workers, seed, progress
-        )
+    result.comparison = compare_on_unseen(
+        model, out, eval_data, entries, eval_videos, num_workers, seed, progress
+    )
     return result
+
+
+def check_calib_videos(calib_videos: int) -> None:
+    """Refuse, before anything is decoded, a calibration set too small to trust."""
+    if calib_videos < MIN_CALIBRATION_VIDEOS:
+        raise ConfigError(
+            f"--calib-videos {calib_videos} is too few: calibration needs at least "
+            f"{MIN_CALIBRATION_VIDEOS} videos (the default {DEFAULT_CALIBRATION_VIDEOS} is better)"
+        )
+
+
+def calibration_set(
+    calibrate: str | Path,
+    calib_videos: int,
+    seed: int,
+    preprocess: dict[str, Any],
+    num_workers: int | None,
+    progress: bool,
+) -> tuple[list[Any], CalibrationClips]:
+    """The calibration videos picked from ``calibrate`` and their decoded clips, refused when
+    too few of them decode."""
+    entries = calibration_entries(calibrate, calib_videos, seed)
+    calibration = load_calibration_clips(
+        entries, preprocess, num_workers=num_workers, progress=progress
+    )
+    if calibration.videos < MIN_CALIBRATION_VIDEOS:
+        raise _too_little(calibrate, calibration)
+    return entries, calibration
 
 
 def quantized_result(
@@ -203,14 +223,17 @@ def quantized_result(
 def compare_on_unseen(
     model: Path,
     out: Path,
-    eval_data: str | Path,
+    eval_data: str | Path | None,
     calibrated_on: Sequence[Any],
     eval_videos: int | None,
     num_workers: int | None,
     seed: int,
     progress: bool,
-) -> Any:
-    """fp32 against int8 accuracy on ``eval_data``, leaving out the calibration videos."""
+) -> AccuracyComparison | None:
+    """fp32 against int8 accuracy on ``eval_data``, leaving out the calibration videos (None
+    without ``eval_data``)."""
+    if eval_data is None:
+        return None
     used = {str(Path(entry.path).resolve()) for entry in calibrated_on}
     return compare_accuracy(
         model,
