@@ -194,17 +194,20 @@ def register_model(
     convert: Conversion | None = None,
     description: str = "",
     default_num_classes: int = 400,
+    name: str | None = None,
 ) -> Callable[[Builder], Builder]:
-    """Register a builder ``fn(num_classes, **options) -> nn.Module`` under its function name.
+    """Register a builder ``fn(num_classes, **options) -> nn.Module`` under its function name
+    (or ``name``, for a builder that is no named function, e.g. a ``functools.partial``).
 
     ``files``: the model's own weight files by tag; ``weights``: the tags it offers (default: those
-    of ``files``), each served by its own file or else by its ``trunk``'s.
+    of ``files``), each served by its own file or else by its ``trunk``'s. ``description``: the
+    first line of the builder's docstring unless given.
     """
 
     def decorate(builder: Builder) -> Builder:
-        name = builder.__name__
-        if name in _BUILDERS:
-            raise ValueError(f"model {name!r} is registered twice")
+        model_name = name or builder.__name__
+        if model_name in _BUILDERS:
+            raise ValueError(f"model {model_name!r} is registered twice")
         spec = InputSpec(
             clip_len=clip_len,
             crop=input_size,
@@ -216,11 +219,11 @@ def register_model(
             mean=mean,
             std=std,
         )
-        _BUILDERS[name] = builder
+        _BUILDERS[model_name] = builder
         if files:
-            WEIGHTS[name] = dict(files)
-        _INFOS[name] = ModelInfo(
-            name=name,
+            WEIGHTS[model_name] = dict(files)
+        _INFOS[model_name] = ModelInfo(
+            name=model_name,
             family=family,
             input=spec,
             weights=weights or tuple(files or ()),

@@ -8,6 +8,7 @@ LRCN subclass ``ResNet`` and keep its keys, so one 2D checkpoint seeds any of th
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -216,47 +217,38 @@ _IMAGE = {
 _V1, _V2 = "IMAGENET1K_V1, top-1", "IMAGENET1K_V2, top-1"
 
 
-@register_model(
-    **_IMAGE,
-    trunk="resnet18",
-    files={"imagenet": imagenet_weights("resnet18-f37072fd.pth", 256, f"{_V1} 69.76")},
-)
-def resnet18(num_classes: int = 1000) -> ResNet:
-    """ResNet-18 image classifier (torchvision layout); clips: per-frame logits averaged."""
-    return resnet(18, num_classes)
-
-
-@register_model(
-    **_IMAGE,
-    trunk="resnet34",
-    files={"imagenet": imagenet_weights("resnet34-b627a593.pth", 256, f"{_V1} 73.31")},
-)
-def resnet34(num_classes: int = 1000) -> ResNet:
-    """ResNet-34 image classifier (torchvision layout); clips: per-frame logits averaged."""
-    return resnet(34, num_classes)
-
-
-@register_model(
-    **_IMAGE,
-    trunk="resnet50",
-    files={
-        "imagenet": imagenet_weights("resnet50-0676ba61.pth", 256, f"{_V1} 76.13"),
-        "imagenet_v2": imagenet_weights("resnet50-11ad3fa6.pth", 232, f"{_V2} 80.86"),
+IMAGENET_FILES: dict[int, dict[str, tuple[str, int, str]]] = {
+    18: {"imagenet": ("resnet18-f37072fd.pth", 256, f"{_V1} 69.76")},
+    34: {"imagenet": ("resnet34-b627a593.pth", 256, f"{_V1} 73.31")},
+    50: {
+        "imagenet": ("resnet50-0676ba61.pth", 256, f"{_V1} 76.13"),
+        "imagenet_v2": ("resnet50-11ad3fa6.pth", 232, f"{_V2} 80.86"),
     },
-)
-def resnet50(num_classes: int = 1000) -> ResNet:
-    """ResNet-50 image classifier (torchvision layout); clips: per-frame logits averaged."""
-    return resnet(50, num_classes)
-
-
-@register_model(
-    **_IMAGE,
-    trunk="resnet101",
-    files={
-        "imagenet": imagenet_weights("resnet101-63fe2227.pth", 256, f"{_V1} 77.37"),
-        "imagenet_v2": imagenet_weights("resnet101-cd907fc2.pth", 232, f"{_V2} 81.89"),
+    101: {
+        "imagenet": ("resnet101-63fe2227.pth", 256, f"{_V1} 77.37"),
+        "imagenet_v2": ("resnet101-cd907fc2.pth", 232, f"{_V2} 81.89"),
     },
-)
-def resnet101(num_classes: int = 1000) -> ResNet:
-    """ResNet-101 image classifier (torchvision layout); clips: per-frame logits averaged."""
-    return resnet(101, num_classes)
+}
+"""The registered image ResNets, ``resnet{depth}``, and torchvision's ImageNet files of each:
+weight tag -> file name, resize, source and top-1."""
+
+
+def image_resnet(depth: int, num_classes: int = 1000) -> ResNet:
+    """The image ResNet ``resnet{depth}`` builds: a plain classifier, with no options."""
+    return resnet(depth, num_classes)
+
+
+def _register(depth: int, files: dict[str, tuple[str, int, str]]) -> None:
+    name = f"resnet{depth}"
+    register_model(
+        **_IMAGE,
+        name=name,
+        trunk=name,
+        files={tag: imagenet_weights(*file) for tag, file in files.items()},
+        description=f"ResNet-{depth} image classifier (torchvision layout); clips: per-frame "
+        "logits averaged.",
+    )(functools.partial(image_resnet, depth))
+
+
+for _depth, _files in IMAGENET_FILES.items():
+    _register(_depth, _files)

@@ -11,11 +11,13 @@ keeps the residual branch the same shape. A stage takes one builder for all its 
 sequence with one builder per block (used by the inflated I3D networks in ``i3d.py``).
 
 ``VARIANTS`` names each variant's builders and stem, ``DEPTHS`` each depth's block and blocks per
-stage; the I3D networks take their depths from the same table.
+stage; the I3D networks take their depths from the same table. ``MODELS`` lists the registered
+variant and depth pairs (``r3d_18``: "r3d" at depth 18).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -37,28 +39,11 @@ class ConvBuilder(Protocol):
     def get_downsample_stride(self, stride: int) -> tuple[int, int, int]: ...
 
 
-class Conv3DSimple(nn.Conv3d):
-    """A full 3x3x3 convolution (R3D)."""
+class _Conv3x3(nn.Conv3d):
+    """A bias-free convolution, 3x3 in space and ``time`` deep; it strides and pads in time only
+    when it has a temporal extent."""
 
-    def __init__(
-        self,
-        in_planes: int,
-        out_planes: int,
-        midplanes: int | None = None,
-        stride: int = 1,
-        padding: int = 1,
-    ) -> None:
-        super().__init__(
-            in_planes, out_planes, kernel_size=3, stride=stride, padding=padding, bias=False
-        )
-
-    @staticmethod
-    def get_downsample_stride(stride: int) -> tuple[int, int, int]:
-        return stride, stride, stride
-
-
-class Conv3DNoTemporal(nn.Conv3d):
-    """A 1x3x3 convolution: spatial only, the frames stay independent (MC3's upper stages)."""
+    time = 3
 
     def __init__(
         self,
@@ -71,15 +56,27 @@ class Conv3DNoTemporal(nn.Conv3d):
         super().__init__(
             in_planes,
             out_planes,
-            kernel_size=(1, 3, 3),
-            stride=(1, stride, stride),
-            padding=(0, padding, padding),
+            kernel_size=(self.time, 3, 3),
+            stride=self.get_downsample_stride(stride),
+            padding=(padding if self.time > 1 else 0, padding, padding),
             bias=False,
         )
 
-    @staticmethod
-    def get_downsample_stride(stride: int) -> tuple[int, int, int]:
-        return 1, stride, stride
+    @classmethod
+    def get_downsample_stride(cls, stride: int) -> tuple[int, int, int]:
+        return stride if cls.time > 1 else 1, stride, stride
+
+
+class Conv3DSimple(_Conv3x3):
+    """A full 3x3x3 convolution (R3D)."""
+
+    time = 3
+
+
+class Conv3DNoTemporal(_Conv3x3):
+    """A 1x3x3 convolution: spatial only, the frames stay independent (MC3's upper stages)."""
+
+    time = 1
 
 
 class Conv2Plus1D(nn.Sequential):
@@ -378,51 +375,38 @@ _VIDEO = {
 }
 
 
-@register_model(**_VIDEO)
-def r3d_10(num_classes: int = 400, **kwargs) -> VideoResNet:
-    """R3D-10: full 3x3x3 convolutions in every stage, one block per stage."""
-    return video_resnet("r3d", 10, num_classes, **kwargs)
+TORCHVISION_FILES = {
+    "r3d_18": ("r3d_18-b3b3357e.pth", "63.20/83.48"),
+    "mc3_18": ("mc3_18-a90a0ba3.pth", "63.96/84.13"),
+    "r2plus1d_18": ("r2plus1d_18-91a641e6.pth", "67.46/86.18"),
+}
+"""torchvision's Kinetics-400 files: model -> file name, top-1/top-5."""
+
+MODELS: dict[tuple[str, int], str] = {
+    ("r3d", 10): "R3D-10: full 3x3x3 convolutions in every stage, one block per stage.",
+    ("r3d", 18): "R3D-18: full 3x3x3 convolutions in every stage (torchvision r3d_18).",
+    ("r3d", 34): "R3D-34: full 3x3x3 convolutions, ResNet-34 depth.",
+    ("r3d", 50): "R3D-50: bottleneck blocks with a 3x3x3 middle convolution.",
+    ("mc3", 18): "MC3-18: 3D convolutions in the stem and layer1, spatial-only above "
+    "(torchvision mc3_18).",
+    ("r2plus1d", 18): "R(2+1)D-18: every 3D convolution split in spatial and temporal "
+    "(torchvision r2plus1d_18).",
+    ("r2plus1d", 34): "R(2+1)D-34: factorised convolutions, ResNet-34 depth.",
+}
+"""The registered 3D ResNets, ``{variant}_{depth}``: a variant of ``VARIANTS`` at a depth of
+``DEPTHS``, with its description."""
 
 
-@register_model(
-    **_VIDEO, fps=15, files={"kinetics400": kinetics_weights("r3d_18-b3b3357e.pth", "63.20/83.48")}
-)
-def r3d_18(num_classes: int = 400, **kwargs) -> VideoResNet:
-    """R3D-18: full 3x3x3 convolutions in every stage (torchvision r3d_18)."""
-    return video_resnet("r3d", 18, num_classes, **kwargs)
+def _register(variant: str, depth: int, description: str) -> None:
+    """Register ``{variant}_{depth}``, with its torchvision file where it has one."""
+    name = f"{variant}_{depth}"
+    files = {}
+    if name in TORCHVISION_FILES:
+        files = {"kinetics400": kinetics_weights(*TORCHVISION_FILES[name])}
+    builder = functools.partial(video_resnet, variant, depth)
+    fps = 15 if files else None  # torchvision's files were trained at 15 fps
+    register_model(**_VIDEO, name=name, description=description, fps=fps, files=files)(builder)
 
 
-@register_model(**_VIDEO)
-def r3d_34(num_classes: int = 400, **kwargs) -> VideoResNet:
-    """R3D-34: full 3x3x3 convolutions, ResNet-34 depth."""
-    return video_resnet("r3d", 34, num_classes, **kwargs)
-
-
-@register_model(**_VIDEO)
-def r3d_50(num_classes: int = 400, **kwargs) -> VideoResNet:
-    """R3D-50: bottleneck blocks with a 3x3x3 middle convolution."""
-    return video_resnet("r3d", 50, num_classes, **kwargs)
-
-
-@register_model(
-    **_VIDEO, fps=15, files={"kinetics400": kinetics_weights("mc3_18-a90a0ba3.pth", "63.96/84.13")}
-)
-def mc3_18(num_classes: int = 400, **kwargs) -> VideoResNet:
-    """MC3-18: 3D convolutions in the stem and layer1, spatial-only above (torchvision mc3_18)."""
-    return video_resnet("mc3", 18, num_classes, **kwargs)
-
-
-@register_model(
-    **_VIDEO,
-    fps=15,
-    files={"kinetics400": kinetics_weights("r2plus1d_18-91a641e6.pth", "67.46/86.18")},
-)
-def r2plus1d_18(num_classes: int = 400, **kwargs) -> VideoResNet:
-    """R(2+1)D-18: every 3D convolution split in spatial and temporal (torchvision r2plus1d_18)."""
-    return video_resnet("r2plus1d", 18, num_classes, **kwargs)
-
-
-@register_model(**_VIDEO)
-def r2plus1d_34(num_classes: int = 400, **kwargs) -> VideoResNet:
-    """R(2+1)D-34: factorised convolutions, ResNet-34 depth."""
-    return video_resnet("r2plus1d", 34, num_classes, **kwargs)
+for _key, _description in MODELS.items():
+    _register(*_key, _description)
