@@ -31,6 +31,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -112,30 +113,14 @@ class SyntheticVideo:
     occluded: np.ndarray
 
 
-def render_video(
-    cls: str,
-    rng: np.random.Generator,
-    *,
-    size: int | tuple[int, int] = (112, 112),
-    num_frames: int = 32,
-    clutter: float = 0.0,
-    camera_motion: float = 0.0,
-    occlusion: float = 0.0,
-) -> np.ndarray:
-    """Draw one video of class ``cls``: uint8 frames (T, H, W, 3), RGB.
+def render_video(cls: str, rng: np.random.Generator, **options: Any) -> np.ndarray:
+    """Draw one video of class ``cls``: uint8 frames (T, H, W, 3), RGB; ``options`` are
+    ``render_scene``'s (``size``, ``num_frames``, ``clutter``, ``camera_motion``, ``occlusion``).
 
     ``size`` is (height, width) or one side. The same ``rng`` state gives byte-identical
     frames, and the reversed class of a pair gives exactly the same frames in reverse order.
     """
-    return render_scene(
-        cls,
-        rng,
-        size=size,
-        num_frames=num_frames,
-        clutter=clutter,
-        camera_motion=camera_motion,
-        occlusion=occlusion,
-    ).frames
+    return render_scene(cls, rng, **options).frames
 
 
 def render_scene(

@@ -122,38 +122,38 @@ class Resize:
         return f"Resize({self.size}, antialias={self.antialias})"
 
 
-class CenterCrop:
+class _Crop:
+    """One ``size`` crop of every frame, padded first where a frame is smaller; subclasses
+    choose where (``offsets``)."""
+
     views = 1
 
     def __init__(self, size: Size | Sequence[int]) -> None:
         self.size = _pair(size)
 
-    def __call__(self, frames: Tensor, rng: np.random.Generator) -> Tensor:
-        height, width = self.size
-        frames = _pad_to(frames, height, width)
-        top = _centre_offset(frames.shape[-2], height)
-        left = _centre_offset(frames.shape[-1], width)
-        return _crop(frames, top, left, height, width)
-
-    def __repr__(self) -> str:
-        return f"CenterCrop({self.size})"
-
-
-class RandomCrop:
-    views = 1
-
-    def __init__(self, size: Size | Sequence[int]) -> None:
-        self.size = _pair(size)
+    def offsets(self, height: int, width: int, rng: np.random.Generator) -> tuple[int, int]:
+        """(top, left) of the crop in a (padded) frame of ``height`` x ``width``."""
+        raise NotImplementedError
 
     def __call__(self, frames: Tensor, rng: np.random.Generator) -> Tensor:
         height, width = self.size
         frames = _pad_to(frames, height, width)
-        top = int(rng.integers(0, frames.shape[-2] - height + 1))
-        left = int(rng.integers(0, frames.shape[-1] - width + 1))
+        top, left = self.offsets(frames.shape[-2], frames.shape[-1], rng)
         return _crop(frames, top, left, height, width)
 
     def __repr__(self) -> str:
-        return f"RandomCrop({self.size})"
+        return f"{type(self).__name__}({self.size})"
+
+
+class CenterCrop(_Crop):
+    def offsets(self, height: int, width: int, rng: np.random.Generator) -> tuple[int, int]:
+        return _centre_offset(height, self.size[0]), _centre_offset(width, self.size[1])
+
+
+class RandomCrop(_Crop):
+    def offsets(self, height: int, width: int, rng: np.random.Generator) -> tuple[int, int]:
+        top = int(rng.integers(0, height - self.size[0] + 1))
+        return top, int(rng.integers(0, width - self.size[1] + 1))
 
 
 class ThreeCrop:
