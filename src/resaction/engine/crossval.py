@@ -45,6 +45,16 @@ from resaction.runtime.loading import resolve_spec
 log = logging.getLogger(__name__)
 
 SUMMARY_METRICS = ("top1", "mean_class_accuracy", "macro_f1", "clip_top1")
+_RECORDED = (
+    "test_videos",
+    "metrics",
+    "clip_top1",
+    "paths",
+    "skipped",
+    "train_seconds",
+    "eval_seconds",
+)
+"""``FoldResult`` fields a finished fold's ``fold.json`` gives back as they were written."""
 
 
 @dataclass
@@ -289,21 +299,14 @@ def _read_fold(
     if not same_split or record.get("config") != _as_saved(key):
         return None
     scores = np.load(scores_path)
-    metrics = record["metrics"]
     return FoldResult(
         fold=fold,
         train_videos=train_videos,
-        test_videos=record["test_videos"],
         test_groups=test_groups,
         checkpoint=Path(record["checkpoint"]),
-        metrics=metrics,
-        clip_top1=record["clip_top1"],
         video_probs=scores["video_probs"],
         labels=scores["labels"],
-        paths=record["paths"],
-        skipped=record["skipped"],
-        train_seconds=record["train_seconds"],
-        eval_seconds=record["eval_seconds"],
+        **{name: record[name] for name in _RECORDED},
     )
 
 

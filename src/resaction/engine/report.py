@@ -142,6 +142,21 @@ def write_score_curves(
     lowest AP are drawn. ``note`` goes into the titles (e.g. "all folds pooled").
     """
     probs, labels = np.asarray(probs), np.asarray(labels)
+    figures = {"pr_curves": _pr_figure(probs, labels, metrics, classes)}
+    if len(classes) == 2:
+        figures["roc"] = _roc_figure(probs, labels, metrics, classes)
+    return {
+        name: plot_curves(
+            path=out / f"{name}.png", **{**figure, "title": _titled(figure["title"], note)}
+        )
+        for name, figure in figures.items()
+    }
+
+
+def _pr_figure(
+    probs: np.ndarray, labels: np.ndarray, metrics: dict[str, Any], classes: Sequence[str]
+) -> dict[str, Any]:
+    """``plot_curves``' keywords for the precision-recall curves (see ``write_score_curves``)."""
     ap = np.asarray(metrics["average_precision"], dtype=np.float64)
     present = [i for i in range(len(classes)) if np.isfinite(ap[i])]
     shown = sorted(present, key=lambda i: (ap[i], i))[:MAX_PR_CURVES]
@@ -155,30 +170,20 @@ def write_score_curves(
         curves[name] = (np.r_[0.0, recall], np.r_[precision[:1], precision])
         points[name] = (metrics["recall"][index], metrics["precision"][index])
         values[name] = f"AP {ap[index]:.2f}"
-    written = {
-        "pr_curves": plot_curves(
-            curves,
-            out / "pr_curves.png",
-            title=_titled(title, note),
-            xlabel="recall (dot: where the argmax prediction operates)",
-            ylabel="precision",
-            points=points,
-            legend_values=values,
-        )
+    return {
+        "curves": curves,
+        "title": title,
+        "xlabel": "recall (dot: where the argmax prediction operates)",
+        "ylabel": "precision",
+        "points": points,
+        "legend_values": values,
     }
-    if len(classes) == 2:
-        written["roc"] = _plot_roc(probs, labels, metrics, classes, out / "roc.png", note)
-    return written
 
 
-def _plot_roc(
-    probs: np.ndarray,
-    labels: np.ndarray,
-    metrics: dict[str, Any],
-    classes: Sequence[str],
-    path: Path,
-    note: str,
-) -> Path:
+def _roc_figure(
+    probs: np.ndarray, labels: np.ndarray, metrics: dict[str, Any], classes: Sequence[str]
+) -> dict[str, Any]:
+    """``plot_curves``' keywords for the ROC curve of two classes."""
     positive = int(metrics["roc_auc_positive"])
     name = classes[positive]
     fpr, tpr, _ = roc_curve(probs[:, positive], labels == positive)
@@ -189,15 +194,14 @@ def _plot_roc(
     if curves:
         points[name] = (confusion[1 - positive, positive] / negatives, metrics["recall"][positive])
     auc = metrics["roc_auc"]
-    return plot_curves(
-        {**curves, "chance": (np.array([0.0, 1.0]), np.array([0.0, 1.0]))},
-        path,
-        title=_titled(f"ROC, positive class {name!r}", note),
-        xlabel="false-positive rate (dot: where the argmax prediction operates)",
-        ylabel=f"true-positive rate (recall of {name})",
-        points=points,
-        legend_values={name: f"AUC {auc:.2f}"} if curves else {},
-    )
+    return {
+        "curves": {**curves, "chance": (np.array([0.0, 1.0]), np.array([0.0, 1.0]))},
+        "title": f"ROC, positive class {name!r}",
+        "xlabel": "false-positive rate (dot: where the argmax prediction operates)",
+        "ylabel": f"true-positive rate (recall of {name})",
+        "points": points,
+        "legend_values": {name: f"AUC {auc:.2f}"} if curves else {},
+    }
 
 
 def _titled(title: str, note: str) -> str:
