@@ -59,31 +59,12 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
     hub = None
     if settings.watch is not None:  # its own copy: live scoring may switch a TSM's shift mode
         hub = WatchHub.create(settings.watch, load_model(settings.model), state_dir / "watch")
-    store = JobStore(state_dir / "jobs.sqlite3")
-    results_dir = state_dir / "results"
-    service = Service(
-        settings=settings,
-        predictor=predictor,
-        store=store,
-        pool=JobPool(
-            store,
-            functools.partial(_run_job, predictor),
-            results_dir,
-            workers=settings.workers,
-            max_queued=settings.max_queued,
-            describe_error=public_message,
-        ),
-        gate=PredictGate(settings.workers, settings.max_queued),
-        uploads_dir=state_dir / "uploads",
-        results_dir=results_dir,
-        model_file=Path(settings.model).name,
-        explainer=Explainer(predictor, Path(settings.model)),
-    )
+    service = _service(settings, predictor, state_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        sweep_orphan_uploads(store, service.uploads_dir)
-        sweep_expired(store, results_dir, settings.retention_s)
+        sweep_orphan_uploads(service.store, service.uploads_dir)
+        sweep_expired(service.store, service.results_dir, settings.retention_s)
         service.pool.start()
         janitor = asyncio.create_task(_janitor(service))
         if hub is not None:
@@ -126,6 +107,31 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     add_offline_docs(app)
     return app
+
+
+def _service(settings: ServeSettings, predictor: Predictor, state_dir: Path) -> Service:
+    """What the handlers share, over ``state_dir``: the job store and its worker pool, the
+    prediction gate and the explainer."""
+    store = JobStore(state_dir / "jobs.sqlite3")
+    results_dir = state_dir / "results"
+    return Service(
+        settings=settings,
+        predictor=predictor,
+        store=store,
+        pool=JobPool(
+            store,
+            functools.partial(_run_job, predictor),
+            results_dir,
+            workers=settings.workers,
+            max_queued=settings.max_queued,
+            describe_error=public_message,
+        ),
+        gate=PredictGate(settings.workers, settings.max_queued),
+        uploads_dir=state_dir / "uploads",
+        results_dir=results_dir,
+        model_file=Path(settings.model).name,
+        explainer=Explainer(predictor, Path(settings.model)),
+    )
 
 
 GRACEFUL_SHUTDOWN_S = 5
