@@ -14,14 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+from resaction.data.loader import EpochSampler, class_balance_weights
 from resaction.data.synthetic import generate_dataset
-from resaction.engine.train_state import (
-    EpochSampler,
-    capture_rng,
-    class_balance_weights,
-    restore_rng,
-    seed_everything,
-)
+from resaction.engine.train_state import capture_rng, restore_rng, seed_everything
 
 
 def draw_all() -> tuple[float, float, float]:

@@ -7,7 +7,6 @@ import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -65,7 +64,7 @@ def test_own_weights_bring_their_preprocessing_and_trunk_weights_only_normalisat
 
 def test_fine_tuning_uses_the_named_weights_preprocessing(tmp_path: Path) -> None:
     from resaction.engine.config import TrainConfig
-    from resaction.engine.trainer import Trainer
+    from resaction.engine.train_inputs import training_pipeline
     from resaction.models.registry import default_preprocess
     from resaction.models.weights import training_preprocess
 
@@ -80,7 +79,7 @@ def test_fine_tuning_uses_the_named_weights_preprocessing(tmp_path: Path) -> Non
     config = TrainConfig(
         data="x", model="r2plus1d_18", weights="kinetics400", preprocess={"crop": 96}
     )
-    preprocess, _ = Trainer._pipeline(SimpleNamespace(config=config), [])  # type: ignore[arg-type]
+    preprocess, _ = training_pipeline(config, [])
     assert preprocess["resize"] == [128, 171] and preprocess["antialias"] is False
     assert preprocess["crop"] == 96
 

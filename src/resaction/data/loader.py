@@ -1,10 +1,12 @@
 """DataLoader defaults that keep a small CPU busy without stalling; batches that skip bad videos.
 
 Workers: at most 2 (none on one core), one torch thread each, kept alive between epochs. Random
-draws are reproducible: the order comes from ``(seed, epoch)`` and each item's clip and crop from
-``(seed, epoch, index)``, so a run resumed at epoch ``e`` (after ``loader.set_epoch(e)``) sees the
-same clips whatever the number of workers. The epoch travels with each index, because persistent
-workers hold their own copy of the dataset and would not see ``set_epoch`` otherwise.
+draws are reproducible: the order and one draw key per position come from ``(seed, epoch)``, and
+each item's clip and crop from ``(seed, draw key, index)``, so a run resumed at epoch ``e`` and
+position ``p`` (``loader.set_epoch(e, start=p)``) sees the same clips whatever the number of
+workers or processes. The key travels with each index, because persistent workers hold their own
+copy of the dataset and would not see ``set_epoch`` otherwise. One sampler serves training
+(shuffled, optionally class-balanced, resumable part-way) and evaluation (the dataset's order).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
 
 from resaction.data.dataset import SkippedVideo
 
@@ -65,55 +67,112 @@ def collate_skip_bad(items: Sequence[Any]) -> ClipBatch:
     return ClipBatch(clips, labels, indices, skipped)
 
 
-class EpochSampler(Sampler):
-    """Indices in an order fixed by ``(seed, epoch)``, sharded over ``num_replicas`` processes.
+_SEED_MIX = 1_000_003
 
-    With ``with_epoch`` each index comes as ``(index, epoch)`` for datasets that draw their
-    randomness from the epoch. Shards are padded to equal length as in ``DistributedSampler``.
+
+def class_balance_weights(labels: Sequence[int], num_classes: int) -> Tensor:
+    """Per-class weights inversely proportional to class frequency, mean 1 over the samples."""
+    counts = torch.bincount(torch.as_tensor(list(labels), dtype=torch.int64), minlength=num_classes)
+    weights = torch.zeros(num_classes, dtype=torch.float64)
+    present = counts > 0
+    weights[present] = len(labels) / (present.sum() * counts[present].double())
+    return weights.float()
+
+
+class EpochSampler(Sampler):
+    """One rank's share of one epoch, in an order that is a function of ``(seed, epoch)`` alone.
+
+    ``samples`` is the dataset's length, or its labels (needed for ``balance``). Shuffled, the
+    order is a permutation, or with ``balance`` a draw with replacement with probability inversely
+    proportional to class frequency (``WeightedRandomSampler``), so every class is seen equally
+    often; unshuffled, it is the dataset's order. The order is padded (by repeating its start) to
+    a multiple of ``world_size`` so every rank takes the same number of steps, and
+    ``set_epoch(epoch, start)`` starts part-way through, which is how a run resumes mid-epoch.
+
+    With ``with_key`` each index comes as ``(index, draw key)`` for datasets that draw their
+    randomness from the key: one random key per position when shuffled (a video drawn twice in a
+    balanced epoch gets two clips), the epoch itself when not.
     """
 
     def __init__(
         self,
-        length: int,
-        shuffle: bool,
+        samples: int | Sequence[int],
+        *,
         seed: int = 0,
-        num_replicas: int = 1,
+        shuffle: bool = True,
+        balance: bool = False,
+        num_classes: int | None = None,
         rank: int = 0,
-        with_epoch: bool = False,
+        world_size: int = 1,
+        with_key: bool = True,
     ) -> None:
-        self.length = length
+        self.labels = None if isinstance(samples, int) else list(samples)
+        self.length = samples if isinstance(samples, int) else len(self.labels or [])
+        if self.length < 1:
+            raise ValueError("EpochSampler needs at least one sample")
+        if balance and self.labels is None:
+            raise ValueError("a balanced EpochSampler needs the labels, not a length")
+        self.seed = int(seed)
         self.shuffle = shuffle
-        self.seed = seed
-        self.num_replicas = num_replicas
+        self.balance = balance
+        self.num_classes = num_classes or (max(self.labels) + 1 if self.labels else 1)
         self.rank = rank
-        self.with_epoch = with_epoch
+        self.world_size = world_size
+        self.with_key = with_key
         self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.start = 0
 
     def __len__(self) -> int:
-        return -(-self.length // self.num_replicas)
+        return self.per_rank - self.start
+
+    @property
+    def per_rank(self) -> int:
+        return -(-self.length // self.world_size)
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Choose the epoch, and how many of this rank's items were already consumed in it."""
+        self.epoch = int(epoch)
+        self.start = int(start)
+
+    def epoch_order(self, epoch: int) -> tuple[list[int], list[int]]:
+        """The global (all ranks, padded) index order of an epoch and one draw key per position."""
+        total = self.per_rank * self.world_size
+        if not self.shuffle:
+            order = list(range(self.length))
+            return order + order[: total - len(order)], [epoch] * total
+        generator = torch.Generator().manual_seed(self.seed * _SEED_MIX + epoch)
+        if self.balance and self.labels is not None:
+            class_weights = class_balance_weights(self.labels, self.num_classes)
+            sample_weights = class_weights[torch.as_tensor(self.labels)].double()
+            drawn = WeightedRandomSampler(
+                sample_weights, self.length, replacement=True, generator=generator
+            )
+            order = list(drawn)
+        else:
+            order = torch.randperm(self.length, generator=generator).tolist()
+        order += order[: total - len(order)]
+        keys = torch.randint(0, 2**31 - 1, (total,), generator=generator).tolist()
+        return order, keys
 
     def __iter__(self) -> Iterator[Any]:
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.length)
-        else:
-            order = np.arange(self.length)
-        if self.num_replicas > 1:
-            padded = np.resize(order, len(self) * self.num_replicas)
-            order = padded[self.rank :: self.num_replicas]
-        for index in order.tolist():
-            yield (index, self.epoch) if self.with_epoch else index
+        order, keys = self.epoch_order(self.epoch)
+        positions = list(range(self.rank, len(order), self.world_size))[self.start :]
+        for position in positions:
+            yield (order[position], keys[position]) if self.with_key else order[position]
 
 
 class ClipLoader(DataLoader):
-    """A DataLoader that records skipped videos in the main process and hides empty batches."""
+    """A DataLoader that records skipped videos in the main process and, unless told to keep
+    them (the trainer counts every batch so its position in an epoch stays exact), hides batches
+    whose videos all failed."""
 
-    def set_epoch(self, epoch: int) -> None:
-        """Call before iterating each epoch: fixes the order and the random clips and crops."""
+    keep_empty = False
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Call before iterating each epoch: fixes the order and the random clips and crops;
+        ``start`` items of this process's share are skipped (a run resumed mid-epoch)."""
         if isinstance(self.sampler, EpochSampler):
-            self.sampler.set_epoch(epoch)
+            self.sampler.set_epoch(epoch, start=start)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
 
@@ -123,7 +182,7 @@ class ClipLoader(DataLoader):
             if isinstance(batch, ClipBatch):
                 if batch.skipped and record is not None:
                     record(batch.skipped)
-                if batch.clips is None:
+                if batch.clips is None and not self.keep_empty:
                     continue
             yield batch
 
@@ -157,31 +216,35 @@ def make_loader(
     distributed: bool | None = None,
     collate_fn: Callable[[Sequence[Any]], Any] = collate_skip_bad,
     prefetch_factor: int = 2,
+    sampler: EpochSampler | None = None,
+    keep_empty: bool = False,
 ) -> ClipLoader:
     """A loader over ``dataset``, shuffled by ``(seed, epoch)`` when ``train``.
 
     ``num_workers`` defaults to ``default_num_workers()``; workers persist between epochs.
     ``pin_memory`` defaults to CUDA being available. ``distributed`` (default: whether
-    ``torch.distributed`` is initialised) gives each process its shard.
+    ``torch.distributed`` is initialised) gives each process its shard. A given ``sampler``
+    (the trainer's: balanced, resumable) replaces the default one.
     """
     workers = default_num_workers() if num_workers is None else num_workers
-    if distributed is None:
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    replicas, rank = 1, 0
-    if distributed:
-        replicas, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
-    sampler = EpochSampler(
-        len(dataset),
-        shuffle=train,
-        seed=seed,
-        num_replicas=replicas,
-        rank=rank,
-        with_epoch=getattr(dataset, "draw_key_in_item", False),
-    )
+    if sampler is None:
+        if distributed is None:
+            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        world_size, rank = 1, 0
+        if distributed:
+            world_size, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+        sampler = EpochSampler(
+            len(dataset),
+            shuffle=train,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            with_key=getattr(dataset, "draw_key_in_item", False),
+        )
     extra: dict[str, Any] = {}
     if workers > 0:
         extra = {"persistent_workers": True, "prefetch_factor": prefetch_factor}
-    return ClipLoader(
+    loader = ClipLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
@@ -193,3 +256,5 @@ def make_loader(
         generator=torch.Generator().manual_seed(seed),
         **extra,
     )
+    loader.keep_empty = keep_empty
+    return loader

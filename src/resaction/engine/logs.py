@@ -11,7 +11,7 @@ import io
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -170,3 +170,27 @@ def write_skipped(rows: Sequence[dict[str, str]], path: str | Path) -> Path:
     path = Path(path)
     path.write_text("".join(f"{row['path']}\t{row['reason']}\n" for row in rows))
     return path
+
+
+def merge_skipped(
+    known: Sequence[dict[str, str]], rows: Sequence[dict[str, str]]
+) -> list[dict[str, str]]:
+    """``known`` followed by the rows of ``rows`` whose video it does not list yet."""
+    merged, paths = list(known), {row["path"] for row in known}
+    for row in rows:
+        if row["path"] not in paths:
+            merged.append(row)
+            paths.add(row["path"])
+    return merged
+
+
+def report_skipped(
+    rows: Sequence[dict[str, str]], path: str | Path, say: Callable[[str], None]
+) -> Path:
+    """Write ``skipped.txt`` and say which videos (the first 20) were skipped and why."""
+    written = write_skipped(rows, path)
+    say(f"{len(rows)} video(s) could not be decoded and were skipped:")
+    for row in rows[:20]:
+        say(f"  {row['path']}: {row['reason']}")
+    say(f"(all listed in {written})")
+    return written

@@ -3,20 +3,16 @@
 Everything here is stored as tensors, lists and numbers, so checkpoints load with
 ``torch.load(weights_only=True)``.
 
-The data order is a function of ``(seed, epoch)`` alone: ``EpochSampler`` draws the epoch's index
-order (a permutation, or a class-balanced draw with replacement) and one draw key per position
-from a generator seeded with both, shards the order across ranks and can start part-way through.
-``VideoClipDataset`` takes ``(index, key)`` and draws the item's clip and crop from
-``(seed, key, index)``, so augmentation does not depend on which worker decodes it, on the number
-of workers, or on where a run was interrupted; a video drawn twice in a balanced epoch gets two
-different clips.
+The data order is a function of ``(seed, epoch)`` alone (``data.loader.EpochSampler``), so the
+position in an epoch (``Position``) is all a resumed run needs to see the same clips.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
-from collections.abc import Iterator, Sequence
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,14 +21,10 @@ import numpy as np
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
-from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
 
-from resaction.data.loader import collate_skip_bad, default_num_workers, seed_worker
 from resaction.engine.distributed import DistContext, all_reduce_sum
 from resaction.engine.schedule import load_schedule_state
 from resaction.errors import CheckpointError
-
-_SEED_MIX = 1_000_003
 
 
 def capture_rng(device: torch.device | None = None) -> dict[str, Any]:
@@ -91,105 +83,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def class_balance_weights(labels: Sequence[int], num_classes: int) -> torch.Tensor:
-    """Per-class weights inversely proportional to class frequency, mean 1 over the samples."""
-    counts = torch.bincount(torch.as_tensor(list(labels), dtype=torch.int64), minlength=num_classes)
-    weights = torch.zeros(num_classes, dtype=torch.float64)
-    present = counts > 0
-    weights[present] = len(labels) / (present.sum() * counts[present].double())
-    return weights.float()
-
-
-class EpochSampler(Sampler[tuple[int, int]]):
-    """Yields ``(dataset index, draw key)`` for one rank's share of one epoch.
-
-    ``balance=True`` draws each epoch with replacement, with probability inversely proportional
-    to class frequency (``WeightedRandomSampler``), so every class is seen equally often.
-    The order is padded (by repeating its start) to a multiple of ``world_size`` so every rank
-    takes the same number of steps.
-    """
-
-    def __init__(
-        self,
-        labels: Sequence[int],
-        *,
-        seed: int,
-        balance: bool = False,
-        num_classes: int | None = None,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        if not labels:
-            raise ValueError("EpochSampler needs at least one sample")
-        self.labels = list(labels)
-        self.seed = int(seed)
-        self.balance = balance
-        self.num_classes = num_classes or (max(self.labels) + 1)
-        self.rank = rank
-        self.world_size = world_size
-        self.epoch = 0
-        self.start = 0
-
-    def __len__(self) -> int:
-        return self.per_rank - self.start
-
-    @property
-    def per_rank(self) -> int:
-        return -(-len(self.labels) // self.world_size)
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Choose the epoch, and how many of this rank's items were already consumed in it."""
-        self.epoch = int(epoch)
-        self.start = int(start)
-
-    def epoch_order(self, epoch: int) -> tuple[list[int], list[int]]:
-        """The global (all ranks, padded) index order of an epoch and one draw key per position."""
-        generator = torch.Generator().manual_seed(self.seed * _SEED_MIX + epoch)
-        total = self.per_rank * self.world_size
-        if self.balance:
-            class_weights = class_balance_weights(self.labels, self.num_classes)
-            sample_weights = class_weights[torch.as_tensor(self.labels)].double()
-            drawn = WeightedRandomSampler(
-                sample_weights, len(self.labels), replacement=True, generator=generator
-            )
-            order = list(drawn)
-        else:
-            order = torch.randperm(len(self.labels), generator=generator).tolist()
-        order += order[: total - len(order)]
-        keys = torch.randint(0, 2**31 - 1, (total,), generator=generator).tolist()
-        return order, keys
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        order, keys = self.epoch_order(self.epoch)
-        positions = range(self.rank, len(order), self.world_size)
-        for position in list(positions)[self.start :]:
-            yield order[position], keys[position]
-
-
-def make_train_loader(
-    dataset: Dataset, sampler: EpochSampler, batch_size: int, num_workers: int | None, seed: int
-) -> DataLoader:
-    """``data.loader``'s worker and batching choices, with the trainer's own sampler.
-
-    Batches are ``ClipBatch``es; failed videos arrive in ``batch.skipped`` and a batch may be
-    empty (``clips`` None), which the loop counts but does not train on, so positions stay exact.
-    """
-
-    workers = default_num_workers() if num_workers is None else num_workers
-    extra: dict[str, Any] = {"persistent_workers": True, "prefetch_factor": 2} if workers else {}
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=workers,
-        collate_fn=collate_skip_bad,
-        pin_memory=torch.cuda.is_available(),
-        worker_init_fn=seed_worker,
-        generator=torch.Generator().manual_seed(seed),
-        **extra,
-    )
-
-
 @dataclass
 class EpochTotals:
     """Running sums of one epoch on this rank (global sums once ``reduced``)."""
@@ -218,6 +111,34 @@ class Position:
 
 
 @dataclass
+class BestEpoch:
+    """The best value of the monitored metric so far, its epoch, and early stopping's patience."""
+
+    monitor: str
+    mode: str = "max"
+    patience: int | None = None
+    metric: float | None = None
+    epoch: int | None = None
+
+    def update(self, row: dict[str, Any]) -> bool:
+        """Record a new best; without the monitored value, every epoch is the best (best = last)."""
+        value = row.get(self.monitor)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return True
+        sign = 1 if self.mode == "max" else -1
+        if self.metric is None or sign * (value - self.metric) > 0:
+            self.metric, self.epoch = float(value), int(row["epoch"])
+            return True
+        return False
+
+    def stale(self, history: list[dict[str, Any]]) -> bool:
+        """Whether the metric has not improved for ``patience`` epochs (time to stop early)."""
+        if self.patience is None or self.epoch is None or not history:
+            return False
+        return int(history[-1]["epoch"]) - self.epoch >= self.patience
+
+
+@dataclass
 class Resumed:
     """What a checkpoint gives back besides weights, optimiser and schedule."""
 
@@ -226,6 +147,25 @@ class Resumed:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_metric: float | None = None
     best_epoch: int | None = None
+
+
+def warn_if_inexact(
+    saved: dict[str, Any], sampler_state: dict[str, Any], config: Any, context: DistContext
+) -> None:
+    """Warn when a resumed run changed what decides its data order or arithmetic (config keys,
+    processes, torch threads): it will not reproduce an uninterrupted run exactly."""
+    keys = ("seed", "batch_size", "accumulate", "balance", "max_steps_per_epoch", "data")
+    changed = [key for key in keys if key in saved and saved[key] != getattr(config, key)]
+    if sampler_state.get("world_size", 1) != context.world_size:
+        changed.append("number of processes")
+    if sampler_state.get("threads", torch.get_num_threads()) != torch.get_num_threads():
+        changed.append("number of torch threads")
+    if changed:
+        warnings.warn(
+            f"resumed run differs in {', '.join(changed)}: it will not reproduce an "
+            "uninterrupted run exactly",
+            stacklevel=4,
+        )
 
 
 def training_state(

@@ -20,136 +20,87 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
-from resaction.data.manifests import read_manifest
-from resaction.data.spans import training_window
-from resaction.data.spec import DEFAULT_VIEWS, ClipSpec
-from resaction.data.splits import train_test_split
+from resaction.data.loader import EpochSampler, make_loader
+from resaction.data.spec import ClipSpec
 from resaction.engine import distributed
-from resaction.engine.config import (
-    TrainConfig,
-    check_preprocess_keys,
-    resolve_defaults,
-    save_config,
-)
-from resaction.engine.evaluate import evaluate
+from resaction.engine.config import TrainConfig, resolve_defaults, save_config
 from resaction.engine.logs import (
     SKIPPED_TXT,
     RunLogger,
     epoch_line,
+    merge_skipped,
     progress_numbers,
-    writability_problem,
-    write_skipped,
+    report_skipped,
 )
-from resaction.engine.schedule import warmup_cosine
+from resaction.engine.train_forward import ForwardPath
+from resaction.engine.train_inputs import (
+    LabelledVideos,
+    TrainingTask,
+    training_pipeline,
+    validation_row,
+)
+from resaction.engine.train_setup import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    TrainResult,
+    build_model,
+    build_optimisation,
+    check_run_dir,
+    read_last_checkpoint,
+)
 from resaction.engine.train_state import (
-    EpochSampler,
+    BestEpoch,
     EpochTotals,
     Position,
-    class_balance_weights,
-    make_train_loader,
     restore_training_state,
     seed_everything,
     training_state,
+    warn_if_inexact,
 )
-from resaction.errors import (
-    CheckpointError,
-    ConfigError,
-    DatasetError,
-    ResactionError,
-    first_line,
-)
-from resaction.models.checkpoint import (
-    ModelBundle,
-    load_checkpoint,
-    read_checkpoint,
-    save_checkpoint,
-)
-from resaction.models.finetune import freeze_backbone, freeze_batchnorm, param_groups
-from resaction.models.registry import create_model
-from resaction.models.weights import training_preprocess
+from resaction.models.checkpoint import save_checkpoint
 from resaction.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-LAST_CHECKPOINT = "last.pt"
-BEST_CHECKPOINT = "best.pt"
 
+def train(config: TrainConfig, task: TrainingTask | None = None) -> TrainResult:
+    """Train ``config.model`` on ``config.data``; data parallel when launched by ``torchrun``.
 
-@dataclass
-class TrainResult:
-    """Where a run wrote its checkpoints, and what it measured per epoch."""
-
-    run_dir: Path
-    best_checkpoint: Path
-    last_checkpoint: Path
-    history: list[dict]
-    best_metric: float | None
-    classes: list[str]
-    skipped: list = field(default_factory=list)
-    select: str = "best"
-    world_size: int = 1
-
-    @property
-    def checkpoint(self) -> Path:
-        """The checkpoint the config's ``select`` names (``best`` or ``last``)."""
-        return self.best_checkpoint if self.select == "best" else self.last_checkpoint
-
-
-def train(config: TrainConfig) -> TrainResult:
-    """Train ``config.model`` on ``config.data``; data parallel when launched by ``torchrun``."""
+    ``task`` replaces supervised training on the data's labels (``engine.pretrain`` uses it).
+    """
     owns_group = not torch.distributed.is_initialized()
     context = distributed.setup(config.device)
     try:
-        return Trainer(resolve_defaults(config), context).fit()
+        return Trainer(resolve_defaults(config), context, task).fit()
     finally:
         if owns_group:
             distributed.teardown(context)
 
 
-def pruned_start(weights: str | None) -> ModelBundle | None:
-    """The network of a pruned checkpoint that ``weights`` names, to train on from there
-    (``create_model`` cannot build its narrower layers); None for anything else."""
-    path = Path(str(weights or "")).expanduser()
-    if str(weights or "none") == "none" or not path.is_file():
-        return None
-    try:
-        if not read_checkpoint(path).get("pruned"):
-            return None
-    except CheckpointError:
-        return None
-    return load_checkpoint(path)
-
-
-@dataclass
-class _Data:
-    classes: list[str]
-    train: list[Any]
-    val: list[Any] | None
-
-
 class Trainer:
     """One run's state. ``fit`` does the work; the pieces are methods so each stays short."""
 
-    def __init__(self, config: TrainConfig, context: distributed.DistContext) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        context: distributed.DistContext,
+        task: TrainingTask | None = None,
+    ) -> None:
         self.config = config
+        self.task = task or LabelledVideos()
         self.context = context
         self.device = context.device
         self.run_dir = Path(config.out)
         self.history: list[dict[str, Any]] = []
-        self.best_metric: float | None = None
-        self.best_epoch: int | None = None
+        self.best = BestEpoch(config.monitor, config.monitor_mode, config.early_stopping)
         self.global_step = 0
         self.skipped: list[dict[str, str]] = []
-        self._frozen: bool | None = None
-        self._compile_failed = False
 
     # ------------------------------------------------------------------ set-up
 
@@ -157,10 +108,12 @@ class Trainer:
         config = self.config
         self._prepare_run_dir()
         resumed = self._read_resume_checkpoint()
-        data = self._load_data(resumed)
+        data = self.task.data(
+            config, resumed and list(resumed["classes"]), self.run_dir / LAST_CHECKPOINT
+        )
         self.classes = data.classes
         self.val_entries = data.val
-        self.preprocess, self.protocol = self._pipeline(data.train)
+        self.preprocess, self.protocol = training_pipeline(config, data.train, self._say)
         self.use_amp = bool(config.amp if config.amp is not None else self.device.type == "cuda")
         if self.use_amp and self.device.type != "cuda":
             warnings.warn("--amp is only used on CUDA; training in float32", stacklevel=2)
@@ -169,9 +122,7 @@ class Trainer:
             config, preprocess=self.preprocess, protocol=self.protocol, amp=self.use_amp
         )
         seed_everything(config.seed)
-        self.model = self._build_model(resumed)
-        self._build_data(data.train)
-        self._build_optimisation(data.train)
+        self._build(data.train, resumed)
         start, totals = Position(), EpochTotals()
         if resumed is not None:
             start, totals = self._restore(resumed)
@@ -193,161 +144,73 @@ class Trainer:
             best_checkpoint=self.run_dir / BEST_CHECKPOINT,
             last_checkpoint=self.run_dir / LAST_CHECKPOINT,
             history=self.history,
-            best_metric=self.best_metric,
+            best_metric=self.best.metric,
             classes=self.classes,
             skipped=self.skipped,
             select=config.select,
             world_size=self.context.world_size,
         )
 
+    def _build(self, entries: list[Any], resumed: dict[str, Any] | None) -> None:
+        """The model, its forward path, the data and the optimisation of this run."""
+        config = self.config
+        model, self.pruned = build_model(
+            config, len(self.classes), self.preprocess, resumed, self._say
+        )
+        self.model = model.to(self.device)
+        self.forward = ForwardPath(
+            self.model,
+            self.context,
+            compile=config.compile,
+            freeze_bn=config.freeze_bn,
+            say=self._say,
+        )
+        self._build_data(entries)
+        optimisation = build_optimisation(
+            config,
+            self.model,
+            [entry.label for entry in entries],
+            len(self.classes),
+            self.steps_per_epoch,
+            self.device,
+            self.use_amp,
+        )
+        self.optimizer, self.scheduler = optimisation.optimizer, optimisation.scheduler
+        self.scaler, self.criterion = optimisation.scaler, optimisation.criterion
+        self.total_steps, self.warmup_steps = optimisation.total_steps, optimisation.warmup_steps
+
     def _prepare_run_dir(self) -> None:
         """Fail before any work if the output folder cannot be written or holds another run."""
-        distributed.on_main(self.context, self._check_run_dir)
-
-    def _check_run_dir(self) -> None:
-        problem = writability_problem(self.run_dir)
-        if problem:
-            raise ConfigError(problem)
-        if (self.run_dir / LAST_CHECKPOINT).exists() and not self.config.resume:
-            raise ConfigError(
-                f"output folder {self.run_dir} already holds a run (last.pt): "
-                "pass --resume to continue it or choose another --out"
-            )
-        for stale in self.run_dir.glob(".*.pt.*.tmp"):  # left by a run killed mid-write
-            stale.unlink(missing_ok=True)
+        distributed.on_main(
+            self.context, functools.partial(check_run_dir, self.run_dir, self.config.resume)
+        )
 
     def _read_resume_checkpoint(self) -> dict[str, Any] | None:
         """Rank 0's ``last.pt`` on every rank, when resuming and there is one."""
         if not self.config.resume:
             return None
-        return distributed.on_main(self.context, self._read_last_checkpoint)
-
-    def _read_last_checkpoint(self) -> dict[str, Any] | None:
-
-        path = self.run_dir / LAST_CHECKPOINT
-        if not path.exists():
-            self._say(f"nothing to resume in {self.run_dir} (no last.pt): starting a new run")
-            return None
-        payload = read_checkpoint(path)
-        if payload["model_name"] != self.config.model:
-            raise CheckpointError(
-                f"cannot resume {path}: it holds model {payload['model_name']!r}, "
-                f"not {self.config.model!r}; pass --model {payload['model_name']} or a new --out"
-            )
-        if "optimizer" not in payload or "sampler" not in payload:
-            raise CheckpointError(f"cannot resume {path}: it holds no training state")
-        return payload
-
-    def _load_data(self, resumed: dict[str, Any] | None) -> _Data:
-
-        config = self.config
-        read = functools.partial(
-            read_manifest, background=config.background, skip_bad_rows=config.skip_bad_rows
-        )
-        manifest = read(config.data)
-        if not manifest.entries:
-            raise DatasetError(f"dataset {config.data} has no videos")
-        val = None
-        if config.val_data:
-            found = read(config.val_data)
-            unknown = [name for name in found.classes if name not in manifest.classes]
-            if unknown:
-                raise DatasetError(
-                    f"validation data {config.val_data} has class {unknown[0]!r}, "
-                    f"which the training data {config.data} lacks"
-                )
-            val = read(config.val_data, classes=manifest.classes).entries
-            if not val:
-                raise DatasetError(f"validation data {config.val_data} has no videos")
-        elif config.val_split > 0:
-            manifest, held_out = train_test_split(
-                manifest, config.val_split, group_by=config.group_by, seed=config.seed
-            )
-            val = held_out.entries
-        counts = manifest.class_counts()
-        empty = [name for name, count in counts.items() if count == 0]
-        if empty:
-            split = config.val_split and not config.val_data
-            raise DatasetError(
-                f"class {empty[0]!r} has no training videos in {config.data}"
-                + (" after the validation split: lower --val-split or add videos" if split else "")
-            )
-        if resumed is not None and list(resumed["classes"]) != list(manifest.classes):
-            raise CheckpointError(
-                f"cannot resume {self.run_dir / LAST_CHECKPOINT}: it was trained on "
-                f"{len(resumed['classes'])} classes ({', '.join(resumed['classes'][:4])}...), "
-                f"the data has {len(manifest.classes)} ({', '.join(manifest.classes[:4])}...)"
-            )
-        return _Data(classes=list(manifest.classes), train=list(manifest.entries), val=val)
-
-    def _pipeline(self, entries: list[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Preprocessing (with ``window_s`` for models spreading frames over whole videos)."""
-        defaults = training_preprocess(self.config.model, self.config.weights)
-        check_preprocess_keys(self.config.preprocess, defaults)
-        preprocess = {**defaults, **self.config.preprocess}
-        if (
-            "segment_len" in self.config.model_kwargs
-            and "segment_len" not in self.config.preprocess
-        ):
-            preprocess["segment_len"] = int(self.config.model_kwargs["segment_len"])
-        window = training_window(preprocess, entries)
-        if window is not None:
-            preprocess["window_s"] = round(window, 3)
-            self._say(
-                f"clips covered a median {window:.2f} s of video (the window inference will use)"
-            )
-        return preprocess, DEFAULT_VIEWS.updated(self.config.protocol).to_dict()
-
-    def _build_model(self, resumed: dict[str, Any] | None) -> nn.Module:
-
-        config = self.config
-        pruned = pruned_start(config.weights)
-        self.pruned = pruned is not None
-        if pruned is not None:
-            model = pruned.model
-            if len(pruned.classes) != len(self.classes):
-                model.reset_classifier(len(self.classes))
-        else:
-            weights = None if resumed is not None else config.weights
-            model = create_model(
-                config.model, num_classes=len(self.classes), weights=weights, **config.model_kwargs
-            )
-        wanted = int(self.preprocess.get("segment_len", 1) or 1)
-        reads = getattr(model, "segment_len", 1)
-        if reads != wanted:
-            raise ConfigError(
-                f"{config.model} reads segments of {reads} frames but the "
-                f"preprocessing samples {wanted}: set --model-kwarg segment_len=N and "
-                "-p segment_len=N together"
-            )
-        report = getattr(model, "load_report", None)
-        if report is not None:
-            self._say(report.summary() if hasattr(report, "summary") else str(report))
-        if resumed is not None:
-            try:
-                model.load_state_dict(resumed["state_dict"])
-            except RuntimeError as error:
-                raise CheckpointError(
-                    f"cannot resume {self.run_dir / LAST_CHECKPOINT}: its weights do not fit "
-                    f"{config.model} with {len(self.classes)} classes ({first_line(error, 160)})"
-                ) from None
-        return model.to(self.device)
+        read = functools.partial(read_last_checkpoint, self.run_dir, self.config.model, self._say)
+        return distributed.on_main(self.context, read)
 
     def _build_data(self, entries: list[Any]) -> None:
         config = self.config
-        spec = ClipSpec.from_dict(self.preprocess)
-        self.dataset = spec.dataset(entries, train=True, seed=config.seed)
-        labels = [entry.label for entry in entries]
+        self.dataset = self.task.dataset(ClipSpec.from_dict(self.preprocess), entries, config.seed)
         self.sampler = EpochSampler(
-            labels,
+            [entry.label for entry in entries],
             seed=config.seed,
             balance=config.balance == "sampler",
             num_classes=len(self.classes),
             rank=self.context.rank,
             world_size=self.context.world_size,
         )
-        self.loader = make_train_loader(
-            self.dataset, self.sampler, config.batch_size, config.num_workers, config.seed
+        self.loader = make_loader(
+            self.dataset,
+            config.batch_size,
+            train=True,
+            num_workers=config.num_workers,
+            seed=config.seed,
+            sampler=self.sampler,
+            keep_empty=True,
         )
         batches = math.ceil(self.sampler.per_rank / config.batch_size)
         if config.max_steps_per_epoch is not None:
@@ -355,41 +218,10 @@ class Trainer:
         self.batches_per_epoch = batches
         self.steps_per_epoch = math.ceil(batches / config.accumulate)
 
-    def _build_optimisation(self, entries: list[Any]) -> None:
-
-        config = self.config
-        if config.freeze_bn:
-            freeze_batchnorm(self.model)
-        groups = param_groups(
-            self.model,
-            lr=config.lr,
-            backbone_lr_mult=config.backbone_lr_mult,
-            weight_decay=config.weight_decay,
-        )
-        if config.optimizer == "sgd":
-            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-            )
-        else:
-            self.optimizer = torch.optim.AdamW(
-                groups, lr=config.lr, weight_decay=config.weight_decay
-            )
-        self.total_steps = config.epochs * self.steps_per_epoch
-        self.warmup_steps = round(config.warmup_epochs * self.steps_per_epoch)
-        self.scheduler = warmup_cosine(self.optimizer, self.warmup_steps, self.total_steps)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
-        class_weights = None
-        if config.balance == "loss":
-            labels = [entry.label for entry in entries]
-            class_weights = class_balance_weights(labels, len(self.classes)).to(self.device)
-        self.criterion = nn.CrossEntropyLoss(
-            weight=class_weights, label_smoothing=config.label_smoothing
-        )
-
     def _restore(self, payload: dict[str, Any]) -> tuple[Position, EpochTotals]:
         """Load optimiser, schedule and RNG state; return where in which epoch to go on."""
         path = self.run_dir / LAST_CHECKPOINT
-        self._warn_if_inexact(payload.get("config", {}), payload["sampler"])
+        warn_if_inexact(payload.get("config", {}), payload["sampler"], self.config, self.context)
         resumed = restore_training_state(
             payload,
             path=path,
@@ -401,7 +233,7 @@ class Trainer:
             device=self.device,
         )
         self.history = resumed.history
-        self.best_metric, self.best_epoch = resumed.best_metric, resumed.best_epoch
+        self.best.metric, self.best.epoch = resumed.best_metric, resumed.best_epoch
         self.global_step = resumed.position.step
         position = resumed.position
         self._say(
@@ -411,39 +243,25 @@ class Trainer:
         # partial sums of a mid-epoch checkpoint are global: count them once, on rank 0
         return position, resumed.totals if self.context.is_main else EpochTotals()
 
-    def _warn_if_inexact(self, saved: dict[str, Any], sampler_state: dict[str, Any]) -> None:
-        keys = ("seed", "batch_size", "accumulate", "balance", "max_steps_per_epoch", "data")
-        changed = [key for key in keys if key in saved and saved[key] != getattr(self.config, key)]
-        if sampler_state.get("world_size", 1) != self.context.world_size:
-            changed.append("number of processes")
-        if sampler_state.get("threads", torch.get_num_threads()) != torch.get_num_threads():
-            changed.append("number of torch threads")
-        if changed:
-            warnings.warn(
-                f"resumed run differs in {', '.join(changed)}: it will not reproduce an "
-                "uninterrupted run exactly",
-                stacklevel=3,
-            )
-
     # ------------------------------------------------------------------ the loop
 
     def _loop(self, start: Position, totals: EpochTotals) -> None:
         config = self.config
         batches_done = start.batches_done
         for epoch in range(start.epoch, config.epochs):
-            if self._should_stop():
+            if self.best.stale(self.history):
                 self._say(
                     f"early stopping: {config.monitor} has not improved for "
-                    f"{config.early_stopping} epochs (best {self.best_metric:.4f} at epoch "
-                    f"{self.best_epoch})"
+                    f"{config.early_stopping} epochs (best {self.best.metric:.4f} at epoch "
+                    f"{self.best.epoch})"
                 )
                 break
-            self._set_frozen(epoch)
+            self.forward.set_frozen(epoch < config.freeze_backbone_epochs)
             row = {"epoch": epoch + 1, **self._train_epoch(epoch, batches_done, totals)}
             batches_done, totals = 0, EpochTotals()
             row.update(self._validate())
             self.history.append(row)
-            improved = self._update_best(row)
+            improved = self.best.update(row)
             if self.context.is_main:
                 done = Position(epoch=epoch + 1, step=self.global_step)
                 if improved:
@@ -452,48 +270,10 @@ class Trainer:
             self.logger.epoch(self.history, self.global_step)
             self._say(epoch_line(row, config.epochs))
 
-    def _set_frozen(self, epoch: int) -> None:
-        """Freeze the backbone for the first epochs; (re)wrap the model when that changes.
-
-        The optimiser holds every parameter from the start: frozen ones get no gradient, so
-        SGD and AdamW leave them (and their state) untouched until they are unfrozen.
-        """
-
-        frozen = epoch < self.config.freeze_backbone_epochs
-        if frozen == self._frozen:
-            return
-        if frozen:
-            freeze_backbone(self.model, trainable_stages=0)
-            self._say("backbone frozen: training the head only")
-        elif self._frozen:
-            self.model.requires_grad_(True)
-            if self.config.freeze_bn:
-                freeze_batchnorm(self.model)
-            self._say("backbone unfrozen")
-        self._frozen = frozen
-        self.forward_model = self._compiled(distributed.wrap(self.model, self.context))
-
-    def _compiled(self, module: nn.Module) -> nn.Module:
-        if not self.config.compile or self._compile_failed:
-            return module
-        try:
-            return torch.compile(module)
-        except Exception as error:  # any backend failure: train uncompiled rather than stop
-            self._compile_fallback(error)
-            return module
-
-    def _compile_fallback(self, error: Exception) -> None:
-        self._compile_failed = True
-        warnings.warn(
-            f"torch.compile failed ({type(error).__name__}: {str(error)[:120]}); "
-            "training without it",
-            stacklevel=2,
-        )
-
     def _train_epoch(self, epoch: int, batches_done: int, totals: EpochTotals) -> dict[str, Any]:
         config = self.config
         self.model.train()
-        self.sampler.set_epoch(epoch, start=batches_done * config.batch_size)
+        self.loader.set_epoch(epoch, start=batches_done * config.batch_size)
         self.optimizer.zero_grad(set_to_none=True)
         with torch.random.fork_rng(devices=[]):  # starting workers must not draw from our RNG
             batches = iter(self.loader)
@@ -516,8 +296,6 @@ class Trainer:
                 except StopIteration:
                     break
                 loaded = time.perf_counter()
-                if batch.skipped:
-                    self.dataset.record_skipped(batch.skipped)
                 if batch.clips is not None:
                     loss, correct = self._forward_backward(batch.clips, batch.labels, index)
                     self.logger.scalars(self.global_step, {"step_loss": loss})
@@ -554,27 +332,15 @@ class Trainer:
         config = self.config
         clips = clips.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
-        no_sync = getattr(self.forward_model, "no_sync", None)
+        no_sync = self.forward.no_sync()
         skip_sync = no_sync is not None and not self._ends_step(index)
         with no_sync() if skip_sync else contextlib.nullcontext():
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-                logits = self._forward(clips)
+                logits = self.forward(clips)
                 loss = self.criterion(logits.float(), labels)
             self.scaler.scale(loss / config.accumulate).backward()
         correct = int((logits.detach().argmax(dim=1) == labels).sum())
         return float(loss.detach()), correct
-
-    def _forward(self, clips: torch.Tensor) -> torch.Tensor:
-        try:
-            return self.forward_model(clips)
-        except ResactionError:
-            raise
-        except Exception as error:
-            if not self.config.compile or self._compile_failed:
-                raise
-            self._compile_fallback(error)
-            self.forward_model = distributed.wrap(self.model, self.context)
-            return self.forward_model(clips)
 
     def _ends_step(self, index: int) -> bool:
         """Whether batch ``index`` is the last of an accumulation group (an optimiser step)."""
@@ -620,45 +386,16 @@ class Trainer:
 
     def _evaluate(self) -> dict[str, Any]:
 
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            result = evaluate(
-                self.model,
-                self.val_entries,
-                self.classes,
-                preprocess=self.preprocess,
-                protocol=self.protocol,
-                batch_size=self.config.batch_size,
-                num_workers=self.config.num_workers,
-                progress=self.config.progress,
-            )
-        self._add_skipped(result.skipped)
-        probs = torch.as_tensor(result.video_probs, dtype=torch.float64)
-        labels = torch.as_tensor(result.labels, dtype=torch.int64)
-        picked = probs[torch.arange(len(labels)), labels].clamp_min(1e-12)
-        return {
-            "val_loss": float(-picked.log().mean()),
-            "val_top1": float(result.metrics["top1"]),
-            "val_top5": float(result.metrics["top5"]),
-            "val_mean_class_accuracy": float(result.metrics["mean_class_accuracy"]),
-        }
-
-    def _update_best(self, row: dict[str, Any]) -> bool:
-        """Record a new best; without the monitored value, every epoch is the best (best = last)."""
-        value = row.get(self.config.monitor)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return True
-        sign = 1 if self.config.monitor_mode == "max" else -1
-        if self.best_metric is None or sign * (value - self.best_metric) > 0:
-            self.best_metric, self.best_epoch = float(value), int(row["epoch"])
-            return True
-        return False
-
-    def _should_stop(self) -> bool:
-        patience = self.config.early_stopping
-        if patience is None or self.best_epoch is None or not self.history:
-            return False
-        return int(self.history[-1]["epoch"]) - self.best_epoch >= patience
+        row, skipped = validation_row(
+            self.model,
+            self.val_entries,
+            self.classes,
+            self.preprocess,
+            self.protocol,
+            self.config,
+        )
+        self._add_skipped(skipped)
+        return row
 
     # ------------------------------------------------------------------ files
 
@@ -683,17 +420,13 @@ class Trainer:
                 device=self.device,
                 config=self.config.to_dict(),
                 history=self.history,
-                best_metric=self.best_metric,
-                best_epoch=self.best_epoch,
+                best_metric=self.best.metric,
+                best_epoch=self.best.epoch,
             ),
         )
 
     def _add_skipped(self, rows: list[dict[str, str]]) -> None:
-        known = {row["path"] for row in self.skipped}
-        for row in rows:
-            if row["path"] not in known:
-                self.skipped.append(row)
-                known.add(row["path"])
+        self.skipped = merge_skipped(self.skipped, rows)
 
     def _report_skipped(self) -> None:
         """Gather every rank's undecodable videos; rank 0 lists them and writes skipped.txt."""
@@ -703,14 +436,8 @@ class Trainer:
         ]
         for rows in distributed.all_gather_objects(self.context, own):
             self._add_skipped(rows)
-        if not self.context.is_main:
-            return
-        if self.skipped:
-            path = write_skipped(self.skipped, self.run_dir / SKIPPED_TXT)
-            self._say(f"{len(self.skipped)} video(s) could not be decoded and were skipped:")
-            for row in self.skipped[:20]:
-                self._say(f"  {row['path']}: {row['reason']}")
-            self._say(f"(all listed in {path})")
+        if self.context.is_main and self.skipped:
+            report_skipped(self.skipped, self.run_dir / SKIPPED_TXT, self._say)
 
     def _say(self, message: str) -> None:
         log.info(message)
