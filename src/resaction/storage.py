@@ -1,4 +1,4 @@
-"""Small SQLite helpers shared by the job store (``serve/jobs.py``) and the event log
+"""Small SQLite helpers shared by the job store (``serve/job_store.py``) and the event log
 (``monitor/events.py``)."""
 
 from __future__ import annotations

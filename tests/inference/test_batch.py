@@ -22,15 +22,10 @@ import torch
 
 from resaction.cli import run_app
 from resaction.data.synthetic import generate_dataset
+from resaction.data.video_lists import list_videos
 from resaction.errors import ConfigError, DatasetError
 from resaction.inference import Predictor
-from resaction.inference.archive import (
-    BatchStore,
-    VideoKey,
-    list_videos,
-    load_failures,
-    load_results,
-)
+from resaction.inference.archive import BatchStore, VideoKey, load_failures, load_results
 from resaction.inference.batch import BatchOptions, run_batch, start_local_ray
 from resaction.inference.timeline import TimelineConfig, run_timeline
 from resaction.models.checkpoint import save_checkpoint

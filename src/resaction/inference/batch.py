@@ -26,8 +26,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from resaction.data.video_lists import list_videos
 from resaction.errors import CheckpointError, ConfigError
-from resaction.inference.archive import BatchStore, VideoKey, list_videos
+from resaction.inference.archive import BatchStore, VideoKey
 from resaction.inference.batch_job import BatchJob, BatchOptions, BatchSummary, Outcomes
 from resaction.inference.batch_local import run_local
 from resaction.inference.batch_ray import (
