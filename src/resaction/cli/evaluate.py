@@ -181,7 +181,8 @@ def crossval(
     progress: bool | None = typer.Option(None, "--progress/--no-progress"),
 ) -> None:
     """Train and test K times on group-wise folds; report mean and standard deviation."""
-    from resaction.cli.train import _pairs, say_scratch_advice
+    from resaction.cli.options import key_values
+    from resaction.cli.train import say_scratch_advice
     from resaction.engine.config import load_config
     from resaction.engine.crossval import crossval_table, run_crossval
     from resaction.errors import ConfigError
@@ -200,7 +201,7 @@ def crossval(
         seed=seed,
         num_workers=workers,
         max_steps_per_epoch=max_steps_per_epoch,
-        preprocess=_pairs(preprocess, "--preprocess") or None,
+        preprocess=key_values(preprocess, "--preprocess") or None,
         protocol=protocol or None,
         background=background,
         skip_bad_rows=skip_bad_rows or None,

@@ -3,7 +3,11 @@ the checks they need."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+import yaml
 
 from resaction.errors import ConfigError
 
@@ -75,3 +79,45 @@ def view_protocol(clips: int | None, crops: int | None) -> dict[str, int]:
     """``--clips`` and ``--crops`` as overrides of the test protocol: only the flags given."""
     given = {"num_clips": clips, "num_crops": crops}
     return {key: value for key, value in given.items() if value is not None}
+
+
+# Training runs (``train``, ``pretrain``): None means "not given", so a --config file's key stays.
+RUN_CONFIG_OPTION = typer.Option(
+    None, "--config", "-c", help="YAML config; flags override its keys."
+)
+RUN_OUT_OPTION = typer.Option(None, "--out", "-o", help="Run folder (runs/NAME).")
+EPOCHS_OPTION = typer.Option(None, "--epochs", "-e")
+RUN_BATCH_OPTION = typer.Option(None, "--batch-size", "-b")
+SEED_OPTION = typer.Option(None, "--seed")
+LOADER_WORKERS_OPTION = typer.Option(None, "--workers", help="Data loading processes.")
+MAX_STEPS_OPTION = typer.Option(None, "--max-steps-per-epoch")
+CHECKPOINT_EVERY_OPTION = typer.Option(
+    None, "--checkpoint-every-steps", help="Also write last.pt every N optimiser steps."
+)
+DEVICE_OPTION = typer.Option(None, "--device", help="auto | cpu | mps | cuda | cuda:N.")
+RESUME_OPTION = typer.Option(False, "--resume", help="Continue the run in --out.")
+MODEL_KWARG_OPTION = typer.Option(
+    None, "--model-kwarg", help="Model option KEY=VALUE, e.g. dropout=0.3."
+)
+RUN_PROGRESS_OPTION = typer.Option(None, "--progress/--no-progress")
+
+
+def key_values(values: list[str] | None, flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` flags as a dict; values are read as YAML (``16``, ``[128, 171]``, ``null``)."""
+    parsed: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} {item!r} is not KEY=VALUE")
+        try:
+            parsed[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"{flag} {item!r}: {raw!r} is not a valid value") from None
+    return parsed
+
+
+def run_config_file(config: Path | None, out: str | None, resume: bool) -> Path | None:
+    """The config file of a run: the given one, or when resuming the run folder's own."""
+    if config is None and resume and out is not None and (Path(out) / "config.yaml").is_file():
+        return Path(out) / "config.yaml"
+    return config

@@ -4,37 +4,35 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
-import yaml
 
 from resaction.cli.app import app, console
 from resaction.cli.options import (
+    CHECKPOINT_EVERY_OPTION,
     DATA_BACKGROUND_OPTION,
+    DEVICE_OPTION,
+    EPOCHS_OPTION,
+    LOADER_WORKERS_OPTION,
+    MAX_STEPS_OPTION,
+    MODEL_KWARG_OPTION,
     PREPROCESS_OPTION,
+    RESUME_OPTION,
+    RUN_BATCH_OPTION,
+    RUN_CONFIG_OPTION,
+    RUN_OUT_OPTION,
+    RUN_PROGRESS_OPTION,
+    SEED_OPTION,
     SKIP_BAD_ROWS_OPTION,
+    key_values,
+    run_config_file,
     view_protocol,
 )
-from resaction.errors import ConfigError
 
 if TYPE_CHECKING:
     from resaction.engine.config import TrainConfig
     from resaction.engine.trainer import TrainResult
-
-
-def _pairs(values: list[str] | None, flag: str) -> dict[str, Any]:
-    """``KEY=VALUE`` flags as a dict; values are read as YAML (``16``, ``[128, 171]``, ``null``)."""
-    parsed: dict[str, Any] = {}
-    for item in values or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{flag} {item!r} is not KEY=VALUE")
-        try:
-            parsed[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise ConfigError(f"{flag} {item!r}: {raw!r} is not a valid value") from None
-    return parsed
 
 
 def say_scratch_advice(model: str, weights: str | None) -> None:
@@ -48,9 +46,7 @@ def say_scratch_advice(model: str, weights: str | None) -> None:
 
 @app.command()
 def train(
-    config: Path | None = typer.Option(
-        None, "--config", "-c", help="YAML config; flags override its keys."
-    ),
+    config: Path | None = RUN_CONFIG_OPTION,
     data: str | None = typer.Option(
         None,
         "--data",
@@ -62,9 +58,9 @@ def train(
     weights: str | None = typer.Option(
         None, "--weights", "-w", help="imagenet | kinetics400 | PATH | none."
     ),
-    out: str | None = typer.Option(None, "--out", "-o", help="Run folder (runs/NAME)."),
-    epochs: int | None = typer.Option(None, "--epochs", "-e"),
-    batch_size: int | None = typer.Option(None, "--batch-size", "-b"),
+    out: str | None = RUN_OUT_OPTION,
+    epochs: int | None = EPOCHS_OPTION,
+    batch_size: int | None = RUN_BATCH_OPTION,
     val_data: str | None = typer.Option(None, "--val-data", help="Separate validation set."),
     val_split: float | None = typer.Option(
         None, "--val-split", help="Fraction held out for validation when no --val-data (0: none)."
@@ -100,8 +96,8 @@ def train(
     compile_model: bool | None = typer.Option(
         None, "--compile/--no-compile", help="torch.compile the model (falls back if it fails)."
     ),
-    seed: int | None = typer.Option(None, "--seed"),
-    workers: int | None = typer.Option(None, "--workers", help="Data loading processes."),
+    seed: int | None = SEED_OPTION,
+    workers: int | None = LOADER_WORKERS_OPTION,
     early_stopping: int | None = typer.Option(
         None, "--early-stopping", help="Stop after this many epochs without improvement."
     ),
@@ -110,30 +106,25 @@ def train(
         "--monitor",
         help="val_top1 | val_top5 | val_mean_class_accuracy | val_loss | train_loss | train_top1.",
     ),
-    max_steps_per_epoch: int | None = typer.Option(None, "--max-steps-per-epoch"),
-    checkpoint_every_steps: int | None = typer.Option(
-        None, "--checkpoint-every-steps", help="Also write last.pt every N optimiser steps."
-    ),
-    device: str | None = typer.Option(None, "--device", help="auto | cpu | mps | cuda | cuda:N."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    max_steps_per_epoch: int | None = MAX_STEPS_OPTION,
+    checkpoint_every_steps: int | None = CHECKPOINT_EVERY_OPTION,
+    device: str | None = DEVICE_OPTION,
+    resume: bool = RESUME_OPTION,
     select: str | None = typer.Option(
         None, "--select", help="best | last: the checkpoint reported as the result."
     ),
     clips: int | None = typer.Option(None, "--clips", help="Validation clips per video."),
     crops: int | None = typer.Option(None, "--crops", help="Validation crops per clip (1 or 3)."),
     preprocess: list[str] | None = PREPROCESS_OPTION,
-    model_kwarg: list[str] | None = typer.Option(
-        None, "--model-kwarg", help="Model option KEY=VALUE, e.g. dropout=0.3."
-    ),
-    progress: bool | None = typer.Option(None, "--progress/--no-progress"),
+    model_kwarg: list[str] | None = MODEL_KWARG_OPTION,
+    progress: bool | None = RUN_PROGRESS_OPTION,
 ) -> None:
     """Train a model; checkpoints, metrics.csv, TensorBoard logs and curves go to --out."""
     from resaction.engine.config import load_config
     from resaction.engine.trainer import train as run_training
 
     protocol = view_protocol(clips, crops)
-    if config is None and resume and out is not None and (Path(out) / "config.yaml").is_file():
-        config = Path(out) / "config.yaml"
+    config = run_config_file(config, out, resume)
     resolved = load_config(
         config,
         data=data,
@@ -170,9 +161,9 @@ def train(
         device=device,
         resume=resume or None,
         select=select,
-        preprocess=_pairs(preprocess, "--preprocess") or None,
+        preprocess=key_values(preprocess, "--preprocess") or None,
         protocol=protocol or None,
-        model_kwargs=_pairs(model_kwarg, "--model-kwarg") or None,
+        model_kwargs=key_values(model_kwarg, "--model-kwarg") or None,
         progress=progress,
     )
     if int(os.environ.get("RANK", "0")) == 0 and not resolved.resume:
