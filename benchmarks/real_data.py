@@ -5,14 +5,18 @@ Runs, in order, and resumes where it stopped (each fold is read back once finish
 2. the classic baseline (motion history images, Hu moments, nearest neighbour:
    `benchmarks/mhi_baseline.py`) on exactly the folds crossval makes;
 3. a synthetic dataset (`resaction synth`) and one pretraining run per model on it;
-4. `resaction crossval` for every (dataset, model, start) row, from scratch and from the
-   synthetic checkpoint, plus the fight data without groups g44 and g45.
+4. for the "selfsup" start, one self-supervised run (`resaction pretrain`) per model on the
+   unlabelled footage of every dataset in ../shared/data/videos that is not evaluated here (small
+   copies; the fight data and PS7 are left out whole, so no fold's test videos are ever seen);
+5. `resaction crossval` for every (dataset, model, start) row, from scratch, from the synthetic
+   checkpoint and from the self-supervised one, plus the fight data without groups g44 and g45.
 
 Writes benchmarks/results/real_data.json and prints a table (mean and sample standard deviation of
 video-level top-1 over folds, against the baseline measured on the same folds). Every command it
 runs is printed first, so the table can be reproduced command by command.
 
     python benchmarks/real_data.py [--only fight,ps7] [--models tsn_resnet18,...]
+        [--starts scratch,synthetic,selfsup]
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ EPOCHS = 30
 RECIPE = ["--batch-size", "8", "--lr", "0.01", "--workers", "1"]
 PRETRAIN_EPOCHS_DEFAULT = 12
 PRETRAIN_EPOCHS = {"r2plus1d_18": 8}
+SELFSUP_EPOCHS = 15
 VIEWS = ["--clips", "2", "--crops", "1"]
 DATASETS = {
     "fight": {
@@ -140,6 +145,37 @@ def pretrain(model: str) -> Path:
     return out / "last.pt"
 
 
+def footage() -> Path:
+    """A list of every video of the datasets not evaluated here (small copies): unlabelled footage
+    for self-supervised pretraining, with no video of any evaluated dataset in it."""
+    evaluated = {spec["source"] for spec in DATASETS.values()}
+    names = sorted(d.name for d in SHARED.iterdir() if d.is_dir() and d.name not in evaluated)
+    videos = [video for name in names for video in sorted(small_copy(name).rglob("*.mp4"))]
+    listing = RUNS / "footage" / "unlabelled.txt"
+    listing.parent.mkdir(parents=True, exist_ok=True)
+    listing.write_text("".join(f"{video}\n" for video in videos))
+    return listing
+
+
+def selfsup(model: str) -> Path:
+    """``resaction pretrain`` on ``footage()``; its last checkpoint."""
+    out = RUNS / "selfsup" / model
+    resume = ["--resume"] if (out / "config.yaml").is_file() else []
+    if not _finished(out, SELFSUP_EPOCHS):
+        run(resaction("pretrain", "--data", str(footage()), "--model", model,
+                      "--out", str(out), "--epochs", str(SELFSUP_EPOCHS), "--batch-size", "8",
+                      "--workers", "1", *model_input(model), *resume, "--no-progress"))  # fmt: skip
+    return out / "last.pt"
+
+
+def start_weights(start: str, model: str, dataset: str) -> str:
+    if start == "scratch":
+        return "none"
+    if start == "selfsup":
+        return str(selfsup(model))
+    return str(pretrain(model))
+
+
 def _finished(run_dir: Path, epochs: int) -> bool:
     metrics = run_dir / "metrics.csv"
     return metrics.is_file() and len(metrics.read_text().strip().splitlines()) > epochs
@@ -205,7 +241,7 @@ def main() -> None:
             for model in models:
                 if dataset == "fight_no_g44_g45" and start != "scratch":
                     continue
-                weights = "none" if start == "scratch" else str(pretrain(model))
+                weights = start_weights(start, model, dataset)
                 reference = baselines[dataset]["top1_mean"]
                 row = crossval(dataset, data, model, start, weights, reference)
                 rows = [r for r in rows if (r["dataset"], r["model"], r["start"]) != (
@@ -252,7 +288,7 @@ def plot(rows: list[dict], baselines: dict[str, dict], path: Path) -> Path:
     datasets = [d for d in DATASETS if d in baselines or any(r["dataset"] == d for r in rows)]
     figure = Figure(figsize=(7.5, 1.2 + 2.2 * len(datasets)), layout="constrained")
     axes = figure.subplots(len(datasets), 1, squeeze=False)[:, 0]
-    colours = {"scratch": "tab:blue", "synthetic": "tab:orange"}
+    colours = {"scratch": "tab:blue", "synthetic": "tab:orange", "selfsup": "tab:green"}
     for ax, dataset in zip(axes, datasets, strict=True):
         mine = sorted(
             (r for r in rows if r["dataset"] == dataset), key=lambda r: (r["model"], r["start"])

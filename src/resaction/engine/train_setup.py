@@ -13,6 +13,7 @@ from torch import nn
 from resaction.data.loader import class_balance_weights
 from resaction.engine.config import TrainConfig
 from resaction.engine.logs import writability_problem
+from resaction.engine.pretext import pretext_classes
 from resaction.engine.schedule import warmup_cosine
 from resaction.errors import CheckpointError, ConfigError, first_line
 from resaction.models.checkpoint import ModelBundle, load_checkpoint, read_checkpoint
@@ -90,6 +91,18 @@ def pruned_start(weights: str | None) -> ModelBundle | None:
     return load_checkpoint(path)
 
 
+def is_pretext_checkpoint(weights: str | None) -> bool:
+    """Whether ``weights`` is a ``resaction pretrain`` checkpoint, whose classifier (playback
+    speed and direction) means nothing for the user's classes even when the sizes match."""
+    path = Path(str(weights or "")).expanduser()
+    if str(weights or "none") == "none" or not path.is_file():
+        return False
+    try:
+        return read_checkpoint(path).get("classes") == pretext_classes()
+    except CheckpointError:
+        return False
+
+
 def build_model(
     config: TrainConfig,
     num_classes: int,
@@ -120,6 +133,9 @@ def build_model(
     report = getattr(model, "load_report", None)
     if report is not None:
         say(report.summary() if hasattr(report, "summary") else str(report))
+    if resumed is None and pruned is None and is_pretext_checkpoint(config.weights):
+        model.reset_classifier(num_classes)
+        say(f"a new classifier for {num_classes} classes (the pretext task's is not kept)")
     if resumed is not None:
         try:
             model.load_state_dict(resumed["state_dict"])

@@ -19,6 +19,7 @@ from torch import nn
 
 from resaction.errors import CheckpointError
 from resaction.models.factory import create_model
+from resaction.models.fusion import FUSION_NAME, build_fusion
 from resaction.models.pruned import shrink_to_state_dict
 
 FORMAT_VERSION = 1
@@ -115,9 +116,8 @@ def update_checkpoint(path: str | Path, values: dict[str, Any]) -> Path:
 def load_checkpoint(path: str | Path) -> ModelBundle:
     """Rebuild the model stored in a resaction checkpoint, in eval mode."""
     payload = read_checkpoint(path)
-    model = create_model(
-        payload["model_name"], num_classes=payload["num_classes"], **payload["model_kwargs"]
-    )
+    build = build_fusion if payload["model_name"] == FUSION_NAME else create_model
+    model = build(payload["model_name"], payload["num_classes"], **payload["model_kwargs"])
     if payload.get("pruned"):
         shrink_to_state_dict(model, payload["state_dict"])
     try:
