@@ -59,23 +59,39 @@ def two_streams(tmp_path_factory) -> tuple[Path, Path, Path]:
     return data, rgb, motion
 
 
-def test_fused_checkpoint_scores_are_the_weighted_sum_of_its_parts(two_streams, tmp_path) -> None:
+def test_the_command_fuses_into_a_checkpoint_whose_scores_are_the_weighted_sum_of_its_parts(
+    two_streams, tmp_path, capsys
+) -> None:
+    from resaction.cli import run_app
+
     data, rgb, motion = two_streams
-    result = fuse_checkpoints(
-        [rgb, motion], data, tmp_path / "fused.pt", num_workers=0, progress=False
-    )
-    assert sum(result.weights) == pytest.approx(1) and result.parts == [
-        "tsn_resnet18",
-        "tsn_diff_resnet18",
-    ]
-    fused = load_checkpoint(result.path)
+    out = tmp_path / "fused.pt"
+    args = ["fuse", str(rgb), str(motion), "--val-data", str(data), "--out", str(out)]
+    assert run_app([*args, "--workers", "0", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "tsn_resnet18: weight" in printed and "tsn_diff_resnet18: weight" in printed
+    fused = load_checkpoint(out)
     assert fused.model_name == FUSION_NAME and fused.preprocess["segment_len"] == 3
+    weights = fused.model_kwargs["weights"]
+    assert sum(weights) == pytest.approx(1) and fused.extra["fusion"]["videos"] == 20
     parts = [load_checkpoint(rgb).model, load_checkpoint(motion).model]
     clip = torch.randn(2, 3, 6, 32, 32)
     with torch.no_grad():
-        expected = result.weights[0] * parts[0](clip[:, :, 1::3]).softmax(1)
-        expected += result.weights[1] * parts[1](clip).softmax(1)
+        expected = weights[0] * parts[0](clip[:, :, 1::3]).softmax(1)
+        expected += weights[1] * parts[1](clip).softmax(1)
         assert torch.allclose(fused.model(clip).softmax(1), expected, atol=1e-6)
+    assert run_app(["fuse", str(rgb), "--val-data", str(data), "--out", str(out)]) == 1
+    assert "two or more" in capsys.readouterr().err
+
+    from resaction.deploy.export import export_checkpoint
+    from resaction.runtime.loading import load_model
+
+    exported = export_checkpoint(out, tmp_path / "fused.onnx")  # one graph, same scores
+    assert exported.max_abs_diff is not None and exported.max_abs_diff < 1e-3
+    onnx = load_model(exported.path)
+    assert onnx.spec.segment_len == 3 and onnx.classes == fused.classes
+    logits = torch.from_numpy(onnx.backend(clip[:1].numpy()))
+    assert np.allclose(logits.softmax(1).numpy(), expected[:1].numpy(), atol=1e-4)
 
 
 def test_fusing_models_that_see_different_pixels_is_refused(two_streams, tmp_path) -> None:
@@ -91,36 +107,3 @@ def test_fusing_models_that_see_different_pixels_is_refused(two_streams, tmp_pat
     )
     with pytest.raises(ConfigError, match="differ in crop"):
         fuse_checkpoints([rgb, wide], data, tmp_path / "x.pt", num_workers=0, progress=False)
-
-
-def test_a_fused_checkpoint_exports_to_one_onnx_graph_with_the_same_scores(
-    two_streams, tmp_path
-) -> None:
-    from resaction.deploy.export import export_checkpoint
-    from resaction.runtime.loading import load_model
-
-    data, rgb, motion = two_streams
-    result = fuse_checkpoints([rgb, motion], data, tmp_path / "f.pt", num_workers=0, progress=False)
-    exported = export_checkpoint(result.path, tmp_path / "f.onnx")
-    assert exported.max_abs_diff is not None and exported.max_abs_diff < 1e-3
-    onnx = load_model(exported.path)
-    assert onnx.spec.segment_len == 3 and onnx.classes == load_checkpoint(result.path).classes
-    clip = torch.randn(1, 3, 6, 32, 32)
-    with torch.no_grad():
-        expected = load_checkpoint(result.path).model(clip).softmax(1).numpy()
-    logits = torch.from_numpy(onnx.backend(clip.numpy()))
-    assert np.allclose(logits.softmax(1).numpy(), expected, atol=1e-4)
-
-
-def test_the_command_fuses_and_prints_each_part(two_streams, tmp_path, capsys) -> None:
-    from resaction.cli import run_app
-
-    data, rgb, motion = two_streams
-    out = tmp_path / "fused.pt"
-    args = ["fuse", str(rgb), str(motion), "--val-data", str(data), "--out", str(out)]
-    assert run_app([*args, "--workers", "0", "--no-progress"]) == 0
-    printed = capsys.readouterr().out
-    assert "tsn_resnet18: weight" in printed and "tsn_diff_resnet18: weight" in printed
-    assert "fused:" in printed and load_checkpoint(out).model_name == FUSION_NAME
-    assert run_app(["fuse", str(rgb), "--val-data", str(data), "--out", str(out)]) == 1
-    assert "two or more" in capsys.readouterr().err
