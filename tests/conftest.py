@@ -5,7 +5,8 @@ import os
 # Before torch loads OpenMP: with the default policy its threads spin at every barrier, which makes
 # a shared 2-core machine (CI, parallel jobs) several times slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Under pytest-xdist (-n 2: a worker per core) two threads per worker would oversubscribe the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1" if "PYTEST_XDIST_WORKER" in os.environ else "2")
 
 from pathlib import Path
 

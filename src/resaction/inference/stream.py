@@ -221,9 +221,9 @@ class StreamRunner:
             reason = "interrupted"
         finally:
             self.source.stop()
+            self._drain_source_events()  # the source's "ended" first, whenever its thread said it
             end = self._last_time - self.half_window
             self._alarms(self.decisions.flush(end), self._last_time)  # alarms still open end
-            self._drain_source_events()
             summary = {**self.stats.summary(self.source.frames_read), "stopped": reason}
             summary["incremental"] = self.track is not None
             summary["dropped_units"] = self.track.dropped_units if self.track else 0
