@@ -26,6 +26,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the whole quick start: 437 s in CI's worker with one thread
 def test_quickstart_meets_its_thresholds_and_prints_plain_lines_when_not_on_a_terminal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
