@@ -141,7 +141,7 @@ def test_the_command_pretrains_resumes_and_says_how_to_fine_tune(footage: Path, 
     assert run_app(command(1)) == 0
     printed = capsys.readouterr().out
     assert "pretext loss" in printed and "chance 17%" in printed
-    assert f"--weights {out / 'last.pt'}" in printed.replace("\n", "")
+    assert f"--weights {out / 'last.pt'} -p clip_len=12 -p resize=32 -p crop=28" in printed
     assert run_app([*command(2), "--resume"]) == 0
     assert read_checkpoint(out / "last.pt")["epoch"] == 2
     assert run_app(["pretrain", "--data", str(footage), "--model", "tsn_resnet18"]) == 1

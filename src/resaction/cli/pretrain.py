@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -96,9 +97,14 @@ def pretrain(
         f"accuracy {100 * last['train_top1']:.0f}% (chance {100 / len(result.classes):.0f}%)"
     )
     console.print(f"checkpoint: {result.last_checkpoint}")
+    same_input = "".join(
+        f" -p {key}={json.dumps(value) if isinstance(value, list) else value}"
+        for key, value in resolved.preprocess.items()
+    )
     console.print(
         f"fine-tune it: resaction train --data DATA --model {resolved.model} "
-        f"--weights {result.last_checkpoint}"
+        f"--weights {result.last_checkpoint}{same_input}",
+        soft_wrap=True,
     )
     if result.skipped:
         console.print(f"[yellow]{len(result.skipped)} video(s) skipped[/] (see skipped.txt)")
