@@ -16,7 +16,7 @@ video-level top-1 over folds, against the baseline measured on the same folds). 
 runs is printed first, so the table can be reproduced command by command.
 
     python benchmarks/real_data.py [--only fight,ps7] [--models tsn_resnet18,...]
-        [--starts scratch,synthetic,selfsup]
+        [--starts scratch,synthetic,selfsup] [--finetune sgd|adamw]
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ SEGMENTS = 8
 INPUT = ["-p", "sampling=segments", "-p", "resize=64", "-p", "crop=56"]
 EPOCHS = 30
 RECIPE = ["--batch-size", "8", "--lr", "0.01", "--workers", "1"]
+FINETUNE = {"sgd": [], "adamw": ["--optimizer", "adamw", "--lr", "0.001"]}
+"""How crossval trains: the recipe's SGD at 0.01, or AdamW at 0.001 (rows ``<start> adamw``)."""
 PRETRAIN_EPOCHS_DEFAULT = 12
 PRETRAIN_EPOCHS = {"r2plus1d_18": 8}
 SELFSUP_EPOCHS = 15
@@ -182,18 +184,26 @@ def _finished(run_dir: Path, epochs: int) -> bool:
 
 
 def crossval(
-    dataset: str, data: Path, model: str, start: str, weights: str, reference: float
+    dataset: str,
+    data: Path,
+    model: str,
+    start: str,
+    weights: str,
+    reference: float,
+    finetune: str = "sgd",
 ) -> dict:
-    out = RUNS / dataset / f"{model}_{start}"
+    suffix = "" if finetune == "sgd" else f"_{finetune}"
+    out = RUNS / dataset / f"{model}_{start}{suffix}"
     run(resaction("crossval", "--data", str(data), *split_args(dataset), "--model", model,
-                  "--epochs", str(EPOCHS), "--weights", weights, *RECIPE, *VIEWS,
-                  *model_input(model), "--out", str(out), "--no-progress"))  # fmt: skip
+                  "--epochs", str(EPOCHS), "--weights", weights, *RECIPE, *FINETUNE[finetune],
+                  *VIEWS, *model_input(model), "--out", str(out), "--no-progress"))  # fmt: skip
     record = json.loads((out / "crossval.json").read_text())
     return {
         "dataset": dataset,
         "split": DATASETS[dataset]["split"],
         "model": model,
-        "start": start,
+        "start": start if finetune == "sgd" else f"{start} {finetune}",
+        "finetune": finetune,
         "videos": record["protocol"]["num_videos"],
         "top1_mean": record["summary"]["top1"]["mean"],
         "top1_std": record["summary"]["top1"]["std"],
@@ -210,6 +220,7 @@ def main() -> None:
     parser.add_argument("--only", default="fight,ps7,fight_no_g44_g45")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--starts", default="scratch,synthetic")
+    parser.add_argument("--finetune", default="sgd", choices=sorted(FINETUNE))
     parser.add_argument(
         "--markdown", action="store_true", help="print the saved results as a Markdown table"
     )
@@ -243,9 +254,9 @@ def main() -> None:
                     continue
                 weights = start_weights(start, model, dataset)
                 reference = baselines[dataset]["top1_mean"]
-                row = crossval(dataset, data, model, start, weights, reference)
+                row = crossval(dataset, data, model, start, weights, reference, args.finetune)
                 rows = [r for r in rows if (r["dataset"], r["model"], r["start"]) != (
-                    dataset, model, start)] + [row]  # fmt: skip
+                    dataset, model, row["start"])] + [row]  # fmt: skip
                 save()
     print_table(rows, baselines)
     print(f"{time.perf_counter() - started:.0f} s; results in {RESULTS}")
@@ -288,7 +299,8 @@ def plot(rows: list[dict], baselines: dict[str, dict], path: Path) -> Path:
     datasets = [d for d in DATASETS if d in baselines or any(r["dataset"] == d for r in rows)]
     figure = Figure(figsize=(7.5, 1.2 + 2.2 * len(datasets)), layout="constrained")
     axes = figure.subplots(len(datasets), 1, squeeze=False)[:, 0]
-    colours = {"scratch": "tab:blue", "synthetic": "tab:orange", "selfsup": "tab:green"}
+    colours = {"scratch": "tab:blue", "synthetic": "tab:orange", "selfsup": "tab:green",
+               "scratch adamw": "tab:cyan", "selfsup adamw": "tab:olive"}  # fmt: skip
     for ax, dataset in zip(axes, datasets, strict=True):
         mine = sorted(
             (r for r in rows if r["dataset"] == dataset), key=lambda r: (r["model"], r["start"])

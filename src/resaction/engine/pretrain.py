@@ -64,8 +64,7 @@ def pretrain_config(config: TrainConfig) -> TrainConfig:
     no time reversal (it would erase the arrow of time), every epoch kept as ``last.pt``."""
     if config.val_data:
         raise ConfigError("pretraining has no labels to validate on: drop --val-data")
-    preprocess = {**config.preprocess}
-    if preprocess.get("direction_blind"):
+    if config.preprocess.get("direction_blind"):
         raise ConfigError(
             "pretraining learns the arrow of time: -p direction_blind=true would hide it"
         )
