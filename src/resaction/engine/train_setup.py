@@ -16,7 +16,7 @@ from resaction.engine.logs import writability_problem
 from resaction.engine.pretext import pretext_classes
 from resaction.engine.schedule import warmup_cosine
 from resaction.errors import CheckpointError, ConfigError, first_line
-from resaction.models.checkpoint import ModelBundle, load_checkpoint, read_checkpoint
+from resaction.models.checkpoint import load_checkpoint, read_checkpoint
 from resaction.models.finetune import freeze_batchnorm, param_groups
 from resaction.models.registry import create_model
 
@@ -77,30 +77,16 @@ def read_last_checkpoint(
     return payload
 
 
-def pruned_start(weights: str | None) -> ModelBundle | None:
-    """The network of a pruned checkpoint that ``weights`` names, to train on from there
-    (``create_model`` cannot build its narrower layers); None for anything else."""
+def own_checkpoint(weights: str | None) -> dict[str, Any] | None:
+    """The resaction checkpoint a ``--weights`` path names, read once; None for named weights,
+    ``none``, or a file that is not a resaction checkpoint (a plain state dict)."""
     path = Path(str(weights or "")).expanduser()
     if str(weights or "none") == "none" or not path.is_file():
         return None
     try:
-        if not read_checkpoint(path).get("pruned"):
-            return None
+        return read_checkpoint(path)
     except CheckpointError:
         return None
-    return load_checkpoint(path)
-
-
-def is_pretext_checkpoint(weights: str | None) -> bool:
-    """Whether ``weights`` is a ``resaction pretrain`` checkpoint, whose classifier (playback
-    speed and direction) means nothing for the user's classes even when the sizes match."""
-    path = Path(str(weights or "")).expanduser()
-    if str(weights or "none") == "none" or not path.is_file():
-        return False
-    try:
-        return read_checkpoint(path).get("classes") == pretext_classes()
-    except CheckpointError:
-        return False
 
 
 def build_model(
@@ -112,7 +98,9 @@ def build_model(
 ) -> tuple[nn.Module, bool]:
     """The network to train and whether it is a pruned one: from the named weights, a pruned
     checkpoint, or the weights of the run being resumed."""
-    pruned = pruned_start(config.weights)
+    own = own_checkpoint(config.weights)
+    # a pruned network cannot be built by create_model: its layers are narrower
+    pruned = load_checkpoint(config.weights) if own and own.get("pruned") else None
     if pruned is not None:
         model = pruned.model
         if len(pruned.classes) != num_classes:
@@ -133,7 +121,8 @@ def build_model(
     report = getattr(model, "load_report", None)
     if report is not None:
         say(report.summary() if hasattr(report, "summary") else str(report))
-    if resumed is None and pruned is None and is_pretext_checkpoint(config.weights):
+    if resumed is None and pruned is None and own and own.get("classes") == pretext_classes():
+        # the pretext task's classifier (speed, direction) means nothing here, whatever its size
         model.reset_classifier(num_classes)
         say(f"a new classifier for {num_classes} classes (the pretext task's is not kept)")
     if resumed is not None:
