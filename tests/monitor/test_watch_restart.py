@@ -101,6 +101,9 @@ def test_killed_watcher_delivers_every_logged_event_after_restart(
     bodies: dict[str, bytes] = {}
     for request in receiver.all():
         assert bodies.setdefault(request.key, request.raw) == request.raw  # a repeat is the same
+    for event_id, state in before:  # the restarted watcher says which events it closed for it
+        ended = [line for line in second.stdout.splitlines() if line.endswith(event_id)]
+        assert (state == "open") == any("(recovered:" in line for line in ended), ended
     for event_id, state in logged_events(out):
         assert state == "closed"
         assert keys[f"{event_id}:started"] >= 1

@@ -36,10 +36,11 @@ def _print_message(message: dict[str, Any]) -> None:
         )
     else:
         clip = message.get("clip") or "no clip"
+        reason = f" ({message['reason']})" if message.get("reason") else ""
         console.print(
             f"[bold]ended[/] {message['camera']}: {message['label']} "
             f"{message['stream_start']:.1f}-{message['stream_end']:.1f} s, peak "
-            f"{message['peak']:.2f}, {clip}",
+            f"{message['peak']:.2f}, {clip}{reason}  {message['id']}",
             highlight=False,
             soft_wrap=True,
         )

@@ -160,7 +160,7 @@ class WatchedCamera:
             log.open_event(event)
             self.open[change.label] = event
             self.metrics.events.labels(self.name, change.label).inc()
-            self._tell({"type": "event", **event.to_dict()})
+            self.tell({"type": "event", **event.to_dict()})
             return event
         event = self.open.pop(change.label, None)
         if event is not None:
@@ -195,7 +195,7 @@ class WatchedCamera:
         except ResactionError as error:
             log.warning("camera %s: no clip for event %s: %s", self.name, event.id, error)
         log.close_event(event)
-        self._tell({"type": "event", **event.to_dict()})
+        self.tell({"type": "event", **event.to_dict()})
 
     def _snapshot(self, event: Event, at: float) -> str | None:
         path = self.out_dir / "snapshots" / f"{event.id}.jpg"
@@ -211,7 +211,8 @@ class WatchedCamera:
             written = path if cv2.imwrite(str(path), image) else None
         return None if written is None else str(path.relative_to(self.out_dir))
 
-    def _tell(self, message: dict[str, Any]) -> None:
+    def tell(self, message: dict[str, Any]) -> None:
+        """Hand ``message`` to every listener (see ``Watcher.subscribe``)."""
         for listener in self.listeners:
             listener(message)
 

@@ -112,6 +112,9 @@ class Watcher:
         recovered = self.log.recover([camera.name for camera in self.cameras])
         if recovered:
             log.warning("closed %d event(s) a previous run left open", len(recovered))
+        by_name = {camera.name: camera for camera in self.cameras}
+        for event in recovered:
+            by_name[event.camera].tell({"type": "event", **event.to_dict()})
         for deliverer in self.deliverers:
             deliverer.start()
         if self.options.metrics_port is not None:
