@@ -18,6 +18,7 @@ from resaction.deploy.frames_export import export_frames
 from resaction.deploy.frames_quantize import quantize_frames
 from resaction.errors import DeployError
 from resaction.inference.incremental import LiveScorer, WindowScore
+from resaction.inference.sources import CapturedFrame
 from resaction.models.registry import create_model
 from resaction.monitor.config import load_watch_config
 from resaction.monitor.watcher import Watcher, WatchOptions
@@ -82,7 +83,7 @@ def run_cameras(scorer: LiveScorer, videos: list[np.ndarray]) -> list[WindowScor
     for start in range(0, len(videos[0]), 3):
         for track, video in zip(tracks, videos, strict=True):
             for seq in range(start, min(start + 3, len(video))):
-                scorer.add(track, video[seq], seq / 25, 0.0, seq)
+                scorer.add(track, CapturedFrame(seq, seq / 25, 0.0, video[seq]))
         scores.extend(scorer.score(tracks))
     return scores
 

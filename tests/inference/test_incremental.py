@@ -10,6 +10,7 @@ import torch
 from resaction.data.spec import ClipSpec
 from resaction.inference.incremental import LiveScorer, supports_incremental
 from resaction.inference.predictor import Predictor
+from resaction.inference.sources import CapturedFrame
 from resaction.inference.timeline import (
     TimelineConfig,
     run_timeline,
@@ -51,7 +52,7 @@ def run_cameras(scorer: LiveScorer, videos: list[np.ndarray], step: int = 1):
     for start in range(0, len(videos[0]), 3):
         for track, video in zip(tracks, videos, strict=True):
             for seq in range(start, min(start + 3, len(video))):
-                scorer.add(track, video[seq], seq / 25, 0.0, seq)
+                scorer.add(track, CapturedFrame(seq, seq / 25, 0.0, video[seq]))
         scores.extend(scorer.score(tracks))
     return scores
 
@@ -125,11 +126,19 @@ def test_dropped_frames_restart_the_lattice_at_the_next_frame() -> None:
     scorer = scorer_for("tsn_resnet18", 2, num_segments=2)
     track = scorer.track("cam", step=2)
     image = frames(1, 0)[0]
-    kept = [seq for seq in (0, 1, 2, 5, 6, 7, 9) if scorer.add(track, image, 0.0, 0.0, seq)]
+    kept = [
+        seq
+        for seq in (0, 1, 2, 5, 6, 7, 9)
+        if scorer.add(track, CapturedFrame(seq, 0.0, 0.0, image))
+    ]
     assert kept == [0, 2, 5, 7, 9]
     pairs = scorer_for("tsn_diff_resnet18", 4, 2, num_segments=2)
     track = pairs.track("cam", step=5)
-    kept = [s for s in (0, 1, 2, 5, 7, 8, 9, 10, 11) if pairs.add(track, image, 0.0, 0.0, s)]
+    kept = [
+        s
+        for s in (0, 1, 2, 5, 7, 8, 9, 10, 11)
+        if pairs.add(track, CapturedFrame(s, 0.0, 0.0, image))
+    ]
     # 5 starts a unit whose second frame (6) never came: it is dropped, 7 starts the next.
     assert kept == [0, 1, 5, 7, 8] and len(track.pending) == 2
     assert [u.seq for u in track.pending] == [1, 8]
@@ -192,3 +201,24 @@ def test_stream_scores_each_frame_once_with_the_same_windows(
     for mine, theirs in zip(fast, slow, strict=True):
         assert (mine["time"], mine["label"]) == (theirs["time"], theirs["label"])
         assert mine["confidence"] == pytest.approx(theirs["confidence"], abs=1e-4)
+
+
+def test_only_frames_on_the_lattice_are_converted() -> None:
+    scorer = scorer_for("tsn_resnet18", 2, num_segments=2)
+    track = scorer.track("cam", step=3)
+    image = frames(1, 0)[0]
+    converted: list[int] = []
+
+    def convert(picture: int) -> np.ndarray:
+        converted.append(picture)
+        return image
+
+    taken = [CapturedFrame(seq, seq / 25, 0.0, picture=seq, convert=convert) for seq in range(8)]
+    kept = [frame.seq for frame in taken if scorer.add(track, frame)]
+    assert kept == converted == [0, 3, 6]
+    assert taken[6].image is image and converted == [0, 3, 6]  # converted once
+    taken[7].release()
+    with pytest.raises(RuntimeError, match="frame 7 was released"):
+        taken[7].image  # noqa: B018
+    with pytest.raises(ValueError, match="needs an image"):
+        CapturedFrame(0, 0.0, 0.0, picture=1)

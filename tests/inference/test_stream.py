@@ -32,6 +32,7 @@ def test_latest_frames_keeps_only_the_newest() -> None:
         buffer.put(frame(seq))
         assert len(buffer) <= 5
     assert [f.seq for f in buffer.take_new()] == [35, 36, 37, 38, 39]
+    assert buffer.dropped == 32 and len(buffer) == 0  # 3..34 were evicted untaken
     assert buffer.take_new(timeout=0.01) == []
 
 

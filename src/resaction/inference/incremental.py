@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from resaction.data.transforms import ClipTransform
+from resaction.inference.sources import CapturedFrame
 from resaction.models.resnet2d import ResNet
 from resaction.models.tsm import TSM
 from resaction.runtime.backends import Backend
@@ -164,14 +165,13 @@ class LiveScorer:
         track.max_pending = self.max_pending
         return track
 
-    def add(
-        self, track: CameraTrack, image: np.ndarray, time: float, captured: float, seq: int
-    ) -> bool:
-        """Offer a decoded frame (H, W, 3) uint8; true when it lies on the lattice and was kept."""
-        if not track.accept(seq):
+    def add(self, track: CameraTrack, frame: CapturedFrame) -> bool:
+        """Offer a read frame; true when it lies on the lattice and was kept. Only kept frames
+        are converted (``frame.image``)."""
+        if not track.accept(frame.seq):
             return False
-        clip = torch.from_numpy(np.ascontiguousarray(image)).unsqueeze(0)
-        track.add_frame(self.transform(clip), time, captured, seq)
+        clip = torch.from_numpy(np.ascontiguousarray(frame.image)).unsqueeze(0)
+        track.add_frame(self.transform(clip), frame.time, frame.captured, frame.seq)
         return True
 
     def score(self, tracks: Sequence[CameraTrack]) -> list[WindowScore]:

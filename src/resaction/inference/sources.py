@@ -35,16 +35,52 @@ log = logging.getLogger(__name__)
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt", "rtp")
 
 
-@dataclass
+_CONVERTING = threading.Lock()
+
+
 class CapturedFrame:
     """One frame as read: ``seq`` counts frames from 0, ``time`` is its stream time in seconds
     (presentation time for files, seconds since the start for cameras and network streams) and
-    ``captured`` the ``time.monotonic()`` at which the reader had it."""
+    ``captured`` the ``time.monotonic()`` at which the reader had it.
 
-    seq: int
-    time: float
-    captured: float
-    image: np.ndarray
+    ``image`` is an ``(H, W, 3)`` uint8 RGB array, given, or converted from the decoded
+    ``picture`` by ``convert`` the first time it is asked for: a watcher scores only the frames
+    on its lattice (one in six of a 25 fps camera), so the others are never converted. Lazy
+    conversions take one lock, so a reader's converter is never used by two threads at once."""
+
+    __slots__ = ("_convert", "_image", "_picture", "captured", "seq", "time")
+
+    def __init__(
+        self,
+        seq: int,
+        time: float,
+        captured: float,
+        image: np.ndarray | None = None,
+        *,
+        picture: Any = None,
+        convert: Callable[[Any], np.ndarray] | None = None,
+    ) -> None:
+        if image is None and (picture is None or convert is None):
+            raise ValueError("a captured frame needs an image, or a picture and its converter")
+        self.seq, self.time, self.captured = seq, time, captured
+        self._image, self._picture, self._convert = image, picture, convert
+
+    @property
+    def image(self) -> np.ndarray:
+        if self._image is None:
+            with _CONVERTING:
+                if self._image is None:
+                    if self._convert is None or self._picture is None:
+                        raise RuntimeError(f"frame {self.seq} was released unconverted")
+                    self._image = self._convert(self._picture)
+                    self._picture = self._convert = None
+        return self._image
+
+    def release(self) -> None:
+        """Drop the decoded picture of a frame that will never be converted."""
+        if self._image is None:
+            with _CONVERTING:
+                self._picture = None
 
 
 @dataclass
@@ -82,12 +118,11 @@ class LatestFrames:
         """Frames evicted before the consumer took them."""
         self._frames: deque[CapturedFrame] = deque(maxlen=capacity)
         self._ready = threading.Condition()
-        self._last_taken = -1
 
     def put(self, frame: CapturedFrame) -> None:
         with self._ready:
             frames = self._frames
-            if len(frames) == self.capacity and frames[0].seq > self._last_taken:
+            if len(frames) == self.capacity:
                 self.dropped += 1
             frames.append(frame)
             self._ready.notify_all()
@@ -96,17 +131,14 @@ class LatestFrames:
         return len(self._frames)
 
     def take_new(self, timeout: float | None = None) -> list[CapturedFrame]:
-        """Frames newer than the last call, oldest first; waits up to ``timeout`` for one."""
+        """Frames newer than the last call, oldest first; waits up to ``timeout`` for one.
+        Taken frames leave the buffer, so it holds no more than the frames not yet taken."""
         with self._ready:
-            if timeout is not None and not self._has_new():
+            if timeout is not None and not self._frames:
                 self._ready.wait(timeout)
-            new = [frame for frame in self._frames if frame.seq > self._last_taken]
-            if new:
-                self._last_taken = new[-1].seq
+            new = list(self._frames)
+            self._frames.clear()
             return new
-
-    def _has_new(self) -> bool:
-        return bool(self._frames) and self._frames[-1].seq > self._last_taken
 
     def wake(self) -> None:
         with self._ready:

@@ -262,7 +262,7 @@ class StreamRunner:
                 last_seq = frame.seq
                 ring.append(frame)
                 if self.track is not None:
-                    self.scorer.add(self.track, frame.image, frame.time, frame.captured, frame.seq)
+                    self.scorer.add(self.track, frame)
                 self._write_frame(frame)
                 if not live and frame.time >= next_due - 1e-6 and self._window_ready(ring):
                     self._infer(ring)

@@ -106,7 +106,8 @@ class WatchedCamera:
                 self.metrics.dropped.labels(self.name).inc(gap)
             self.last_seq = frame.seq
             counter.inc()
-            scorer.add(self.track, frame.image, frame.time, frame.captured, frame.seq)
+            if not scorer.add(self.track, frame) and frame is not frames[-1]:
+                frame.release()  # off the lattice and not the latest: never converted
             self.stream_time = frame.time
         self.latest = frames[-1]
         return len(frames)

@@ -1,9 +1,11 @@
 """``CameraReader``: one thread per camera that reads, decodes and shrinks frames for the watcher.
 
 It demuxes the camera's compressed packets (handed to ``on_packet`` for the evidence ring),
-decodes them and converts each picture straight to the model's input size during colour
-conversion (``io.convert.FrameConverter``), then puts it into a ``LatestFrames`` sink that drops
-the oldest frames rather than queueing them. A camera that cannot be reached, at start or later,
+decodes them and puts each picture into a ``LatestFrames`` sink that drops the oldest frames
+rather than queueing them. A picture is converted straight to the model's input size during colour
+conversion (``io.convert.FrameConverter``) only when asked for (``CapturedFrame.image``): the
+watcher scores the frames on its lattice, about one in six, and converting the rest was about a
+tenth of a reader's CPU. A camera that cannot be reached, at start or later,
 is retried forever with capped exponential back-off; its health is one of ``STATES``.
 
 Threads, not processes: PyAV releases the GIL while demuxing, decoding and scaling, and on 2
@@ -347,9 +349,11 @@ class CameraReader:
             if self._stop.wait(max(0.0, self._started_at + stream_time - now)):
                 return
             now = time.monotonic()
-        image = self._convert(picture)
         self._last_time = stream_time
-        self.frames.put(CapturedFrame(self.frames_read, stream_time, now, image))
+        frame = CapturedFrame(
+            self.frames_read, stream_time, now, picture=picture, convert=self._convert
+        )
+        self.frames.put(frame)
         self.frames_read += 1
         self._arrivals.append(now)
         if self.state != "live":
