@@ -16,7 +16,11 @@ video-level top-1 over folds, against the baseline measured on the same folds). 
 runs is printed first, so the table can be reproduced command by command.
 
     python benchmarks/real_data.py [--only fight,ps7] [--models tsn_resnet18,...]
-        [--starts scratch,synthetic,selfsup] [--finetune sgd|adamw]
+        [--starts scratch,synthetic,selfsup] [--finetune sgd|adamw] [--size 56|80|112]
+        [--device cuda]
+
+``--size`` sets the cross-validation's crop (the short side is 8/7 of it; pretraining stays at
+56 px): rows ``<start> 80px`` in folders ``<model>_<start>_80px``, the input-size study.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ RUNS = ROOT / "runs" / "real"
 RESULTS = ROOT / "benchmarks" / "results" / "real_data.json"
 MODELS = ("tsn_resnet18", "tsm_resnet18", "r2plus1d_18", "tsn_diff_resnet18", "tsm_diff_resnet18")
 SEGMENTS = 8
-INPUT = ["-p", "sampling=segments", "-p", "resize=64", "-p", "crop=56"]
+SIZE = 56
+"""The recipe's crop (from a short side of 64, for CPU time); ``--size`` measures others."""
 EPOCHS = 30
 RECIPE = ["--batch-size", "8", "--lr", "0.01", "--workers", "1"]
 FINETUNE = {"sgd": [], "adamw": ["--optimizer", "adamw", "--lr", "0.001"]}
@@ -90,12 +95,26 @@ def baseline(dataset: str, data: Path) -> dict:
     return {"dataset": dataset, "split": spec["split"], **result}
 
 
-def model_input(model: str) -> list[str]:
-    """8 segments for every model: one frame each, or a run of frames for the difference models."""
+def model_input(model: str, size: int = SIZE) -> list[str]:
+    """8 segments for every model (one frame each, or a run of frames for the difference
+    models), cropped to ``size`` from a short side of ``size`` x 8/7 (56 from 64)."""
     from resaction.models import default_preprocess
 
     frames = SEGMENTS * int(default_preprocess(model).get("segment_len", 1))
-    return ["-p", f"clip_len={frames}", *INPUT]
+    resize = round(size * 8 / 7)
+    return ["-p", f"clip_len={frames}", "-p", "sampling=segments", "-p", f"resize={resize}",
+            "-p", f"crop={size}"]  # fmt: skip
+
+
+def row_variant(start: str, finetune: str, size: int) -> tuple[str, str]:
+    """A row's start label (``scratch``, ``selfsup adamw``, ``scratch adamw 112px``) and the
+    suffix of its run folder."""
+    parts = [
+        part
+        for part in (finetune if finetune != "sgd" else "", f"{size}px" if size != SIZE else "")
+        if part
+    ]
+    return " ".join([start, *parts]), "".join(f"_{part}" for part in parts)
 
 
 def run(command: list[str]) -> None:
@@ -131,7 +150,7 @@ def small_copy(name: str, short_side: int = 128) -> Path:
     return target
 
 
-def pretrain(model: str) -> Path:
+def pretrain(model: str, device: list[str]) -> Path:
     synth = RUNS / "data" / "synth"
     if not (synth / "manifest.csv").is_file():
         run(resaction("synth", "--out", str(synth), "-n", "30", "--seed", "1", "--size", "64",
@@ -143,7 +162,8 @@ def pretrain(model: str) -> Path:
     if not _finished(out, int(epochs)):
         run(resaction("train", "--data", str(synth), "--model", model, "--weights", "none",
                       "--out", str(out), *RECIPE, "--epochs", epochs, "--val-split", "0",
-                      "-p", "flip=0", *model_input(model), *resume, "--no-progress"))  # fmt: skip
+                      "-p", "flip=0", *model_input(model), *device, *resume,
+                      "--no-progress"))  # fmt: skip
     return out / "last.pt"
 
 
@@ -159,23 +179,24 @@ def footage() -> Path:
     return listing
 
 
-def selfsup(model: str) -> Path:
+def selfsup(model: str, device: list[str]) -> Path:
     """``resaction pretrain`` on ``footage()``; its last checkpoint."""
     out = RUNS / "selfsup" / model
     resume = ["--resume"] if (out / "config.yaml").is_file() else []
     if not _finished(out, SELFSUP_EPOCHS):
         run(resaction("pretrain", "--data", str(footage()), "--model", model,
                       "--out", str(out), "--epochs", str(SELFSUP_EPOCHS), "--batch-size", "8",
-                      "--workers", "1", *model_input(model), *resume, "--no-progress"))  # fmt: skip
+                      "--workers", "1", *model_input(model), *device, *resume,
+                      "--no-progress"))  # fmt: skip
     return out / "last.pt"
 
 
-def start_weights(start: str, model: str, dataset: str) -> str:
+def start_weights(start: str, model: str, device: list[str]) -> str:
     if start == "scratch":
         return "none"
     if start == "selfsup":
-        return str(selfsup(model))
-    return str(pretrain(model))
+        return str(selfsup(model, device))
+    return str(pretrain(model, device))
 
 
 def _finished(run_dir: Path, epochs: int) -> bool:
@@ -191,19 +212,23 @@ def crossval(
     weights: str,
     reference: float,
     finetune: str = "sgd",
+    size: int = SIZE,
+    device: list[str] | None = None,
 ) -> dict:
-    suffix = "" if finetune == "sgd" else f"_{finetune}"
+    label, suffix = row_variant(start, finetune, size)
     out = RUNS / dataset / f"{model}_{start}{suffix}"
     run(resaction("crossval", "--data", str(data), *split_args(dataset), "--model", model,
                   "--epochs", str(EPOCHS), "--weights", weights, *RECIPE, *FINETUNE[finetune],
-                  *VIEWS, *model_input(model), "--out", str(out), "--no-progress"))  # fmt: skip
+                  *VIEWS, *model_input(model, size), *(device or []), "--out", str(out),
+                  "--no-progress"))  # fmt: skip
     record = json.loads((out / "crossval.json").read_text())
     return {
         "dataset": dataset,
         "split": DATASETS[dataset]["split"],
         "model": model,
-        "start": start if finetune == "sgd" else f"{start} {finetune}",
+        "start": label,
         "finetune": finetune,
+        "input_size": size,
         "videos": record["protocol"]["num_videos"],
         "top1_mean": record["summary"]["top1"]["mean"],
         "top1_std": record["summary"]["top1"]["std"],
@@ -222,6 +247,15 @@ def main() -> None:
     parser.add_argument("--starts", default="scratch,synthetic")
     parser.add_argument("--finetune", default="sgd", choices=sorted(FINETUNE))
     parser.add_argument(
+        "--size",
+        type=int,
+        default=SIZE,
+        help="crop size of the cross-validation (rows '<start> Npx')",
+    )
+    parser.add_argument(
+        "--device", help="passed to crossval and pretrain (cuda where a GPU is lent)"
+    )
+    parser.add_argument(
         "--markdown", action="store_true", help="print the saved results as a Markdown table"
     )
     parser.add_argument("--plot", type=Path, help="draw the saved results into this PNG")
@@ -235,6 +269,7 @@ def main() -> None:
         return
     datasets, models = args.only.split(","), args.models.split(",")
     starts = args.starts.split(",")
+    device = ["--device", args.device] if args.device else []
     saved = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     rows, baselines = saved.get("rows", []), saved.get("baselines", {})
     started = time.perf_counter()
@@ -252,9 +287,19 @@ def main() -> None:
             for model in models:
                 if dataset == "fight_no_g44_g45" and start != "scratch":
                     continue
-                weights = start_weights(start, model, dataset)
+                weights = start_weights(start, model, device)
                 reference = baselines[dataset]["top1_mean"]
-                row = crossval(dataset, data, model, start, weights, reference, args.finetune)
+                row = crossval(
+                    dataset,
+                    data,
+                    model,
+                    start,
+                    weights,
+                    reference,
+                    args.finetune,
+                    args.size,
+                    device,
+                )
                 rows = [r for r in rows if (r["dataset"], r["model"], r["start"]) != (
                     dataset, model, row["start"])] + [row]  # fmt: skip
                 save()
