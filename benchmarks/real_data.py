@@ -38,6 +38,8 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
+from real_data_fusion import fusion_rows
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data" / "videos"
 RUNS = ROOT / "runs" / "real"
@@ -240,7 +242,31 @@ def crossval(
     }
 
 
-def main() -> None:
+class Results:
+    """real_data.json, read again and merged on every write, so that runners started apart (a
+    fight row beside a PS7 row) never drop each other's rows."""
+
+    def __init__(self, path: Path = RESULTS) -> None:
+        self.path = path
+
+    def read(self) -> dict:
+        saved = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        return {"baselines": saved.get("baselines", {}), "rows": saved.get("rows", [])}
+
+    def add(self, rows: list[dict] = (), baselines: dict[str, dict] | None = None) -> dict:
+        saved = self.read()
+        saved["baselines"].update(baselines or {})
+        keys = {(r["dataset"], r["model"], r["start"]) for r in rows}
+        kept = [r for r in saved["rows"] if (r["dataset"], r["model"], r["start"]) not in keys]
+        saved["rows"] = kept + list(rows)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(saved, indent=2))
+        partial.replace(self.path)
+        return saved
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="fight,ps7,fight_no_g44_g45")
     parser.add_argument("--models", default=",".join(MODELS))
@@ -256,54 +282,57 @@ def main() -> None:
         "--device", help="passed to crossval and pretrain (cuda where a GPU is lent)"
     )
     parser.add_argument(
+        "--fuse",
+        metavar="RGB+MOTION",
+        help="also late-fuse the two models' cross-validations, e.g. tsn_resnet18+tsn_diff_resnet18"
+        " (both run first when --models does not already hold them)",
+    )
+    parser.add_argument(
         "--markdown", action="store_true", help="print the saved results as a Markdown table"
     )
     parser.add_argument("--plot", type=Path, help="draw the saved results into this PNG")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    results = Results()
     if args.markdown or args.plot:
-        saved = json.loads(RESULTS.read_text())
+        saved = results.read()
         if args.markdown:
-            print(markdown_table(saved["rows"], saved.get("baselines", {})))
+            print(markdown_table(saved["rows"], saved["baselines"]))
         if args.plot:
-            print(f"wrote {plot(saved['rows'], saved.get('baselines', {}), args.plot)}")
+            print(f"wrote {plot(saved['rows'], saved['baselines'], args.plot)}")
         return
     datasets, models = args.only.split(","), args.models.split(",")
-    starts = args.starts.split(",")
+    fused = tuple(args.fuse.split("+")) if args.fuse else ()
+    if fused and len(fused) != 2:
+        raise SystemExit("--fuse takes two models: RGB+MOTION")
+    models += [model for model in fused if model not in models]
     device = ["--device", args.device] if args.device else []
-    saved = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    rows, baselines = saved.get("rows", []), saved.get("baselines", {})
     started = time.perf_counter()
-
-    def save() -> None:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps({"baselines": baselines, "rows": rows}, indent=2))
-
-    for start in starts:
+    for start in args.starts.split(","):
         for dataset in datasets:
             data = small_copy(DATASETS[dataset]["source"])
-            if dataset not in baselines:
-                baselines[dataset] = baseline(dataset, data)
-                save()
+            if dataset not in results.read()["baselines"]:
+                results.add(baselines={dataset: baseline(dataset, data)})
+            reference = results.read()["baselines"][dataset]["top1_mean"]
+            if dataset == "fight_no_g44_g45" and start != "scratch":
+                continue
             for model in models:
-                if dataset == "fight_no_g44_g45" and start != "scratch":
-                    continue
                 weights = start_weights(start, model, device)
-                reference = baselines[dataset]["top1_mean"]
                 row = crossval(
-                    dataset,
-                    data,
-                    model,
-                    start,
-                    weights,
-                    reference,
-                    args.finetune,
-                    args.size,
+                    dataset, data, model, start, weights, reference, args.finetune, args.size,
                     device,
-                )
-                rows = [r for r in rows if (r["dataset"], r["model"], r["start"]) != (
-                    dataset, model, row["start"])] + [row]  # fmt: skip
-                save()
-    print_table(rows, baselines)
+                )  # fmt: skip
+                results.add([row])
+            if fused:
+                label, suffix = row_variant(start, args.finetune, args.size)
+                runs = tuple(RUNS / dataset / f"{model}_{start}{suffix}" for model in fused)
+                split = DATASETS[dataset]["split"]
+                results.add(fusion_rows(dataset, split, fused, runs, label, reference, ROOT))
+    saved = results.read()
+    print_table(saved["rows"], saved["baselines"])
     print(f"{time.perf_counter() - started:.0f} s; results in {RESULTS}")
 
 
