@@ -4,8 +4,8 @@ It demuxes the camera's compressed packets (handed to ``on_packet`` for the evid
 decodes them and puts each picture into a ``LatestFrames`` sink that drops the oldest frames
 rather than queueing them. A picture is converted straight to the model's input size during colour
 conversion (``io.convert.FrameConverter``) only when asked for (``CapturedFrame.image``): the
-watcher scores the frames on its lattice, about one in six, and converting the rest was about a
-tenth of a reader's CPU. A camera that cannot be reached, at start or later,
+watcher scores the frames on its lattice, about one in six (converting a 640x480 picture costs
+about 0.2 ms, decoding it about 1.1 ms). A camera that cannot be reached, at start or later,
 is retried forever with capped exponential back-off; its health is one of ``STATES``.
 
 Threads, not processes: PyAV releases the GIL while demuxing, decoding and scaling, and on 2
