@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from resaction.engine.crossval import (
 )
 from resaction.engine.metrics import classification_metrics
 from resaction.errors import DatasetError, ResactionError
+from resaction.models.checkpoint import save_checkpoint
+from resaction.models.registry import create_model
 
 CLASSES = ["grow", "shrink", "still"]
 TINY = {"clip_len": 2, "resize": 28, "crop": 28}
@@ -84,6 +87,33 @@ def test_folds_test_every_video_once_keep_groups_whole_and_resume(
     monkeypatch.setattr(trainer, "train", no_training)
     again = run_crossval(tiny_config(manifest_path, out), 2, None, out)
     assert again.summary["top1"] == result.summary["top1"]
+
+
+@pytest.mark.slow
+def test_a_finished_fold_is_read_back_however_its_weights_file_is_spelled(
+    manifest_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = tmp_path / "start.pt"
+    model = create_model("tsn_resnet18", num_classes=len(CLASSES))
+    save_checkpoint(start, model, model_name="tsn_resnet18", classes=CLASSES)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "cv"
+    relative = dataclasses.replace(tiny_config(manifest_path, out), weights="start.pt")
+    first = run_crossval(relative, 2, None, out, only_folds=[1])
+
+    def no_training(config: TrainConfig) -> None:
+        raise AssertionError("a finished fold was trained again")
+
+    monkeypatch.setattr(trainer, "train", no_training)
+    absolute = dataclasses.replace(relative, weights=str(start))
+    again = run_crossval(absolute, 2, None, out, only_folds=[1])
+    assert again.summary["top1"] == first.summary["top1"]
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, model, model_name="tsn_resnet18", classes=CLASSES)
+    with pytest.raises(AssertionError, match="trained again"):  # another file: another run
+        run_crossval(
+            dataclasses.replace(relative, weights=str(other)), 2, None, out, only_folds=[1]
+        )
 
 
 @pytest.mark.slow

@@ -242,9 +242,15 @@ def _run_fold(
     return fold_result
 
 
-def _as_saved(key: dict[str, Any]) -> Any:
-    """``key`` as it reads back from JSON (tuples become lists), to compare with a saved one."""
-    return json.loads(json.dumps(key))
+def _comparable(key: dict[str, Any]) -> Any:
+    """``key`` as it reads back from JSON (tuples become lists), with a weights file named by
+    its absolute path, so that a run resumed with the same file spelled another way (relative,
+    absolute, ``~``) is recognised."""
+    saved = json.loads(json.dumps(key))
+    weights = saved.get("weights")
+    if isinstance(weights, str) and Path(weights).expanduser().is_file():
+        saved["weights"] = str(Path(weights).expanduser().resolve())
+    return saved
 
 
 def _same_settings(fold_dir: Path, key: dict[str, Any]) -> bool:
@@ -252,7 +258,7 @@ def _same_settings(fold_dir: Path, key: dict[str, Any]) -> bool:
     settings, last = fold_dir / "settings.json", fold_dir / "train" / "last.pt"
     if not (settings.is_file() and last.is_file()):
         return False
-    return json.loads(settings.read_text()) == _as_saved(key)
+    return _comparable(json.loads(settings.read_text())) == _comparable(key)
 
 
 def _check_fold(train_part: Manifest, test_part: Manifest, classes: list[str], fold: int) -> None:
@@ -296,7 +302,7 @@ def _read_fold(
     record = json.loads(record_path.read_text())
     same_split = record.get("test_groups") == test_groups
     same_split = same_split and record.get("train_videos") == train_videos
-    if not same_split or record.get("config") != _as_saved(key):
+    if not same_split or _comparable(record.get("config") or {}) != _comparable(key):
         return None
     scores = np.load(scores_path)
     return FoldResult(
