@@ -138,6 +138,13 @@ def wait_for_job(client: TestClient, job_id: str, timeout: float = 60.0) -> dict
     raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job}")
 
 
+def wait_for_uploads_removed(service: Any, timeout: float = 5.0) -> None:
+    """A finished job's worker deletes its upload just after it records the job as finished
+    (never before: a job whose lease was lost is run again from that upload), so a client that
+    saw "done" may still find it for a moment."""
+    wait_until(lambda: not any(service.uploads_dir.iterdir()), timeout)
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -10,7 +10,14 @@ import av
 import pytest
 
 from resaction.inference import Predictor
-from tests.serve.conftest import CLASSES, PREPROCESS, gated_predictor, upload, wait_for_job
+from tests.serve.conftest import (
+    CLASSES,
+    PREPROCESS,
+    gated_predictor,
+    upload,
+    wait_for_job,
+    wait_for_uploads_removed,
+)
 
 
 def test_health_and_model_describe_the_loaded_checkpoint(make_client, tiny_checkpoint):
@@ -96,7 +103,7 @@ def test_upload_is_removed_after_the_job_and_delete_removes_results(make_client,
     service = client.app.state.service
     job_id = client.post("/jobs", files=upload(short_video)).json()["id"]
     wait_for_job(client, job_id)
-    assert list(service.uploads_dir.iterdir()) == []
+    wait_for_uploads_removed(service)
     results = service.results_dir / job_id
     assert any(results.rglob("annotated.mp4"))
     deleted = client.delete(f"/jobs/{job_id}")
@@ -183,7 +190,7 @@ def test_a_failing_job_reports_why(make_client, short_video, tiny_checkpoint):
     assert "out of cheese" in job["error"]
     reply = client.get(f"/jobs/{job_id}/timeline")
     assert reply.status_code == 409 and reply.json()["error"] == "job_failed"
-    assert list(client.app.state.service.uploads_dir.iterdir()) == []
+    wait_for_uploads_removed(client.app.state.service)
 
 
 def test_error_replies_are_json_with_a_message(make_client):

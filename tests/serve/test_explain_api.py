@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 from fastapi.testclient import TestClient
 
-from tests.serve.conftest import CLASSES, upload, wait_for_job
+from tests.serve.conftest import CLASSES, upload, wait_for_job, wait_for_uploads_removed
 
 
 def frames_of(content: bytes) -> int:
@@ -31,7 +31,7 @@ def test_a_job_is_explained_whole_and_by_segment_then_from_the_cache(make_client
     job_id = job_id.json()["id"]
     job = wait_for_job(client, job_id)
     assert job["status"] == "done", job["error"]
-    assert list(service.uploads_dir.iterdir()) == []  # the upload is kept with the results only
+    wait_for_uploads_removed(service)  # the upload is kept with the results only
     url = f"/jobs/{job_id}/explain"
 
     whole = client.get(f"{url}.mp4")

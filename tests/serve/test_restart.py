@@ -7,7 +7,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from resaction.serve import create_app
-from tests.serve.conftest import gated_predictor, upload, wait_for_job, wait_until
+from tests.serve.conftest import (
+    gated_predictor,
+    upload,
+    wait_for_job,
+    wait_for_uploads_removed,
+    wait_until,
+)
 
 
 @pytest.mark.slow
@@ -57,6 +63,6 @@ def test_restart_reruns_unfinished_jobs_and_keeps_finished_ones(
             attempts = list((third.app.state.service.results_dir / running).iterdir())
             assert [path.name[:10] for path in attempts] == ["attempt-2-"]
             assert third.get(f"/jobs/{running}").json() == rerun
-            assert list(third.app.state.service.uploads_dir.iterdir()) == []
+            wait_for_uploads_removed(third.app.state.service)
     finally:
         backend.gate.set()
