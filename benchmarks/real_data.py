@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -253,7 +254,7 @@ class Results:
         saved = json.loads(self.path.read_text()) if self.path.is_file() else {}
         return {"baselines": saved.get("baselines", {}), "rows": saved.get("rows", [])}
 
-    def add(self, rows: list[dict] = (), baselines: dict[str, dict] | None = None) -> dict:
+    def add(self, rows: Sequence[dict] = (), baselines: dict[str, dict] | None = None) -> dict:
         saved = self.read()
         saved["baselines"].update(baselines or {})
         keys = {(r["dataset"], r["model"], r["start"]) for r in rows}

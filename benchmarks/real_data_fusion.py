@@ -46,7 +46,7 @@ def _top1(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def fuse_runs(first: Path, second: Path) -> dict[str, dict]:
-    """Top-1 per fold of the two weightings, and the weights each fold used."""
+    """Top-1 per fold of the two weightings, the weights each fold used, the videos tested."""
     a, b = fold_scores(first), fold_scores(second)
     if len(a) != len(b) or any(x[0] != y[0] for x, y in zip(a, b, strict=False)):
         raise SystemExit(f"{first} and {second} did not test the same videos in the same folds")
@@ -64,9 +64,10 @@ def fuse_runs(first: Path, second: Path) -> dict[str, dict]:
         (wa, wb), _ = choose_weights(parts, labels)
         weights.append([wa, wb])
         chosen.append(_top1(wa * a[k][1] + wb * b[k][1], a[k][2]))
+    videos = sum(len(fold[0]) for fold in a)
     return {
-        "equal": {"folds": equal, "weights": [[0.5, 0.5]] * len(a)},
-        "chosen": {"folds": chosen, "weights": weights},
+        "equal": {"folds": equal, "weights": [[0.5, 0.5]] * len(a), "videos": videos},
+        "chosen": {"folds": chosen, "weights": weights, "videos": videos},
     }
 
 
@@ -81,7 +82,6 @@ def fusion_rows(
 ) -> list[dict]:
     """The two rows (``<label> fused equal``, ``<label> fused chosen``) for real_data.json."""
     fused = fuse_runs(*runs)
-    videos = sum(len(fold[0]) for fold in fold_scores(runs[0]))
     rows = []
     for name, result in fused.items():
         folds = result["folds"]
@@ -94,7 +94,7 @@ def fusion_rows(
                 "start": f"{label} fused {name}",
                 "fusion": name,
                 "fusion_weights": result["weights"],
-                "videos": videos,
+                "videos": result["videos"],
                 "top1_mean": mean,
                 "top1_std": float(np.std(folds, ddof=1)) if len(folds) > 1 else 0.0,
                 "top1_folds": folds,
