@@ -35,8 +35,8 @@ import av
 from rich.console import Console
 from rich.table import Table
 
-from resaction.inference.sources import CapturedFrame, LatestFrames
-from resaction.monitor.readers import CameraReader
+from resaction.io.camera_reader import CameraReader
+from resaction.io.live import CapturedFrame, LatestFrames
 from resaction.paths import shared_videos_dir
 
 RESULTS = Path(__file__).parent / "results"

@@ -10,13 +10,13 @@ import torch
 from resaction.data.spec import ClipSpec
 from resaction.inference.incremental import LiveScorer, supports_incremental
 from resaction.inference.predictor import Predictor
-from resaction.inference.sources import CapturedFrame
 from resaction.inference.timeline import (
     TimelineConfig,
     run_timeline,
     window_cache,
     window_sampler,
 )
+from resaction.io.live import CapturedFrame
 from resaction.models.registry import create_model
 from resaction.runtime.backends import TorchBackend
 from resaction.runtime.scores import softmax

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from resaction.errors import ConfigError, VideoNotFoundError
-from resaction.inference.sources import CapturedFrame
-from resaction.monitor.readers import CameraReader, StreamClock
+from resaction.errors import ConfigError, VideoNotFoundError, VideoOpenError
+from resaction.io.camera_reader import CameraReader, StreamClock
+from resaction.io.live import CapturedFrame
 
 from .conftest import StartStream
 
@@ -195,6 +195,21 @@ def test_sink_drops_rather_than_queues(quiet_clips: list[Path]) -> None:
     newest = camera.frames.take_new()
     assert [frame.seq for frame in newest] == list(range(stats.frames_read - 8, stats.frames_read))
     assert newest[0].image.shape == (64, 96, 3)
+
+
+def test_unreadable_file_ends_with_its_reason_or_fails_open_at_once(tmp_path: Path) -> None:
+    """A file that cannot be read is not retried forever: the camera ends and says why; a
+    reader opened first (``stream``) raises one line instead."""
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 64)
+    seen = Recorder()
+    camera = reader("broken", str(broken), seen).start()
+    wait_until(lambda: camera.finished.is_set(), 6, "the camera gives the file up")
+    assert seen.kinds() == ["connecting", "ended"]
+    assert f"end of {broken} after 0 frames (cannot open video {broken}" in seen.states[-1][2]
+    with pytest.raises(VideoOpenError, match=r"cannot open video .*broken\.mp4") as caught:
+        CameraReader("broken", broken).open()
+    assert "\n" not in str(caught.value)
 
 
 def test_bad_options_fail_at_construction(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from resaction.data.transforms import ClipTransform
-from resaction.inference.sources import CapturedFrame
+from resaction.io.live import CapturedFrame
 from resaction.models.resnet2d import ResNet
 from resaction.models.tsm import TSM
 from resaction.runtime.backends import Backend

@@ -1,13 +1,12 @@
 """Real-time recognition on a camera, network stream or file.
 
-A reader thread (``sources.FrameSource``) keeps only the newest frames: one window
-(``clip_len * step``) plus one inference period's worth, so nothing is lost while the model
-keeps up. Inference runs on the latest window at a target rate. When the model is slower
+A reader thread (``io.camera_reader.CameraReader``, the watcher's) keeps only the newest frames:
+one window (``clip_len * step``) plus one inference period's worth, so nothing is lost while the
+model keeps up. Inference runs on the latest window at a target rate. When the model is slower
 than the video, the frames it had no time for are dropped, never queued, so the label is never
 more than one inference period behind the live frame. The last ``smooth`` predictions are
-averaged to stop the label flickering. A file without ``realtime`` is read in order instead,
-no frame dropped, with windows ``1 / rate`` seconds of video apart, as fast as the machine
-allows.
+averaged to stop the label flickering. A file without ``realtime`` is read in order instead, no
+frame dropped, with windows ``1 / rate`` seconds of video apart, as fast as the machine allows.
 """
 
 from __future__ import annotations
@@ -32,15 +31,15 @@ from resaction.inference.alarms import alarm_settings
 from resaction.inference.annotate import draw_label
 from resaction.inference.incremental import CameraTrack, LiveScorer, supports_incremental
 from resaction.inference.results import RecordWriter
-from resaction.inference.sources import (
+from resaction.inference.windows import check_window, window_spread
+from resaction.io.camera_reader import CameraReader
+from resaction.io.live import (
     CapturedFrame,
     FrameSink,
-    FrameSource,
     LatestFrames,
     OrderedFrames,
-    SourceEvent,
+    parse_source,
 )
-from resaction.inference.windows import check_window, window_spread
 from resaction.io.writer import VideoWriter
 
 if TYPE_CHECKING:
@@ -142,7 +141,7 @@ def stream_step(preprocess: dict[str, Any], fps: float) -> int:
 
 
 class StreamRunner:
-    """Runs a predictor on a ``FrameSource``; ``on_event`` hears every event as a dict."""
+    """Runs a predictor on a live source; ``on_event`` hears every event as a dict."""
 
     def __init__(
         self,
@@ -155,14 +154,18 @@ class StreamRunner:
         self.config = config or StreamConfig()
         self.config.check()
         self.on_event = on_event
-        self._source_events: queue.SimpleQueue[SourceEvent] = queue.SimpleQueue()
-        self.source = FrameSource(
+        self._source_events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        self._lost = False
+        self.name = str(source)
+        self.source = CameraReader(
+            self.name,
             source,
-            realtime=self.config.realtime,
+            realtime=self.config.realtime or parse_source(source)[0] != "file",
             open_timeout=self.config.open_timeout,
             read_timeout=self.config.read_timeout,
-            reconnect_timeout=self.config.reconnect_timeout,
-            on_event=self._source_events.put,
+            give_up_after=self.config.reconnect_timeout,
+            threads=0,
+            on_state=self._on_source_state,
         )
         self.clip_len = int(self.config.window or predictor.preprocess["clip_len"])
         self.window_s = window_spread(
@@ -187,14 +190,14 @@ class StreamRunner:
 
     def run(self) -> dict[str, Any]:
         """Read until the file ends, ``duration`` passes or the source gives up; the summary."""
-        live = self.source.kind != "file" or self.config.realtime
-        fps = self.source.open().fps or DEFAULT_CAMERA_FPS
+        live = self.source.realtime
+        fps = self.source.open().declared_fps or DEFAULT_CAMERA_FPS
         self.step = stream_step(self.predictor.preprocess, fps)
         self.offsets = self._offsets(fps)
         if self.scorer is not None:
             units = self.scorer.unit_len
             unit = int(self.offsets[units]) if len(self.offsets) > units else self.step * units
-            self.track = self.scorer.track(self.source.name, unit)
+            self.track = self.scorer.track(self.name, unit)
         span = int(self.offsets[-1]) + 1
         self.half_window = span / fps / 2
         sink: FrameSink = (
@@ -209,7 +212,7 @@ class StreamRunner:
             self._emit(
                 {
                     "event": "start",
-                    "source": self.source.name,
+                    "source": self.name,
                     "fps": fps,
                     "step": self.step,
                     "window_s": self.window_s,
@@ -376,9 +379,25 @@ class StreamRunner:
                 event = self._source_events.get_nowait()
             except queue.Empty:
                 return
-            if event.kind == "reconnected":
+            kind, message = event
+            if kind == "reconnected":
                 self.stats.reconnects += 1
-            self._emit({"event": event.kind, "message": event.message})
+            self._emit({"event": kind, "message": message})
+
+    def _on_source_state(self, _camera: str, state: str, message: str) -> None:
+        """The reader's states, on its thread, as the stream's source events: lost,
+        reconnecting, reconnected, gave_up, ended."""
+        put = self._source_events.put
+        if state in ("reconnecting", "down") and not self._lost:
+            self._lost = True
+            reason = self.source.reason
+            put(("lost", f"{reason}; reconnecting"))
+            put(("reconnecting", message.removeprefix(f"{reason}; ")))
+        elif state == "live" and self._lost:
+            self._lost = False
+            put(("reconnected", f"reconnected to {self.name}"))
+        elif state in ("ended", "failed"):
+            put(("gave_up" if state == "failed" else "ended", message))
 
     def _emit(self, event: dict[str, Any], record: bool = True) -> None:
         event = {"wall": round(time.time(), 3), **event}

@@ -22,11 +22,11 @@ from resaction.data.spec import ClipSpec
 from resaction.detection.decisions import DecisionTracker, Transition
 from resaction.errors import ResactionError
 from resaction.inference.incremental import CameraTrack, LiveScorer, WindowScore
+from resaction.io.camera_reader import CameraReader
 from resaction.monitor.config import CameraConfig
 from resaction.monitor.events import Event, EventLog, new_event_id
 from resaction.monitor.evidence import PacketRing
 from resaction.monitor.metrics import WatchMetrics
-from resaction.monitor.readers import CameraReader
 
 log = logging.getLogger(__name__)
 

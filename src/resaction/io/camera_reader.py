@@ -1,17 +1,22 @@
-"""``CameraReader``: one thread per camera that reads, decodes and shrinks frames for the watcher.
+"""``CameraReader``: one thread per live source that reads, decodes and shrinks frames; the one
+reader under ``watch`` (many cameras) and ``stream`` (one source).
 
 It demuxes the camera's compressed packets (handed to ``on_packet`` for the evidence ring),
-decodes them and puts each picture into a ``LatestFrames`` sink that drops the oldest frames
-rather than queueing them. A picture is converted straight to the model's input size during colour
-conversion (``io.convert.FrameConverter``) only when asked for (``CapturedFrame.image``): the
-watcher scores the frames on its lattice, about one in six (converting a 640x480 picture costs
-about 0.2 ms, decoding it about 1.1 ms). A camera that cannot be reached, at start or later,
-is retried forever with capped exponential back-off; its health is one of ``STATES``.
+decodes them and puts each picture into a sink: by default a ``LatestFrames`` that drops the
+oldest frames rather than queueing them (``stream`` starts it on an ``OrderedFrames`` to read a
+file as fast as possible, every frame). A picture is converted straight to the model's input
+size during colour conversion (``io.convert.FrameConverter``) only when asked for
+(``CapturedFrame.image``): the watcher scores the frames on its lattice, about one in six
+(converting a 640x480 picture costs about 0.2 ms, decoding it about 1.1 ms). A camera that
+cannot be reached, at start or later, is retried with capped exponential back-off, forever
+(``watch``) or until ``give_up_after`` seconds (``stream``); its health is one of ``STATES``.
+``open()`` connects in the caller's thread first, so a source that cannot be opened at all fails
+at once, in one line.
 
 Threads, not processes: PyAV releases the GIL while demuxing, decoding and scaling, and on 2
 cores ``benchmarks/watch_readers.py`` measured 1 to 16 cameras kept at real time with the least
-CPU by threads (processes took 1.1 to 1.5 times as much, and one process per camera fell
-behind at 16).
+CPU by threads (processes took 1.1 to 1.5 times as much, and one process per camera fell behind
+at 16).
 
 Stream time is seconds from the first frame of the session and only ever increases: within a
 connection it follows the source's presentation times; a looped file continues one frame after
@@ -33,21 +38,22 @@ from typing import Any
 
 import numpy as np
 
-from resaction.errors import ResactionError, describe_error, first_line
-from resaction.inference.sources import (
+from resaction.errors import ResactionError, SourceError, describe_error, first_line
+from resaction.io.convert import FrameConverter
+from resaction.io.geometry import output_size
+from resaction.io.live import (
     Backoff,
     CapturedFrame,
+    FrameSink,
     LatestFrames,
     open_camera,
     open_stream,
     parse_source,
 )
-from resaction.io.convert import FrameConverter
-from resaction.io.geometry import output_size
 
 log = logging.getLogger(__name__)
 
-STATES = ("connecting", "live", "reconnecting", "down", "ended", "stopped")
+STATES = ("connecting", "live", "reconnecting", "down", "ended", "stopped", "failed")
 FPS_WINDOW_S = 2.0
 MAX_JUMP_S = 10.0
 MAX_DECLARED_FPS = 240.0
@@ -92,15 +98,16 @@ class StreamClock:
 
 
 class CameraReader:
-    """Reads one camera (webcam index, network URL or file) in a thread.
-
-    ``size=(H, W)`` or ``short_side`` fix the frames' size (``short_side`` from the first
-    frame's aspect, kept for the session). Files play at their own frame rate, ``loop`` replays
-    them. ``on_packet(packet, time, stream)`` sees every demuxed video packet first (``time`` in
-    stream-time seconds, as the frames'); ``on_state(camera, state, message)`` hears every change
-    of ``state``. ``roi=(x, y, width, height)`` in source pixels: only that region comes out,
-    at the requested size (the picture is scaled so the region is). After ``down_after``
-    seconds without a frame the camera is ``down`` (still retried, every ``backoff[1]`` s).
+    """Reads one camera (webcam index, network URL or file) in a thread. ``size=(H, W)`` or
+    ``short_side`` fix the frames' size (``short_side`` from the first frame's aspect, kept for
+    the session; neither: the source's size). Files play at their own frame rate
+    (``realtime=False``: as fast as the sink takes them), ``loop`` replays them.
+    ``on_packet(packet, time, stream)`` sees every demuxed video packet first (``time`` in
+    stream-time seconds, as the frames'); ``on_state(camera, state, message)`` hears every
+    change of ``state``. ``roi=(x, y, width, height)`` in source pixels: only that region comes
+    out, at the requested size (the picture is scaled so the region is). After ``down_after``
+    seconds without a frame the camera is ``down`` (still retried, every ``backoff[1]`` s);
+    after ``give_up_after`` seconds, if given, it is ``failed`` and ``error`` says why.
     Callbacks run on the reader's thread: keep them short.
     """
 
@@ -112,6 +119,7 @@ class CameraReader:
         size: tuple[int, int] | None = None,
         short_side: int | None = None,
         capacity: int = 64,
+        realtime: bool = True,
         loop: bool = False,
         on_packet: PacketCallback | None = None,
         on_state: StateCallback | None = None,
@@ -119,6 +127,7 @@ class CameraReader:
         read_timeout: float = 2.0,
         backoff: tuple[float, float] = (0.25, 4.0),
         down_after: float = 30.0,
+        give_up_after: float | None = None,
         options: dict[str, str] | None = None,
         threads: int = 1,
         interpolation: str = "BILINEAR",
@@ -129,12 +138,14 @@ class CameraReader:
         output_size(1, 1, size, short_side)  # checks the options now, not in the thread
         self.size = size
         self.short_side = short_side
+        self.realtime = realtime
         self.loop = loop
         self.on_packet = on_packet
         self.on_state = on_state
         self.open_timeout = open_timeout
         self.read_timeout = read_timeout
         self.down_after = down_after
+        self.give_up_after = give_up_after
         self.options = dict(options or {})
         if str(self.target).lower().startswith("rtsp"):
             self.options.setdefault("rtsp_transport", "tcp")
@@ -142,11 +153,18 @@ class CameraReader:
         self.interpolation = interpolation
         self.roi = roi
         self._crop: tuple[int, int, int, int] | None = None
-        self.frames = LatestFrames(capacity)
+        self.frames: FrameSink = LatestFrames(capacity)
         self.frames_read = 0
         self.reconnects = 0
         self.state = "connecting"
         self.message = ""
+        self.reason = ""
+        """Why the last connection ended or failed."""
+        self.error: ResactionError | None = None
+        """Set when the reader gave up (``failed``)."""
+        self.finished = threading.Event()
+        self._pending: tuple[Any, Any] | None = None
+        self._attempts = 0
         self._backoff = Backoff(*backoff)
         self._clock = StreamClock()
         self._converter: FrameConverter | None = None
@@ -162,7 +180,18 @@ class CameraReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> CameraReader:
+    def open(self) -> CameraReader:
+        """Connect now, in the caller's thread, raising ``SourceError`` (``VideoError`` for a
+        file) in one line if the source cannot be opened; ``declared_fps`` is then known and
+        the thread starts on this connection."""
+        if self._pending is None and self._thread is None:
+            self._pending = self._connect()
+        return self
+
+    def start(self, sink: FrameSink | None = None) -> CameraReader:
+        """Read in a thread into ``sink`` (default: a ``LatestFrames`` of ``capacity``)."""
+        if sink is not None:
+            self.frames = sink
         if self._thread is None:
             self._set_state("connecting", f"opening {self.target}", force=True)
             self._thread = threading.Thread(
@@ -177,6 +206,9 @@ class CameraReader:
         if self._thread is not None:
             wait = self.open_timeout + self.read_timeout + 1.0
             self._thread.join(wait if timeout is None else timeout)
+        elif self._pending is not None:
+            self._close(*self._pending)
+            self._pending = None
 
     @property
     def running(self) -> bool:
@@ -232,49 +264,80 @@ class CameraReader:
                     reason = describe_error(error)
                 if self._stop.is_set():
                     break
-                if reason is None:  # a file played to its end
-                    if self.loop:
+                if self.kind == "file" and (reason is None or not self.loop):
+                    if reason is None and self.loop:
                         continue
-                    self._set_state(
-                        "ended", f"end of {self.target} after {self.frames_read} frames"
-                    )
+                    cause = "" if reason is None else f" ({reason})"
+                    played = f"end of {self.target} after {self.frames_read} frames{cause}"
+                    self._set_state("ended", played)
                     return
-                self._wait_to_retry(reason)
+                if not self._wait_to_retry(reason or "the stream ended"):
+                    return
         finally:
             if self._stop.is_set():
                 self._set_state("stopped", "stopped")
+            self.finished.set()
             self.frames.wake()
 
-    def _wait_to_retry(self, reason: str) -> None:
+    def _wait_to_retry(self, reason: str) -> bool:
+        """Wait before the next attempt; ``False`` when the reader gives up instead."""
         now = time.monotonic()
         if self._lost_since is None:
             self._lost_since = now
+        self.reason = reason
+        self._attempts += 1
         delay = self._backoff.next()
         away = now - self._lost_since
+        if self.give_up_after is not None and away + delay > self.give_up_after:
+            self.error = SourceError(
+                f"{self.target} has been unreachable for {away:.0f} s "
+                f"({self._attempts} attempts, last: {reason}); giving up"
+            )
+            self._set_state("failed", str(self.error))
+            return False
         if away >= self.down_after:
             message = f"{reason}; unreachable for {away:.0f} s, retrying every {delay:.2g} s"
             self._set_state("down", message)
         else:
             self._set_state("reconnecting", f"{reason}; retrying in {delay:.2g} s")
         self._stop.wait(delay)
+        return True
 
-    def _read_once(self) -> str | None:
-        """One connection (or one play of a file): why it ended, ``None`` for a file's end."""
+    def _connect(self) -> tuple[Any, Any]:
+        """A new connection, its declared rate noted: ``(OpenCV capture, None)`` for a camera,
+        ``(container, video stream)`` for a network stream or file."""
         if self.kind == "camera":
-            return self._read_camera(int(self.target))
+            capture, fps = open_camera(int(self.target))
+            self._set_rate(fps)
+            return capture, None
         is_file = self.kind == "file"
         timeout = None if is_file else (self.open_timeout, self.read_timeout)
         container, stream, fps = open_stream(
             str(self.target), timeout, file=is_file, options=self.options
         )
+        stream.thread_count = self.threads
+        if self.threads != 1:
+            stream.thread_type = "AUTO"
+        self._set_rate(fps)
+        return container, stream
+
+    @staticmethod
+    def _close(handle: Any, stream: Any) -> None:
+        if stream is None:
+            handle.release()
+        else:
+            handle.close()
+
+    def _read_once(self) -> str | None:
+        """One connection (or one play of a file): why it ended, ``None`` for a file's end."""
+        handle, stream = self._pending or self._connect()
+        self._pending = None
         try:
-            stream.thread_count = self.threads
-            if self.threads != 1:
-                stream.thread_type = "AUTO"
-            self._set_rate(fps)
-            return self._read_stream(container, stream, is_file)
+            if stream is None:
+                return self._read_camera(handle)
+            return self._read_stream(handle, stream, self.kind == "file")
         finally:
-            container.close()
+            self._close(handle, stream)
 
     def _read_stream(self, container: Any, stream: Any, is_file: bool) -> str | None:
         import av
@@ -322,21 +385,16 @@ class CameraReader:
             return resume
         return max(resume, time.monotonic() - self._started_at)
 
-    def _read_camera(self, index: int) -> str:
+    def _read_camera(self, capture: Any) -> str:
         import av
 
-        capture, fps = open_camera(index)
-        self._set_rate(fps)
-        try:
-            while not self._stop.is_set():
-                ok, image = capture.read()
-                if not ok:
-                    return f"camera {index} stopped delivering frames"
-                picture = av.VideoFrame.from_ndarray(image, format="bgr24")
-                self._deliver(picture, None, False)
-            return "stopped"
-        finally:
-            capture.release()
+        while not self._stop.is_set():
+            ok, image = capture.read()
+            if not ok:
+                return f"camera {self.target} stopped delivering frames"
+            picture = av.VideoFrame.from_ndarray(image, format="bgr24")
+            self._deliver(picture, None, False)
+        return "stopped"
 
     def _deliver(self, picture: Any, stream_time: float | None, is_file: bool) -> None:
         now = time.monotonic()
@@ -345,7 +403,7 @@ class CameraReader:
         if stream_time is None:
             stream_time = now - self._started_at
         stream_time = max(stream_time, self._last_time + 1e-3)  # B-frames around a reconnection
-        if is_file:  # a file plays at its own rate: frame t is due t s after the session began
+        if is_file and self.realtime:  # frame t is due t s after the session began
             if self._stop.wait(max(0.0, self._started_at + stream_time - now)):
                 return
             now = time.monotonic()
@@ -390,5 +448,6 @@ class CameraReader:
             self.reconnects += 1
         self._was_live = True
         self._lost_since = None
+        self._attempts = 0
         self._backoff.reset()
         self._set_state("live", f"receiving {picture.width}x{picture.height}")

@@ -1,11 +1,10 @@
-"""Live frame sources for ``stream``: a reader thread per camera, network stream or file.
+"""What live reading is made of: the frames a reader captures, the sinks it pushes them into,
+and opening a camera (OpenCV), network stream or file (PyAV) in one line or one error.
 
-The reader never waits for inference. It pushes every decoded frame into a sink; the stream
+A reader never waits for inference: it pushes every decoded frame into a sink, and the consumer
 decides what the sink keeps (``LatestFrames`` keeps only the newest, so a slow model drops
-frames instead of queueing them). Cameras are read with OpenCV; network streams and files with
-PyAV, which gives real timestamps and honours a read timeout. A network stream that goes away
-is reopened with back-off until ``reconnect_timeout`` runs out; each step is reported as a
-``SourceEvent``.
+frames instead of queueing them; ``OrderedFrames`` makes the reader wait, for files read as fast
+as possible). The reader itself is ``io.camera_reader.CameraReader``.
 """
 
 from __future__ import annotations
@@ -13,17 +12,14 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from resaction.errors import (
-    ResactionError,
     SourceError,
     VideoNotFoundError,
     VideoOpenError,
@@ -83,16 +79,10 @@ class CapturedFrame:
                 self._picture = None
 
 
-@dataclass
-class SourceEvent:
-    """Something that happened to the source: lost, reconnecting, reconnected, gave_up, ended."""
-
-    kind: str
-    message: str
-    time: float = field(default_factory=time.monotonic)
-
-
 class FrameSink(Protocol):
+    dropped: int
+    """Frames evicted before the consumer took them."""
+
     def put(self, frame: CapturedFrame) -> None: ...
 
     def take_new(self, timeout: float | None = None) -> list[CapturedFrame]: ...
@@ -155,6 +145,7 @@ class OrderedFrames:
     """
 
     def __init__(self, capacity: int) -> None:
+        self.dropped = 0
         self._queue: queue.Queue[CapturedFrame] = queue.Queue(maxsize=max(1, capacity))
         self._closed = threading.Event()
 
@@ -195,150 +186,6 @@ def parse_source(source: str | int | Path) -> tuple[str, str | int]:
             f"({', '.join(NETWORK_SCHEMES[:5])}...) or an existing file"
         )
     return "file", str(path)
-
-
-Opened = tuple[Iterator[tuple[float, np.ndarray]], float, Callable[[], None]]
-
-
-class FrameSource:
-    """Reads a camera, network stream or file in a thread and pushes frames into a sink.
-
-    ``start()`` opens the source first and raises ``SourceError`` (or a ``VideoError`` for a
-    file) if it cannot, so an unreachable source fails at once with one line. ``realtime`` paces
-    a file at its own frame rate; cameras and network streams are paced by their sender.
-    ``on_event`` hears about losses and reconnections as they happen.
-    """
-
-    def __init__(
-        self,
-        source: str | int | Path,
-        *,
-        realtime: bool = False,
-        open_timeout: float = 5.0,
-        read_timeout: float = 2.0,
-        reconnect_timeout: float = 30.0,
-        backoff: tuple[float, float] = (0.25, 4.0),
-        on_event: Callable[[SourceEvent], None] | None = None,
-    ) -> None:
-        self.kind, self.target = parse_source(source)
-        self.name = str(source)
-        self.realtime = realtime or self.kind != "file"
-        self.open_timeout = open_timeout
-        self.read_timeout = read_timeout
-        self.reconnect_timeout = reconnect_timeout
-        self.backoff = backoff
-        self.on_event = on_event
-        self.fps = 0.0
-        self.frames_read = 0
-        self.reconnects = 0
-        self.error: ResactionError | None = None
-        self.finished = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._opened: Opened | None = None
-        self._sink: FrameSink | None = None
-        self._started_at = 0.0
-
-    def open(self) -> FrameSource:
-        """Open the source now (raising if it cannot be), so ``fps`` is known before ``start``."""
-        if self._opened is None:
-            self._opened = self._open()
-            self.fps = self._opened[1]
-        return self
-
-    def start(self, sink: FrameSink) -> FrameSource:
-        self.open()
-        self._sink = sink
-        self._started_at = time.monotonic()
-        self._thread = threading.Thread(
-            target=self._run, args=(sink,), name=f"resaction-reader[{self.name}]", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._sink is not None:
-            self._sink.close()
-        if self._thread is not None:
-            self._thread.join(timeout=self.read_timeout + 2.0)
-
-    def _emit(self, kind: str, message: str) -> None:
-        log.info("%s: %s", self.name, message)
-        if self.on_event is not None:
-            self.on_event(SourceEvent(kind, message))
-
-    def _open(self) -> Opened:
-        if self.kind == "camera":
-            return _open_camera(int(self.target))
-        if self.kind == "file":
-            return _open_pyav(str(self.target), None, file=True)
-        return _open_pyav(str(self.target), (self.open_timeout, self.read_timeout), file=False)
-
-    def _run(self, sink: FrameSink) -> None:
-        seq = 0
-        try:
-            while not self._stop.is_set():
-                frames, _, close = self._opened
-                first_time: float | None = None
-                paced_from = time.monotonic()
-                lost_reason = "the stream ended"
-                try:
-                    for stamp, image in frames:
-                        if self._stop.is_set():
-                            break
-                        if first_time is None:
-                            first_time = stamp
-                        relative = stamp - first_time
-                        if self.kind == "file" and self.realtime:
-                            delay = paced_from + relative - time.monotonic()
-                            if delay > 0:
-                                self._stop.wait(delay)
-                        now = time.monotonic()
-                        frame_time = relative if self.kind == "file" else now - self._started_at
-                        sink.put(CapturedFrame(seq, frame_time, now, image))
-                        seq += 1
-                        self.frames_read = seq
-                except Exception as error:  # decoders raise many types when a stream breaks
-                    lost_reason = first_line(error)
-                finally:
-                    close()
-                if self._stop.is_set() or self.kind == "file":
-                    if self.kind == "file" and not self._stop.is_set():
-                        cause = "" if lost_reason == "the stream ended" else f" ({lost_reason})"
-                        self._emit("ended", f"end of {self.name} after {seq} frames{cause}")
-                    return
-                self._emit("lost", f"lost {self.name} ({lost_reason}); reconnecting")
-                self._opened = self._reconnect()
-                if self._opened is None:
-                    return
-                self.reconnects += 1
-                self._emit("reconnected", f"reconnected to {self.name}")
-        finally:
-            self.finished.set()
-            sink.wake()
-
-    def _reconnect(self) -> Opened | None:
-        started = time.monotonic()
-        backoff = Backoff(*self.backoff)
-        attempt = 0
-        while not self._stop.is_set():
-            attempt += 1
-            try:
-                return self._open()
-            except ResactionError as error:
-                delay = backoff.next()
-                waited = time.monotonic() - started
-                if waited + delay > self.reconnect_timeout:
-                    self.error = SourceError(
-                        f"{self.name} has been unreachable for {waited:.0f} s "
-                        f"({attempt} attempts, last: {error}); giving up"
-                    )
-                    self._emit("gave_up", str(self.error))
-                    return None
-                self._emit("reconnecting", f"attempt {attempt} failed; retrying in {delay:.2g} s")
-                self._stop.wait(delay)
-        return None
 
 
 class Backoff:
@@ -385,19 +232,6 @@ def open_stream(
     return container, stream, float(rate) if rate else 0.0
 
 
-def _open_pyav(target: str, timeout: tuple[float, float] | None, *, file: bool) -> Opened:
-    container, stream, fps = open_stream(target, timeout, file=file)
-    stream.thread_type = "AUTO"
-
-    def frames() -> Iterator[tuple[float, np.ndarray]]:
-        step = 1.0 / fps if fps > 0 else 0.0
-        for index, frame in enumerate(container.decode(stream)):
-            stamp = frame.time if frame.time is not None else index * step
-            yield float(stamp), frame.to_ndarray(format="rgb24")
-
-    return frames(), fps, container.close
-
-
 def open_camera(index: int) -> tuple[Any, float]:
     """An OpenCV ``VideoCapture`` on camera ``index`` and its frame rate (0 if unknown); OpenCV's
     own warnings are kept quiet and a missing camera is one ``SourceError`` line."""
@@ -413,19 +247,3 @@ def open_camera(index: int) -> tuple[Any, float]:
         capture.release()
         raise SourceError(f"cannot open camera {index}; check that it exists and is not in use")
     return capture, float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-
-
-def _open_camera(index: int) -> Opened:
-    import cv2
-
-    capture, fps = open_camera(index)
-    started = time.monotonic()
-
-    def frames() -> Iterator[tuple[float, np.ndarray]]:
-        while True:
-            ok, image = capture.read()
-            if not ok:
-                raise SourceError(f"camera {index} stopped delivering frames")
-            yield time.monotonic() - started, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-    return frames(), fps, capture.release
