@@ -15,7 +15,6 @@ from resaction.engine.pretext import PretextDataset, WarpedSampler, pretext_clas
 from resaction.engine.pretrain import pretrain, pretrain_config
 from resaction.engine.train_setup import build_model
 from resaction.errors import ConfigError, DatasetError
-from resaction.io.writer import VideoWriter
 from resaction.models.checkpoint import read_checkpoint
 from resaction.models.registry import create_model
 
@@ -54,20 +53,6 @@ def test_segments_are_spread_within_each_segment_only() -> None:
     real = SegmentSampler(9, train=True, segment_len=3)
     (clip,) = WarpedSampler(real, 3, 2, False)(300, 25.0, np.random.default_rng(1))
     assert np.all(np.diff(clip.reshape(3, 3), axis=1) == 2)
-
-
-@pytest.fixture(scope="module")
-def footage(tmp_path_factory) -> Path:
-    """Unlabelled footage in which speed and direction are plain to see: random textures that
-    scroll to the right by 2 pixels a frame (so played backwards they scroll left)."""
-    root = tmp_path_factory.mktemp("footage")
-    rng = np.random.default_rng(0)
-    for number in range(16):
-        texture = (rng.random((16, 48, 3)) * 255).astype(np.uint8).repeat(2, 0).repeat(2, 1)
-        with VideoWriter(root / f"camera{number % 4}" / f"{number}.mp4", 15, crf=18) as writer:
-            for frame in range(40):
-                writer.write(np.roll(texture, 2 * frame, axis=1)[:, :32].copy())
-    return root
 
 
 def test_pretext_items_carry_the_label_their_clip_was_read_with(footage: Path) -> None:

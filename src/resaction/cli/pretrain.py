@@ -39,7 +39,16 @@ def pretrain(
         "Labels, if any, are ignored.",
     ),
     model: str | None = typer.Option(
-        None, "--model", "-m", help="A model that sees motion: *_diff_*, TSM, 3D ResNets."
+        None,
+        "--model",
+        "-m",
+        help="speed: a model that sees motion (*_diff_*, TSM, 3D ResNets); contrastive: any.",
+    ),
+    method: str = typer.Option(
+        "speed",
+        "--method",
+        help="speed (which playback speed and direction) | contrastive (two clips of a video "
+        "alike, other videos' apart).",
     ),
     weights: str | None = typer.Option(None, "--weights", "-w", help="Start from: PATH | none."),
     out: str | None = RUN_OUT_OPTION,
@@ -61,10 +70,10 @@ def pretrain(
     model_kwarg: list[str] | None = MODEL_KWARG_OPTION,
     progress: bool | None = RUN_PROGRESS_OPTION,
 ) -> None:
-    """Pretrain on unlabelled videos (which playback speed, which direction?); then fine-tune
-    with `resaction train --weights OUT/last.pt`."""
+    """Pretrain on unlabelled videos (which playback speed and direction, or which clips come
+    from one video); then fine-tune with `resaction train --weights OUT/last.pt`."""
     from resaction.engine.config import load_config
-    from resaction.engine.pretrain import PRETRAIN_ADAMW_LR
+    from resaction.engine.pretrain import PRETRAIN_ADAMW_LR, chance_accuracy
     from resaction.engine.pretrain import pretrain as run_pretraining
 
     config = run_config_file(config, out, resume)
@@ -89,12 +98,13 @@ def pretrain(
         model_kwargs=key_values(model_kwarg, "--model-kwarg") or None,
         progress=progress,
     )
-    result = run_pretraining(resolved)
+    result = run_pretraining(resolved, method)
     first, last = result.history[0], result.history[-1]
+    chance = chance_accuracy(method, len(result.classes), resolved.batch_size)
     console.print(
-        f"pretrained {resolved.model} for {len(result.history)} epoch(s) on {resolved.data}: "
-        f"pretext loss {first['train_loss']:.3f} -> {last['train_loss']:.3f}, "
-        f"accuracy {100 * last['train_top1']:.0f}% (chance {100 / len(result.classes):.0f}%)"
+        f"pretrained {resolved.model} ({method}) for {len(result.history)} epoch(s) on "
+        f"{resolved.data}: pretext loss {first['train_loss']:.3f} -> {last['train_loss']:.3f}, "
+        f"accuracy {100 * last['train_top1']:.0f}% (chance {100 * chance:.0f}%)"
     )
     console.print(f"checkpoint: {result.last_checkpoint}")
     same_input = "".join(

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from resaction.data.colour_jitter import ClipColourJitter
 from resaction.errors import ConfigError
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -358,7 +359,8 @@ def build_transform(
 
     Training: resize, TSN multi-scale random crop, horizontal flip. Evaluation: resize, then a
     centre crop (``num_crops=1``) or three crops (``num_crops=3``). Optional keys: ``antialias``
-    (default True), ``scales`` (multi-scale crop), ``flip`` (flip probability, default 0.5) and
+    (default True), ``scales`` (multi-scale crop), ``flip`` (flip probability, default 0.5),
+    ``colour_jitter`` (training: ``ClipColourJitter`` of that strength; default none) and
     ``direction_blind`` (default False: training plays clips backwards at random, evaluation
     scores every clip both ways, so the model cannot tell a video from its reverse).
     """
@@ -374,6 +376,8 @@ def build_transform(
         flip = float(preprocess.get("flip", 0.5))
         if flip > 0:
             ops.append(RandomHorizontalFlip(flip))
+        if preprocess.get("colour_jitter"):
+            ops.append(ClipColourJitter(float(preprocess["colour_jitter"])))
     elif crop is not None:
         if num_crops == 1:
             ops.append(CenterCrop(crop))

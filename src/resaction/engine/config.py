@@ -45,6 +45,7 @@ PREPROCESS_KEYS = (
     "scales",
     "flip",
     "direction_blind",
+    "colour_jitter",
     "window_s",
 )
 PROTOCOL_KEYS = ("num_clips", "num_crops", "aggregate")

@@ -12,6 +12,9 @@ methods (CVRL, rho-BYOL), whose negatives or momentum encoders want GPU-sized ba
 The run is an ordinary training run (``engine.trainer`` with another ``TrainingTask``): resumable,
 with progress and checkpoints; its ``last.pt`` is what ``train --weights`` fine-tunes (the
 pretext classifier is dropped, the rest is kept). See ``docs/pretraining.md``.
+
+The second method, ``contrastive`` (``engine.contrastive``), learns instead that two clips of one
+video belong together; it also pretrains RGB models.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from resaction.data.entries import VideoEntry
 from resaction.data.spec import ClipSpec
 from resaction.data.video_lists import list_videos
 from resaction.engine.config import TrainConfig
+from resaction.engine.contrastive import contrastive_loss, embedding_classes, pair_dataset
 from resaction.engine.pretext import PretextDataset, pretext_classes
-from resaction.engine.train_inputs import TrainingData
+from resaction.engine.train_inputs import TrainingData, classification_loss
 from resaction.engine.train_setup import TrainResult
 from resaction.engine.trainer import train
 from resaction.errors import CheckpointError, ConfigError
@@ -40,40 +44,54 @@ in the same 32 steps."""
 ORDER_BLIND_FAMILIES = ("tsn", "resnet2d")  # average frames: blind to speed and direction
 
 
+METHODS = ("speed", "contrastive")
+
+
 class UnlabelledVideos:
-    """The ``TrainingTask`` of pretraining: every video of ``config.data``, labels ignored."""
+    """The ``TrainingTask`` of pretraining: every video of ``config.data``, labels ignored;
+    ``method`` is ``speed`` (which speed and direction) or ``contrastive``."""
+
+    def __init__(self, method: str = "speed") -> None:
+        if method not in METHODS:
+            raise ConfigError(f"unknown pretraining method {method!r}; use {' or '.join(METHODS)}")
+        self.method = method
+        self.loss = classification_loss if method == "speed" else contrastive_loss
 
     def data(
         self, config: TrainConfig, resumed_classes: list[str] | None, checkpoint: Path
     ) -> TrainingData:
-        classes = pretext_classes()
+        classes = pretext_classes() if self.method == "speed" else embedding_classes()
         if resumed_classes is not None and list(resumed_classes) != classes:
             raise CheckpointError(
-                f"cannot resume {checkpoint}: it is not a pretraining run of this version "
-                f"(classes {', '.join(resumed_classes[:3])}...)"
+                f"cannot resume {checkpoint}: it is not a {self.method} pretraining run of "
+                f"this version (classes {', '.join(resumed_classes[:3])}...)"
             )
         videos = list_videos(config.data)
         return TrainingData(classes, [VideoEntry(video, 0) for video in videos], None)
 
     def dataset(self, spec: ClipSpec, entries: list[Any], seed: int) -> Dataset:
-        return PretextDataset(spec, entries, seed)
+        if self.method == "speed":
+            return PretextDataset(spec, entries, seed)
+        return pair_dataset(spec, entries, seed)
 
 
-def pretrain_config(config: TrainConfig) -> TrainConfig:
+def pretrain_config(config: TrainConfig, method: str = "speed") -> TrainConfig:
     """``config`` made a pretraining run: no validation, no class balance, no label smoothing,
-    no time reversal (it would erase the arrow of time), every epoch kept as ``last.pt``."""
+    every epoch kept as ``last.pt``; for ``speed``, no time reversal (it would erase the arrow
+    of time) and a model that sees motion."""
     if config.val_data:
         raise ConfigError("pretraining has no labels to validate on: drop --val-data")
-    if config.preprocess.get("direction_blind"):
+    if method == "speed" and config.preprocess.get("direction_blind"):
         raise ConfigError(
             "pretraining learns the arrow of time: -p direction_blind=true would hide it"
         )
     info = model_info(config.model)
     modality = config.model_kwargs.get("modality", info.modality)
-    if info.family in ORDER_BLIND_FAMILIES and modality == "rgb":
+    if method == "speed" and info.family in ORDER_BLIND_FAMILIES and modality == "rgb":
         raise ConfigError(
             f"{config.model} sees one frame per segment, so it cannot see speed or direction: "
-            "pretrain a model that reads motion (a *_diff_* model, TSM or a 3D ResNet)"
+            "pretrain a model that reads motion (a *_diff_* model, TSM or a 3D ResNet), "
+            "or use --method contrastive"
         )
     return dataclasses.replace(
         config,
@@ -84,6 +102,13 @@ def pretrain_config(config: TrainConfig) -> TrainConfig:
     )
 
 
-def pretrain(config: TrainConfig) -> TrainResult:
+def pretrain(config: TrainConfig, method: str = "speed") -> TrainResult:
     """Run self-supervised pretraining (resumable like ``train``)."""
-    return train(pretrain_config(config), task=UnlabelledVideos())
+    task = UnlabelledVideos(method)
+    return train(pretrain_config(config, method), task=task)
+
+
+def chance_accuracy(method: str, classes: int, batch_size: int) -> float:
+    """What guessing scores: one pretext class in ``classes``, or one partner among the other
+    ``2 * batch_size - 1`` clips of a batch."""
+    return 1 / classes if method == "speed" else 1 / max(2 * batch_size - 1, 1)

@@ -96,14 +96,35 @@ def training_pipeline(
     return preprocess, DEFAULT_VIEWS.updated(config.protocol).to_dict()
 
 
+def classification_loss(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    clips: torch.Tensor,
+    labels: torch.Tensor,
+    criterion: nn.Module,
+) -> tuple[torch.Tensor, float]:
+    """The batch's loss under ``criterion`` and how many clips the model got right."""
+    logits = forward(clips)
+    loss = criterion(logits.float(), labels)
+    return loss, float((logits.detach().argmax(dim=1) == labels).sum())
+
+
 class TrainingTask(Protocol):
-    """What a run learns: its data and classes, and the dataset its clips come from."""
+    """What a run learns: its data and classes, the dataset its clips come from, and the loss
+    of a batch (with the number of clips it got right)."""
 
     def data(
         self, config: TrainConfig, resumed_classes: list[str] | None, checkpoint: Path
     ) -> TrainingData: ...
 
     def dataset(self, spec: ClipSpec, entries: list[Any], seed: int) -> Dataset: ...
+
+    def loss(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        clips: torch.Tensor,
+        labels: torch.Tensor,
+        criterion: nn.Module,
+    ) -> tuple[torch.Tensor, float]: ...
 
 
 class LabelledVideos:
@@ -116,6 +137,8 @@ class LabelledVideos:
 
     def dataset(self, spec: ClipSpec, entries: list[Any], seed: int) -> Dataset:
         return spec.dataset(entries, train=True, seed=seed)
+
+    loss = staticmethod(classification_loss)
 
 
 def validation_row(

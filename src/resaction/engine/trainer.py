@@ -328,7 +328,7 @@ class Trainer:
 
     def _forward_backward(
         self, clips: torch.Tensor, labels: torch.Tensor, index: int
-    ) -> tuple[float, int]:
+    ) -> tuple[float, float]:
         config = self.config
         clips = clips.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
@@ -336,10 +336,8 @@ class Trainer:
         skip_sync = no_sync is not None and not self._ends_step(index)
         with no_sync() if skip_sync else contextlib.nullcontext():
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-                logits = self.forward(clips)
-                loss = self.criterion(logits.float(), labels)
+                loss, correct = self.task.loss(self.forward, clips, labels, self.criterion)
             self.scaler.scale(loss / config.accumulate).backward()
-        correct = int((logits.detach().argmax(dim=1) == labels).sum())
         return float(loss.detach()), correct
 
     def _ends_step(self, index: int) -> bool:
