@@ -5,9 +5,10 @@ Runs, in order, and resumes where it stopped (each fold is read back once finish
 2. the classic baseline (motion history images, Hu moments, nearest neighbour:
    `benchmarks/mhi_baseline.py`) on exactly the folds crossval makes;
 3. a synthetic dataset (`resaction synth`) and one pretraining run per model on it;
-4. for the "selfsup" start, one self-supervised run (`resaction pretrain`) per model on the
-   unlabelled footage of every dataset in ../shared/data/videos that is not evaluated here (small
-   copies; the fight data and PS7 are left out whole, so no fold's test videos are ever seen);
+4. for the "selfsup" and "contrastive" starts, one self-supervised run (`resaction pretrain`,
+   `--method speed` or `--method contrastive`) per model on the unlabelled footage of every
+   dataset in ../shared/data/videos that is not evaluated here (small copies; the fight data and
+   PS7 are left out whole, so no fold's test videos are ever seen);
 5. `resaction crossval` for every (dataset, model, start) row, from scratch, from the synthetic
    checkpoint and from the self-supervised one, plus the fight data without groups g44 and g45.
 
@@ -16,7 +17,7 @@ video-level top-1 over folds, against the baseline measured on the same folds). 
 runs is printed first, so the table can be reproduced command by command.
 
     python benchmarks/real_data.py [--only fight,ps7] [--models tsn_resnet18,...]
-        [--starts scratch,synthetic,selfsup] [--finetune sgd|adamw] [--size 56|80|112]
+        [--starts scratch,synthetic,selfsup,contrastive] [--finetune sgd|adamw] [--size 56|80|112]
         [--device cuda]
 
 ``--size`` sets the cross-validation's crop (the short side is 8/7 of it; pretraining stays at
@@ -182,12 +183,12 @@ def footage() -> Path:
     return listing
 
 
-def selfsup(model: str, device: list[str]) -> Path:
-    """``resaction pretrain`` on ``footage()``; its last checkpoint."""
-    out = RUNS / "selfsup" / model
+def selfsup(model: str, device: list[str], method: str = "speed") -> Path:
+    """``resaction pretrain --method METHOD`` on ``footage()``; its last checkpoint."""
+    out = RUNS / ("selfsup" if method == "speed" else method) / model
     resume = ["--resume"] if (out / "config.yaml").is_file() else []
     if not _finished(out, SELFSUP_EPOCHS):
-        run(resaction("pretrain", "--data", str(footage()), "--model", model,
+        run(resaction("pretrain", "--data", str(footage()), "--model", model, "--method", method,
                       "--out", str(out), "--epochs", str(SELFSUP_EPOCHS), "--batch-size", "8",
                       "--workers", "1", *model_input(model), *device, *resume,
                       "--no-progress"))  # fmt: skip
@@ -199,6 +200,8 @@ def start_weights(start: str, model: str, device: list[str]) -> str:
         return "none"
     if start == "selfsup":
         return str(selfsup(model, device))
+    if start == "contrastive":
+        return str(selfsup(model, device, "contrastive"))
     return str(pretrain(model, device))
 
 
@@ -375,7 +378,8 @@ def plot(rows: list[dict], baselines: dict[str, dict], path: Path) -> Path:
     figure = Figure(figsize=(7.5, 1.2 + 2.2 * len(datasets)), layout="constrained")
     axes = figure.subplots(len(datasets), 1, squeeze=False)[:, 0]
     colours = {"scratch": "tab:blue", "synthetic": "tab:orange", "selfsup": "tab:green",
-               "scratch adamw": "tab:cyan", "selfsup adamw": "tab:olive"}  # fmt: skip
+               "scratch adamw": "tab:cyan", "selfsup adamw": "tab:olive",
+               "contrastive adamw": "tab:purple"}  # fmt: skip
     for ax, dataset in zip(axes, datasets, strict=True):
         mine = sorted(
             (r for r in rows if r["dataset"] == dataset), key=lambda r: (r["model"], r["start"])
