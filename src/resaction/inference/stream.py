@@ -33,13 +33,7 @@ from resaction.inference.incremental import CameraTrack, LiveScorer, supports_in
 from resaction.inference.results import RecordWriter
 from resaction.inference.windows import check_window, window_spread
 from resaction.io.camera_reader import CameraReader
-from resaction.io.live import (
-    CapturedFrame,
-    FrameSink,
-    LatestFrames,
-    OrderedFrames,
-    parse_source,
-)
+from resaction.io.live import CapturedFrame, FrameSink, LatestFrames, OrderedFrames, parse_source
 from resaction.io.writer import VideoWriter
 
 if TYPE_CHECKING:

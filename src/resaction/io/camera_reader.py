@@ -13,10 +13,8 @@ cannot be reached, at start or later, is retried with capped exponential back-of
 ``open()`` connects in the caller's thread first, so a source that cannot be opened at all fails
 at once, in one line.
 
-Threads, not processes: PyAV releases the GIL while demuxing, decoding and scaling, and on 2
-cores ``benchmarks/watch_readers.py`` measured 1 to 16 cameras kept at real time with the least
-CPU by threads (processes took 1.1 to 1.5 times as much, and one process per camera fell behind
-at 16).
+Threads, not processes: PyAV releases the GIL while demuxing, decoding and scaling; on 2 cores
+``benchmarks/watch_readers.py`` kept 1 to 16 cameras at real time with the least CPU by threads.
 
 Stream time is seconds from the first frame of the session and only ever increases: within a
 connection it follows the source's presentation times; a looped file continues one frame after
@@ -181,9 +179,8 @@ class CameraReader:
         self._thread: threading.Thread | None = None
 
     def open(self) -> CameraReader:
-        """Connect now, in the caller's thread, raising ``SourceError`` (``VideoError`` for a
-        file) in one line if the source cannot be opened; ``declared_fps`` is then known and
-        the thread starts on this connection."""
+        """Connect in the caller's thread, raising a one-line ``SourceError`` (``VideoError``
+        for a file) if it cannot; the thread then starts on this connection."""
         if self._pending is None and self._thread is None:
             self._pending = self._connect()
         return self
