@@ -33,7 +33,7 @@ from resaction.inference.incremental import CameraTrack, LiveScorer, supports_in
 from resaction.inference.results import RecordWriter
 from resaction.inference.windows import check_window, window_spread
 from resaction.io.camera_reader import CameraReader
-from resaction.io.live import CapturedFrame, FrameSink, LatestFrames, OrderedFrames, parse_source
+from resaction.io.live import CapturedFrame, FrameSink, LatestFrames, OrderedFrames
 from resaction.io.writer import VideoWriter
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ class StreamRunner:
         self.source = CameraReader(
             self.name,
             source,
-            realtime=self.config.realtime or parse_source(source)[0] != "file",
+            realtime=self.config.realtime,
             open_timeout=self.config.open_timeout,
             read_timeout=self.config.read_timeout,
             give_up_after=self.config.reconnect_timeout,
@@ -184,7 +184,7 @@ class StreamRunner:
 
     def run(self) -> dict[str, Any]:
         """Read until the file ends, ``duration`` passes or the source gives up; the summary."""
-        live = self.source.realtime
+        live = self.source.kind != "file" or self.config.realtime
         fps = self.source.open().declared_fps or DEFAULT_CAMERA_FPS
         self.step = stream_step(self.predictor.preprocess, fps)
         self.offsets = self._offsets(fps)
