@@ -261,14 +261,14 @@ class CameraReader:
                     reason = describe_error(error)
                 if self._stop.is_set():
                     break
-                if self.kind == "file" and (reason is None or not self.loop):
-                    if reason is None and self.loop:
-                        continue
+                if self.kind == "file" and not self.loop:
                     cause = "" if reason is None else f" ({reason})"
                     played = f"end of {self.target} after {self.frames_read} frames{cause}"
                     self._set_state("ended", played)
                     return
-                if not self._wait_to_retry(reason or "the stream ended"):
+                if reason is None:  # a looped file played to its end
+                    continue
+                if not self._wait_to_retry(reason):
                     return
         finally:
             if self._stop.is_set():
