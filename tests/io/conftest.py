@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+import resaction.io.decoding as decoding_module
 from tests.io.videogen import write_video
 
 FRAMES = 40
@@ -61,3 +62,19 @@ def h264_video(generated: Path) -> Path:
         _, _, kwargs = CODECS["h264_mp4"]
         write_video(path, num_frames=FRAMES, rate=RATE, gop=GOP, **kwargs)
     return path
+
+
+@pytest.fixture
+def decoded_slots(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The frame numbers of the pictures the decoder puts out, in order, as readers run."""
+    slots: list[int] = []
+    name_slot = decoding_module._slot
+
+    def recording(index, frame, last):
+        slot = name_slot(index, frame, last)
+        if slot is not None:
+            slots.append(slot)
+        return slot
+
+    monkeypatch.setattr(decoding_module, "_slot", recording)
+    return slots

@@ -159,20 +159,12 @@ def test_reduced_decoding_reads_the_same_frames(tmp_path: Path, codec: str, suff
     assert np.abs(small.astype(int) - reference).mean() < 6
 
 
-def test_a_later_clip_continues_decoding_without_a_new_seek(tmp_path: Path, monkeypatch) -> None:
+def test_a_later_clip_continues_decoding_without_a_new_seek(
+    tmp_path: Path, decoded_slots: list[int]
+) -> None:
     """Clips of one video read in order (multi-clip test views, timelines): the second goes on
     from where the first stopped when no keyframe lies between, and a read behind it seeks."""
-    import resaction.io.video_reader as video_reader_module
-
-    decoded: list[int] = []
-
-    class Recording(video_reader_module.ForwardDecode):
-        def __next__(self):
-            slot, frame = super().__next__()
-            decoded.append(slot)
-            return slot, frame
-
-    monkeypatch.setattr(video_reader_module, "ForwardDecode", Recording)
+    decoded = decoded_slots
     path = write_video(tmp_path / "a.mp4", num_frames=FRAMES, gop=45, **x264("bframes=2"))
     with VideoReader(path) as reader:
         assert frame_numbers_of(reader, range(20, 28)) == list(range(20, 28))

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 import resaction.io.index_build as index_module
-import resaction.io.video_reader as video_reader_module
 from resaction.io import VideoReader
 from tests.io.conftest import CODECS, GOP
 from tests.io.videogen import read_code, write_video
@@ -49,32 +48,19 @@ def test_a_changed_file_is_indexed_again(tmp_path: Path, count_builds: list[str]
     assert len(count_builds) == 2
 
 
-@pytest.fixture
-def yielded(monkeypatch) -> list[int]:
-    """Frame numbers the reader's decoding yields (decoded frames it looked at)."""
-    seen: list[int] = []
-
-    class Counting(video_reader_module.ForwardDecode):
-        def __next__(self):
-            slot, frame = super().__next__()
-            seen.append(slot)
-            return slot, frame
-
-    monkeypatch.setattr(video_reader_module, "ForwardDecode", Counting)
-    return seen
-
-
-def test_avi_with_b_frames_seeks_by_guessed_pts(tmp_path: Path, yielded: list[int]) -> None:
+def test_avi_with_b_frames_seeks_by_guessed_pts(tmp_path: Path, decoded_slots: list[int]) -> None:
     """FFmpeg guesses pts in AVI; when decoding confirms the guesses, seeks use them."""
     index_module.clear_index_cache()
     path = write_video(tmp_path / "b.avi", num_frames=40, **CODECS["mpeg4_bframes_avi"][2])
+    yielded = decoded_slots
     with VideoReader(path) as reader:
+        yielded.clear()  # what indexing decoded
         assert read_code(reader.get_frames([37])[0].numpy()) == 37
         assert min(yielded) > 20 and len(yielded) <= GOP + 2
 
 
 def test_frames_numbered_by_packet_seek_near(
-    tmp_path: Path, yielded: list[int], monkeypatch
+    tmp_path: Path, decoded_slots: list[int], monkeypatch
 ) -> None:
     """Where pts cannot be trusted (as with DivX packed B-frames, forced here), the stream is
     decoded once when indexed and its pictures are named by packet; every keyframe's frame number
@@ -82,7 +68,9 @@ def test_frames_numbered_by_packet_seek_near(
     index_module.clear_index_cache()
     monkeypatch.setattr(index_module, "identify_by_pts", lambda *args: False)
     path = write_video(tmp_path / "b.avi", num_frames=40, **CODECS["mpeg4_bframes_avi"][2])
+    yielded = decoded_slots
     with VideoReader(path) as reader:
+        yielded.clear()  # what indexing decoded
         assert reader.seek_mode == "packet"
         assert read_code(reader.get_frames([37])[0].numpy()) == 37
         assert min(yielded) > 20 and len(yielded) <= GOP + 2

@@ -108,3 +108,21 @@ def test_frames_equal_a_plain_full_decode(videos_dir: Path, relative: str) -> No
             frames = reader.get_frames(wanted).numpy()
             for got, index in zip(frames, wanted, strict=True):
                 np.testing.assert_array_equal(got, reference[index])
+
+
+def test_reads_start_anywhere_in_a_run_of_packed_b_frames(
+    videos_dir: Path, decoded_slots: list[int]
+) -> None:
+    """DivX packed B-frames (PS7: I B B P B B P ...): a read may start at any picture of a run
+    of B-pictures, and the B-pictures before it, which nothing refers to, are not decoded."""
+    path = videos_dir / "gt_cs4495_ps7/A2_one_hand_wave/PS7A2P1T1.avi"
+    reference = sequential_frames(path, size=(24, 32))
+    with VideoReader(path, size=(24, 32), reduced_decoding=False) as reader:
+        assert reader.seek_mode == "packet"
+        for start in range(36, -1, -1):  # each read lies behind the last: a new seek
+            decoded_slots.clear()
+            frames = reader.get_frames([start, start + 1, start + 2]).numpy()
+            np.testing.assert_array_equal(frames, reference[start : start + 3])
+            before = [slot for slot in decoded_slots if slot < start]
+            # the reference pictures, and the B-pictures decoded after the reference before them
+            assert len(before) <= start // 3 + 2, (start, before)

@@ -18,9 +18,6 @@ from resaction.io.index import VideoIndex
 
 log = logging.getLogger(__name__)
 
-# Codecs matched by packet whose packets each hold the one picture named by them.
-_ONE_PICTURE_PER_PACKET = frozenset({"h264", "hevc"})
-
 
 def _kept(packet: Packet) -> bool:
     """The packets the index counts (keep in step with ``index.read_packets``)."""
@@ -137,28 +134,25 @@ def _slot(index: VideoIndex, frame: VideoFrame, last: int | None) -> int | None:
     return slot if slot >= 0 else None
 
 
-def _packet_slot(index: VideoIndex, packet: Packet) -> int | None:
-    """The frame number of the picture ``packet`` holds, where that is known before decoding it:
-    by pts, or by position for codecs that put one picture in a packet (not DivX packed
-    B-frames, whose pictures are not decoded from the packet they are named by)."""
+def _packet_position(index: VideoIndex, packet: Packet) -> int | None:
+    """The decode-order position of a packet ``packets_from_key`` gave out."""
     if index.by_pts:
-        return None if packet.pts is None else index.frame_slot.get(packet.pts)
-    if index.codec not in _ONE_PICTURE_PER_PACKET:
-        return None
-    slot = int(index.pos_slot[packet.opaque[0]])
-    return slot if slot >= 0 else None
+        return index.packet_pos.get(packet.pts)
+    return packet.opaque[0]
 
 
 class ForwardDecode:
     """Decoding forward from keyframe ``key``: iterates ``(frame number, frame)`` in
-    presentation order to the end of the stream.
+    presentation order to the end of the stream, from frame ``first_wanted`` on.
 
     Pictures the index does not know are dropped, and so are pictures shown before the keyframe
     (leading pictures of an open GOP, decoded without their references). Pictures before
-    ``first_wanted`` that no other picture refers to are not decoded at all; a reader may raise
-    ``first_wanted`` between frames to go on to a later frame without a new seek. ``last`` is the
-    frame number last given out, ``finished`` whether the stream ended. Decoding stops at a
-    packet that fails to decode: the pictures after it until the next keyframe would be damaged.
+    ``first_wanted`` are not given out, and those of them that no other picture refers to are not
+    decoded at all while they lie before ``VideoIndex.first_packet_from[first_wanted]``; a reader
+    may raise ``first_wanted`` between frames to go on to a later frame without a new seek.
+    ``last`` is the frame number last decoded, ``finished`` whether the stream ended. Decoding
+    stops at a packet that fails to decode: the pictures after it until the next keyframe would
+    be damaged.
     """
 
     def __init__(
@@ -174,17 +168,8 @@ class ForwardDecode:
         self.finished = False
         self._frames = self._decode(container, stream, index, key)
 
-    def __iter__(self) -> ForwardDecode:
-        return self
-
-    def __next__(self) -> tuple[int, VideoFrame]:
-        try:
-            slot, frame = next(self._frames)
-        except StopIteration:
-            self.finished = True
-            raise
-        self.last = slot
-        return slot, frame
+    def __iter__(self) -> Iterator[tuple[int, VideoFrame]]:
+        return self._frames
 
     def close(self) -> None:
         """Stop decoding (and restore the decoder's settings) before the container seeks again."""
@@ -198,13 +183,14 @@ class ForwardDecode:
         min_slot = 0 if key == 0 else int(index.key_slot[key])
         count = index.num_frames
         reorders = index.reorders
+        first_packet = index.first_packet_from if reorders else []
         last = None
         skipping = False
         try:
             for packet in packets_from_key(container, stream, index, key):
                 if reorders and (skipping or self.first_wanted > min_slot):
-                    slot = None if packet is None else _packet_slot(index, packet)
-                    skip = slot is not None and slot < self.first_wanted
+                    pos = None if packet is None else _packet_position(index, packet)
+                    skip = pos is not None and pos < first_packet[self.first_wanted]
                     if skip != skipping:
                         codec.skip_frame = "NONREF" if skip else "DEFAULT"
                         skipping = skip
@@ -224,8 +210,10 @@ class ForwardDecode:
                         continue
                     if slot >= count:
                         return
-                    last = slot
-                    yield slot, frame
+                    last = self.last = slot
+                    if slot >= self.first_wanted:
+                        yield slot, frame
         finally:
+            self.finished = True
             if skipping:
                 codec.skip_frame = "DEFAULT"

@@ -112,6 +112,24 @@ class VideoIndex:
         return {int(ts): slot for slot, ts in enumerate(self.frame_ts)}
 
     @cached_property
+    def first_packet_from(self) -> list[int]:
+        """``first_packet_from[f]``: the first packet (decode-order position) that puts out a
+        picture numbered ``f`` or later; the packet count past the last frame. The packets
+        before it put out only earlier pictures, so on the way to frame ``f`` the pictures they
+        hold that no other picture refers to need not be decoded. (Skipping only before that
+        packet, never between it and frame ``f``, keeps every B-picture run that holds a wanted
+        frame whole: in DivX packed AVIs a B-picture is lost when the one before it in its run
+        was skipped.)"""
+        if self.by_pts:
+            slots = np.array([self.frame_slot.get(int(ts), -1) for ts in self.packet_ts])
+        else:
+            slots = self.pos_slot
+        first = np.full(self.num_frames + 1, len(self.packet_ts), dtype=np.int64)
+        named = np.flatnonzero(slots >= 0)
+        np.minimum.at(first, slots[named], named)
+        return np.minimum.accumulate(first[::-1])[::-1].tolist()
+
+    @cached_property
     def _seek_keys(self) -> tuple[np.ndarray, np.ndarray]:
         """The keyframes that are frames, and their frame numbers."""
         known = np.flatnonzero(self.key_slot >= 0)

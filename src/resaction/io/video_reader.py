@@ -114,9 +114,10 @@ class VideoReader(FrameReader):
             return torch.empty((0, height, width, 3), dtype=torch.uint8)
         unique, inverse = np.unique(wanted, return_inverse=True)
         frames = np.empty((len(unique), height, width, 3), dtype=np.uint8)
+        ordered = unique.tolist()
         done = 0
         while done < len(unique):
-            done = self._decode_run(unique, done, frames)
+            done = self._decode_run(ordered, done, frames)
         if len(unique) != len(wanted) or np.any(np.diff(wanted) < 0):
             frames = frames[inverse.reshape(-1)]
         return torch.from_numpy(frames)
@@ -141,26 +142,28 @@ class VideoReader(FrameReader):
         """Whether a new seek reaches frame ``wanted`` sooner than decoding on from frame
         ``decoded``: the keyframe before ``wanted`` is more than a few frames past ``decoded``
         (a seek and a decoder flush cost about as much as decoding those few frames)."""
+        if wanted - decoded <= FRAMES_A_SEEK_COSTS:
+            return False
         key = self._index.seek_point(wanted)
         return int(self._index.key_slot[key]) - decoded > FRAMES_A_SEEK_COSTS
 
-    def _decode_run(self, unique: np.ndarray, first: int, out: np.ndarray) -> int:
+    def _decode_run(self, wanted: list[int], first: int, out: np.ndarray) -> int:
         """Decode forward from one position, filling ``out[first:]`` until the next wanted
         frame is better reached by a new seek (``_worth_seeking``) or all are done. Returns the
         number of wanted frames filled so far."""
         filled = first
-        for slot, frame in self._frames_from(int(unique[first])):
-            if slot < unique[filled]:
+        for slot, frame in self._frames_from(wanted[first]):
+            if slot < wanted[filled]:
                 continue
-            if slot > unique[filled]:
+            if slot > wanted[filled]:
                 break
             out[filled] = self._to_rgb(frame)
             filled += 1
-            if filled == len(unique):
+            if filled == len(wanted):
                 return filled
-            if self._worth_seeking(slot, int(unique[filled])):
+            if self._worth_seeking(slot, wanted[filled]):
                 return filled
-        missing = int(unique[filled])
+        missing = wanted[filled]
         raise VideoOpenError(
             f"{self.path}: frame {missing} of {self.num_frames} could not be decoded "
             "(corrupt or truncated data)"
