@@ -157,6 +157,8 @@ def test_reduced_decoding_reads_the_same_frames(tmp_path: Path, codec: str, suff
     assert small.shape == reference.shape == (len(wanted), 32, 48, 3)
     assert [read_code(frame) for frame in small] == wanted
     assert np.abs(small.astype(int) - reference).mean() < 6
+    with VideoReader(path, short_side=64) as half:
+        assert half.decode_scale == 1  # at half size a reduced decode costs what it saves
 
 
 def test_a_later_clip_continues_decoding_without_a_new_seek(
