@@ -60,21 +60,24 @@ def _from_landing(
     attached only where pictures are matched by packet."""
     pos, packet = landing
     label = not index.by_pts
-    while True:
+    if pos >= target:
+        if label:
+            # A fresh tuple, not the int: PyAV keys its opaque store by id(), and small ints
+            # are shared objects, so decoders in two threads would free each other's entries.
+            packet.opaque = (pos,)
+        yield packet
+    for packet in packets:
+        if packet.size == 0:
+            break
+        if packet.is_corrupt or packet.is_discard:
+            continue
+        pos += 1
         if pos >= target:
             if label:
-                # A fresh tuple, not the int: PyAV keys its opaque store by id(), and small ints
-                # are shared objects, so decoders in two threads would free each other's entries.
                 packet.opaque = (pos,)
             yield packet
-        packet = next(packets, None)
-        while packet is not None and packet.size and (packet.is_corrupt or packet.is_discard):
-            packet = next(packets, None)
-        if packet is None or packet.size == 0:
-            if pos >= target:
-                yield None
-            return
-        pos += 1
+    if pos >= target:
+        yield None
 
 
 def packets_from_key(
@@ -124,9 +127,10 @@ def packet_position(frame: VideoFrame) -> int | None:
 def _slot(index: VideoIndex, frame: VideoFrame, last: int | None) -> int | None:
     """The frame number of a decoded picture, ``None`` if it is not one of the index's frames."""
     if index.by_pts:
-        if frame.pts is None:
+        pts = frame.pts
+        if pts is None:
             return None if last is None else last + 1
-        return index.frame_slot.get(frame.pts)
+        return index.frame_slot.get(pts)
     position = packet_position(frame)
     if position is None or index.pos_slot is None:
         return None
