@@ -67,6 +67,8 @@ def parse_args() -> argparse.Namespace:
     add("--out", type=Path, default=ROOT / "runs" / "explain", help="data, models, explanations")
     add("--parts", default="synthetic,fight", help="synthetic, fight or both")
     add("--fight-checkpoint", type=Path, help="tsn_diff_resnet18 trained on the fight data")
+    add("--fight-crossval", type=Path, help="a `resaction crossval` run on the fight data: each "
+        "fold's model explains that fold's test videos (all held out)")  # fmt: skip
     add("--fight-epochs", type=int, default=30, help="epochs when training the fight model")
     add("--fight-videos", type=int, default=0, help="fight videos explained (0: all)")
     add("--max-steps-per-epoch", type=int, help="passed to train (for a quick smoke run)")
@@ -244,27 +246,54 @@ def fight_videos(loaded: Any, data: Path, limit: int) -> list[dict[str, Any]]:
     return rows
 
 
+def fight_folds(args: argparse.Namespace, data: Path) -> list[tuple[Path, list[dict[str, Any]]]]:
+    """(checkpoint, the videos it explains) pairs: one per fold of ``--fight-crossval`` (the
+    fold's test videos), else the one fight checkpoint with ``fight_videos``."""
+    from resaction.data import read_manifest
+    from resaction.runtime.loading import load_model
+
+    if not args.fight_crossval:
+        checkpoint = fight_checkpoint(args, data)
+        return [(checkpoint, fight_videos(load_model(checkpoint), data, args.fight_videos))]
+    folds = []
+    for fold in sorted(args.fight_crossval.glob("fold_*"), key=lambda d: int(d.name[5:])):
+        checkpoint = Path(json.loads((fold / "fold.json").read_text())["checkpoint"])
+        test = read_manifest(fold / "test.csv")
+        rows = [
+            {"video": e.path, "label": test.classes[e.label], "group": e.group or "-",
+             "held_out": True}
+            for e in test
+        ]  # fmt: skip
+        folds.append((checkpoint, rows))
+    return folds
+
+
 def explain_fight(args: argparse.Namespace) -> dict[str, Any]:
     """Border and caption-strip shares of the fight model's saliency, per video and method."""
     from resaction.inference import Predictor
     from resaction.runtime.loading import load_model
 
     data = small_copy("surveillance_camera_fight")
-    checkpoint = fight_checkpoint(args, data)
-    loaded = load_model(checkpoint, device=args.device)
-    predictor = Predictor.from_loaded(loaded)
-    videos = fight_videos(loaded, data, args.fight_videos)
-    found: dict[str, Any] = {"checkpoint": str(checkpoint), "model": loaded.model_name}
-    for method in args.methods.split(","):
-        cache = Cache(args.out / "explanations" / f"fight_{method}.json", checkpoint, {})
-        for row in videos:
-            key = row["video"].relative_to(data).as_posix()
-            if key not in cache.records:
-                print(f"fight {method}: {key}", flush=True)
-                record = fight_record(predictor, row["video"], method, TIME_SLABS)
-                cache.records[key] = {**{k: v for k, v in row.items() if k != "video"}, **record}
-                cache.save()
-        found[method] = [cache.records[r["video"].relative_to(data).as_posix()] for r in videos]
+    folds = fight_folds(args, data)
+    source = args.fight_crossval or folds[0][0]
+    found: dict[str, Any] = {"checkpoint": str(source), "model": FIGHT_MODEL}
+    for number, (checkpoint, videos) in enumerate(folds, start=1):
+        loaded = load_model(checkpoint, device=args.device)
+        found["model"] = loaded.model_name
+        predictor = Predictor.from_loaded(loaded)
+        for method in args.methods.split(","):
+            name = f"fight_{method}" + (f"_fold{number}" if args.fight_crossval else "")
+            cache = Cache(args.out / "explanations" / f"{name}.json", checkpoint, {})
+            for row in videos:
+                key = row["video"].relative_to(data).as_posix()
+                if key not in cache.records:
+                    print(f"fight {method}: {key}", flush=True)
+                    record = fight_record(predictor, row["video"], method, TIME_SLABS)
+                    cache.records[key] = {**{k: v for k, v in row.items() if k != "video"},
+                                          **record}  # fmt: skip
+                    cache.save()
+            keys = [r["video"].relative_to(data).as_posix() for r in videos]
+            found.setdefault(method, []).extend(cache.records[key] for key in keys)
     return found
 
 
