@@ -79,3 +79,28 @@ def test_frames_numbered_by_packet_seek_near(
         wanted = [36, 13, 14, 25, 39]
         assert [read_code(f) for f in reader.get_frames(wanted).numpy()] == wanted
         assert yielded.count(36) == 1 and min(yielded) >= 10
+
+
+@pytest.mark.parametrize("by_packet", [False, True])
+def test_first_packet_from_is_the_first_packet_of_a_frame_or_a_later_one(
+    tmp_path: Path, monkeypatch, by_packet: bool
+) -> None:
+    """Skipping stops at the reference picture before a wanted B-picture, not at the B-picture's
+    own packet, whether pictures are named by pts or by packet."""
+    index_module.clear_index_cache()
+    if by_packet:
+        monkeypatch.setattr(index_module, "identify_by_pts", lambda *args: False)
+    path = write_video(tmp_path / "b.avi", num_frames=40, **CODECS["mpeg4_bframes_avi"][2])
+    with VideoReader(path) as reader:
+        index = reader._index
+        assert reader.seek_mode == ("packet" if by_packet else "pts")
+    if by_packet:
+        slots = [int(slot) for slot in index.pos_slot]
+    else:
+        slots = [index.frame_slot.get(int(ts), -1) for ts in index.packet_ts]
+    first = index.first_packet_from
+    assert len(first) == index.num_frames + 1 and first[-1] == len(index.packet_ts)
+    for frame in range(index.num_frames):
+        assert first[frame] == min(p for p, slot in enumerate(slots) if slot >= frame)
+    before_own_packet = [f for f in range(index.num_frames) if first[f] < slots.index(f)]
+    assert len(before_own_packet) >= index.num_frames // 3  # the B-pictures
