@@ -19,11 +19,6 @@ from resaction.io.index import VideoIndex
 log = logging.getLogger(__name__)
 
 
-def _kept(packet: Packet) -> bool:
-    """The packets the index counts (keep in step with ``index.read_packets``)."""
-    return not (packet.is_corrupt or packet.is_discard)
-
-
 def _seek_attempts(index: VideoIndex, key: int) -> list[int | None]:
     """Timestamps to seek to, best first; ``None`` means the start of the file."""
     if not index.seekable:
@@ -57,7 +52,8 @@ def _from_landing(
     packets: Iterator[Packet], index: VideoIndex, landing: tuple[int, Packet], target: int
 ) -> Iterator[Packet | None]:
     """The packets from ``target`` on, counting positions from the landing packet; positions are
-    attached only where pictures are matched by packet."""
+    attached only where pictures are matched by packet. Corrupt and discarded packets are not
+    counted (as in ``index.read_packets``, which numbered them)."""
     pos, packet = landing
     label = not index.by_pts
     if pos >= target:
