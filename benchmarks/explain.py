@@ -246,15 +246,16 @@ def fight_videos(loaded: Any, data: Path, limit: int) -> list[dict[str, Any]]:
     return rows
 
 
-def fight_folds(args: argparse.Namespace, data: Path) -> list[tuple[Path, list[dict[str, Any]]]]:
+def fight_folds(
+    args: argparse.Namespace, data: Path
+) -> list[tuple[Path, list[dict[str, Any]] | None]]:
     """(checkpoint, the videos it explains) pairs: one per fold of ``--fight-crossval`` (the
-    fold's test videos), else the one fight checkpoint with ``fight_videos``."""
+    fold's test videos), else the one fight checkpoint with ``None`` (its ``fight_videos``, read
+    once the model is loaded)."""
     from resaction.data import read_manifest
-    from resaction.runtime.loading import load_model
 
     if not args.fight_crossval:
-        checkpoint = fight_checkpoint(args, data)
-        return [(checkpoint, fight_videos(load_model(checkpoint), data, args.fight_videos))]
+        return [(fight_checkpoint(args, data), None)]
     folds = []
     for fold in sorted(args.fight_crossval.glob("fold_*"), key=lambda d: int(d.name[5:])):
         checkpoint = Path(json.loads((fold / "fold.json").read_text())["checkpoint"])
@@ -277,10 +278,11 @@ def explain_fight(args: argparse.Namespace) -> dict[str, Any]:
     folds = fight_folds(args, data)
     source = args.fight_crossval or folds[0][0]
     found: dict[str, Any] = {"checkpoint": str(source), "model": FIGHT_MODEL}
-    for number, (checkpoint, videos) in enumerate(folds, start=1):
+    for number, (checkpoint, rows) in enumerate(folds, start=1):
         loaded = load_model(checkpoint, device=args.device)
         found["model"] = loaded.model_name
         predictor = Predictor.from_loaded(loaded)
+        videos = rows if rows is not None else fight_videos(loaded, data, args.fight_videos)
         for method in args.methods.split(","):
             name = f"fight_{method}" + (f"_fold{number}" if args.fight_crossval else "")
             cache = Cache(args.out / "explanations" / f"{name}.json", checkpoint, {})

@@ -68,10 +68,10 @@ def h264_video(generated: Path) -> Path:
 def decoded_slots(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The frame numbers of the pictures the decoder puts out, in order, as readers run."""
     slots: list[int] = []
-    name_slot = decoding_module._slot
+    original = decoding_module._slot
 
     def recording(index, frame, last):
-        slot = name_slot(index, frame, last)
+        slot = original(index, frame, last)
         if slot is not None:
             slots.append(slot)
         return slot
