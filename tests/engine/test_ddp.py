@@ -99,7 +99,8 @@ def test_two_processes_on_one_node_train_and_resume(dataset: Path, tmp_path: Pat
             env=environment(),
             timeout=400,
         )
-        assert done.returncode == 0, done.stderr[-3000:]
+        run = "resumed" if extra else "first"
+        assert done.returncode == 0, f"{run} run:\n{done.stdout[-1500:]}\n{done.stderr[-3000:]}"
     check_run(out, done.stdout, epochs=2, sessions=2)
 
 

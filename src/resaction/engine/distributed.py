@@ -78,8 +78,16 @@ def setup(device_name: str = "auto", timeout_s: float = 1800) -> DistContext:
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
-def teardown(context: DistContext) -> None:
+def teardown(context: DistContext, together: bool = True) -> None:
+    """Leave the process group; ``together`` waits for every rank first.
+
+    A rank that shut its connections while another still worked (rank 0 writing the last
+    checkpoint) could abort at the very end of a finished job. After a failure the others may
+    never arrive, so a failing rank leaves alone.
+    """
     if context.enabled and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -77,10 +77,14 @@ def train(config: TrainConfig, task: TrainingTask | None = None) -> TrainResult:
     owns_group = not torch.distributed.is_initialized()
     context = distributed.setup(config.device)
     try:
-        return Trainer(resolve_defaults(config), context, task).fit()
-    finally:
+        result = Trainer(resolve_defaults(config), context, task).fit()
+    except BaseException:
         if owns_group:
-            distributed.teardown(context)
+            distributed.teardown(context, together=False)
+        raise
+    if owns_group:
+        distributed.teardown(context)
+    return result
 
 
 class Trainer:
