@@ -134,3 +134,25 @@ def test_two_nodes_over_loopback(dataset: Path, tmp_path: Path) -> None:
     logs = "\n".join(f"node {rank}:\n{err[-2500:]}" for rank, (_, err) in enumerate(outputs))
     assert codes == [0, 0], logs
     check_run(out, "".join(stdout for stdout, _ in outputs), epochs=1)
+
+
+def test_a_user_error_ends_every_process_with_its_one_line_error(
+    dataset: Path, tmp_path: Path
+) -> None:
+    """Under torchrun a user error is one line on each process, and the job ends: no rank
+    waits at teardown for another."""
+    missing = tmp_path / "missing.pt"
+    command = torchrun(
+        "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}"
+    )
+    done = subprocess.run(
+        [*command, *train_args(dataset, tmp_path / "run", 1), "--weights", str(missing)],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=120,
+    )
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert output.count(f"weights file {missing} does not exist") == 2, output[-3000:]
+    assert not (tmp_path / "run" / "last.pt").exists()
