@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from resaction.cli import run_app
+from tests.io.videogen import write_video
 
 FAST = ["--clips", "2", "--clip-len", "4", "--short-side", "32", "--no-progress"]
 
@@ -93,3 +94,22 @@ def test_probe_verify_reports_how_each_file_seeks(
     assert videos["pedestrians_vtest.avi"]["seek_mode"] == "packet"
     assert videos["example_01.mp4"]["seek_mode"] == "pts"
     assert all(v["exact"] is True and v["error"] is None for v in videos.values())
+
+
+def test_probe_says_a_program_stream_is_read_from_the_start_and_how_to_remux(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An MPEG program stream (DVD, camcorder, many DVR exports) reads exactly, from the start,
+    and probe says so with the command that makes it seekable."""
+    root = tmp_path / "videos" / "dvr"
+    root.mkdir(parents=True)
+    write_video(root / "export.mpg", "mpeg2video", num_frames=60, gop=12, max_b_frames=2)
+    out = tmp_path / "probe.json"
+    code = run_app(["probe", str(root.parent), *FAST, "--verify", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0 and "1/1" in captured.out
+    (video,) = json.loads(out.read_text())["videos"]
+    assert video["seek_mode"] == "pts from start"
+    assert video["exact"] is True and video["error"] is None
+    assert "export.mpg: its timestamps cannot be trusted after a seek" in captured.err
+    assert "ffmpeg -i export.mpg -c copy out.mkv" in captured.err

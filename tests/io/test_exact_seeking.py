@@ -48,6 +48,10 @@ COMBINATIONS: dict[str, tuple[str, dict, str]] = {
     "ts_h264_bframes": ("a.ts", x264("bframes=2"), "pts"),
     "ts_mpeg2_bframes": ("a.ts", {"codec": "mpeg2video", "max_b_frames": 2}, "pts"),
     "flv_h264_bframes": ("a.flv", x264("bframes=2"), "pts"),
+    "mpg_mpeg2_bframes": ("a.mpg", {"codec": "mpeg2video", "max_b_frames": 2}, "pts from start"),
+    "mpg_mpeg1_bframes": ("a.mpg", {"codec": "mpeg1video", "max_b_frames": 2}, "pts from start"),
+    "vob_mpeg2_no_bframes": ("a.vob", {"codec": "mpeg2video"}, "pts from start"),
+    "mpg_h264_bframes": ("a.mpg", x264("bframes=2"), "packet from start"),
     "m4v_raw_mpeg4": ("a.m4v", {"codec": "mpeg4", "max_b_frames": 2}, "pts"),
 }
 
@@ -137,6 +141,25 @@ def test_raw_stream_that_cannot_seek_says_what_to_do(tmp_path: Path) -> None:
     path = write_video(tmp_path / "camera.h264", num_frames=30, gop=GOP, **x264("bframes=2"))
     with pytest.raises(VideoOpenError, match=r"camera\.h264: .*cannot seek.*remux"):
         VideoReader(path)
+
+
+def test_program_stream_demuxes_from_the_start_but_decodes_from_the_keyframe(
+    tmp_path: Path, decoded_slots: list[int]
+) -> None:
+    """After a seek an MPEG program stream's guessed timestamps shift (reads used to fail with
+    "could not be decoded"), so a read demuxes from the start; it decodes only from the keyframe
+    before the wanted frame."""
+    path = write_video(
+        tmp_path / "dvd.mpg", num_frames=FRAMES, gop=GOP, codec="mpeg2video", max_b_frames=2
+    )
+    with VideoReader(path) as reader:
+        keys = reader._index.key_slot
+        wanted = [83, 61]
+        decoded_slots.clear()
+        assert frame_numbers_of(reader, wanted) == wanted
+        before_first = max(int(k) for k in keys if k <= 61)
+        assert min(decoded_slots) >= before_first - 2
+        assert len(decoded_slots) < FRAMES // 2
 
 
 @pytest.mark.parametrize(("codec", "suffix"), [("mpeg4", ".avi"), ("mjpeg", ".avi")])

@@ -17,6 +17,10 @@ Two ways to tell which frame a decoded picture is:
   and each picture is named by the packet it came from: exact by construction, at the cost of one
   decode per file and process.
 
+Either way, where timestamps after a seek cannot be trusted (MPEG program streams) or there are
+none to seek by, a read demuxes from the start of the file (``seekable`` is False); it still
+decodes only from the keyframe before the first wanted frame.
+
 Indexes are cached in memory, keyed on (path, size, mtime), so datasets that reopen a file every
 step build it only once per process.
 """
@@ -46,6 +50,12 @@ log = logging.getLogger(__name__)
 _GUESSED_PTS_FORMATS = frozenset(
     {"avi", "h264", "hevc", "m4v", "mpegvideo", "rawvideo", "cavsvideo", "vc1", "h263"}
 )
+# Demuxers whose timestamps after a seek differ from those read from the start. An MPEG program
+# stream (.mpg, .vob, camcorders' .mod/.tod) stamps only the picture that starts a PES packet and
+# FFmpeg guesses the others; a seek resumes mid-packet, and every guess after it shifts (by 1.5
+# frames in a generated MPEG-2 file, for the rest of the stream). From the start they repeat
+# exactly, so reads there demux from the start, decoding only from the keyframe they need.
+_SHIFTED_AFTER_SEEK_FORMATS = frozenset({"mpeg"})
 # Codecs whose parser leaves guessed pts in decode order, however the pictures are reordered.
 _DECODE_ORDER_PTS_CODECS = frozenset({"h264", "hevc"})
 # Frames decoded while indexing a file with guessed pts, to see whether the guesses hold.
@@ -61,7 +71,8 @@ class VideoIndex:
     ``frame_ts`` lists the frames in presentation order. ``key_slot[k]`` is the frame number of
     keyframe ``k`` (at packet ``key_pos[k]``), -1 where it is not a frame. Matching by packet,
     ``pos_slot[p]`` is the frame number of the picture packet ``p`` puts out (-1: none).
-    ``guessed_order`` marks B-frame streams whose container stores no pts.
+    ``guessed_order`` marks B-frame streams whose container stores no pts; ``packet_times`` is
+    False where ``packet_ts`` are positions because the dts were unusable.
     """
 
     path: str
@@ -82,6 +93,7 @@ class VideoIndex:
     key_slot: np.ndarray
     pos_slot: np.ndarray | None = None
     truncated: bool = False
+    packet_times: bool = True
 
     @property
     def num_frames(self) -> int:
@@ -218,6 +230,11 @@ def guesses_pts(format_name: str) -> bool:
     return any(name in _GUESSED_PTS_FORMATS for name in format_name.split(","))
 
 
+def seeks_exactly(format_name: str) -> bool:
+    """Whether packets after a seek carry the timestamps a read from the start gives them."""
+    return not any(name in _SHIFTED_AFTER_SEEK_FORMATS for name in format_name.split(","))
+
+
 def identify_by_pts(packets: _Packets, guessed: bool, path: Path, codec: av.Codec) -> bool:
     """Whether decoded frames can be matched to the index by pts.
 
@@ -277,6 +294,7 @@ def index_from_packets(
         by_pts=by_pts,
         seekable=seekable,
         guessed_order=guessed and not strictly_increasing(packets.pts),
+        packet_times=by_pts or seekable,
         packet_ts=packet_ts,
         frame_ts=frame_ts,
         key_pos=key_pos,
@@ -311,11 +329,20 @@ def _presentation_times(
     index: VideoIndex, positions: list[int], pts: list[int | None]
 ) -> np.ndarray:
     """Times of frames numbered by packet: the pictures' own pts where they are distinct (in
-    presentation order; gaps where a packet held no picture), else their packets' dts."""
-    for times in (pts, [int(index.packet_ts[p]) for p in positions]):
+    presentation order; gaps where a packet held no picture), else their packets' dts, else
+    (some pictures without pts, as H.264 in an MPEG program stream) evenly spaced at the
+    stream's average rate from the first picture that has one."""
+    candidates = [pts]
+    if index.packet_times:
+        candidates.append([int(index.packet_ts[p]) for p in positions])
+    for times in candidates:
         if not any(t is None for t in times) and len(set(times)) == len(times):
             return np.sort(np.asarray(times, dtype=np.int64))
-    return np.arange(len(positions), dtype=np.int64)
+    step = 1
+    if index.average_rate:
+        step = max(1, round(1 / (index.average_rate * index.time_base)))
+    known = next(((i, t) for i, t in enumerate(pts) if t is not None), (0, 0))
+    return known[1] + (np.arange(len(positions), dtype=np.int64) - known[0]) * step
 
 
 def header_claims_more(container: InputContainer, stream: VideoStream, index: VideoIndex) -> bool:

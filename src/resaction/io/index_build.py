@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from resaction.io.index import (
     index_from_packets,
     numbered_by_packet,
     read_packets,
+    seeks_exactly,
     without_packets,
 )
 
@@ -51,6 +53,8 @@ def build_index(container: InputContainer, stream: VideoStream, path: Path) -> V
     guessed = guesses_pts(container.format.name)
     by_pts = identify_by_pts(packets, guessed, path, codec.codec)
     index = index_from_packets(packets, base, guessed, by_pts, first.pts)
+    if not seeks_exactly(container.format.name):
+        index = replace(index, seekable=False)
     if not by_pts:
         index = _number_by_decoding(container, stream, index)
     elif index.truncated or header_claims_more(container, stream, index):

@@ -103,8 +103,11 @@ class VideoReader(FrameReader):
         """How decoded pictures are matched to frame numbers after a seek: ``"pts"`` (by the
         container's presentation timestamps) or ``"packet"`` (by the packet each picture came
         from, numbered by one full decode when the file was opened; for containers whose
-        timestamps are guessed and wrong, such as H.264 with B-frames in AVI)."""
-        return "pts" if self._index.by_pts else "packet"
+        timestamps are guessed and wrong, such as H.264 with B-frames in AVI); "from start" is
+        added where a read demuxes from the start of the file instead of seeking (MPEG program
+        streams, whose timestamps shift after a seek; streams with no timestamps to seek by)."""
+        mode = "pts" if self._index.by_pts else "packet"
+        return mode if self._index.seekable else f"{mode} from start"
 
     def get_frames(self, indices: IndexLike) -> torch.Tensor:
         """Frames ``indices`` (any order, repeats allowed) as uint8 ``(T, H, W, 3)`` RGB."""
