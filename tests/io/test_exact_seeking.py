@@ -143,6 +143,25 @@ def test_raw_stream_that_cannot_seek_says_what_to_do(tmp_path: Path) -> None:
         VideoReader(path)
 
 
+def test_transport_streams_joined_with_cat_read_every_frame(tmp_path: Path) -> None:
+    """Two recordings joined byte for byte (``cat a.ts b.ts``): timestamps restart at the join and
+    MPEG-TS flags the packet after it corrupt (continuity counter), yet nothing is lost. Every
+    picture a plain decode shows is a frame, in that order (a flagged packet used to be dropped,
+    and a frame with it)."""
+    parts = [
+        write_video(tmp_path / f"{name}.ts", num_frames=40, gop=GOP, **x264("bframes=2"))
+        for name in ("a", "b")
+    ]
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join(part.read_bytes() for part in parts))
+    report = check_exactness(joined, reads=9, seed=3)
+    assert report.error is None and report.exact, report.wrong
+    with VideoReader(joined) as reader:
+        assert frame_numbers(reader) == [*range(40), *range(40)]
+        assert [i for i, _, _ in reader.iter_frames()] == list(range(80))
+        assert frame_numbers_of(reader, [45, 38, 3, 79]) == [5, 38, 3, 39]
+
+
 def test_program_stream_demuxes_from_the_start_but_decodes_from_the_keyframe(
     tmp_path: Path, decoded_slots: list[int]
 ) -> None:

@@ -38,7 +38,7 @@ def _landing(
     for packet in packets:
         if packet.size == 0:
             return None
-        if packet.is_corrupt or packet.is_discard:
+        if packet.is_discard:
             continue
         if from_start:
             return 0, packet
@@ -52,10 +52,12 @@ def _from_landing(
     packets: Iterator[Packet], index: VideoIndex, landing: tuple[int, Packet], target: int
 ) -> Iterator[Packet | None]:
     """The packets from ``target`` on, counting positions from the landing packet; positions are
-    attached only where pictures are matched by packet. Corrupt and discarded packets are not
-    counted (as in ``index.read_packets``, which numbered them)."""
+    attached only where pictures are matched by packet. Discarded packets are not counted, and
+    the packets past the last one the index knows (the incomplete end of a cut file) are not
+    decoded, as in ``index.read_packets``, which numbered them."""
     pos, packet = landing
     label = not index.by_pts
+    known = len(index.packet_ts)
     if pos >= target:
         if label:
             # A fresh tuple, not the int: PyAV keys its opaque store by id(), and small ints
@@ -65,9 +67,11 @@ def _from_landing(
     for packet in packets:
         if packet.size == 0:
             break
-        if packet.is_corrupt or packet.is_discard:
+        if packet.is_discard:
             continue
         pos += 1
+        if pos >= known:
+            break
         if pos >= target:
             if label:
                 packet.opaque = (pos,)

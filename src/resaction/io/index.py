@@ -176,20 +176,20 @@ def read_packets(
 ) -> tuple[_Packets, VideoFrame]:
     """Demux every packet of the stream, decoding only until the first frame comes out.
 
-    Returns the kept packets (complete, not discarded, non-empty) and the first decoded frame.
+    Returns the kept packets (not discarded, non-empty, and not the incomplete packets of a cut
+    end) and the first decoded frame. Packets flagged corrupt elsewhere are kept, as a plain
+    decode keeps them: MPEG-TS flags a packet after a continuity-counter jump, which files joined
+    with ``cat`` have at every join although nothing is lost.
     """
     packets = _Packets([], [], [])
     codec = stream.codec_context
     first: list[VideoFrame] = []
+    corrupt_tail = 0
     try:
         for packet in container.demux(stream):
-            if packet.size == 0:
+            if packet.size == 0 or packet.is_discard:
                 continue
-            if packet.is_corrupt:
-                packets.truncated = True
-                continue
-            if packet.is_discard:
-                continue
+            corrupt_tail = corrupt_tail + 1 if packet.is_corrupt else 0
             packets.pts.append(packet.pts)
             packets.dts.append(packet.dts)
             packets.key.append(bool(packet.is_keyframe))
@@ -197,6 +197,10 @@ def read_packets(
                 first = decode_packet(codec, packet)
     except av.FFmpegError as error:
         log.info("%s: demuxing stopped early (%s)", path, av_reason(error))
+        packets.truncated = True
+    if corrupt_tail:
+        for kept in (packets.pts, packets.dts, packets.key):
+            del kept[len(kept) - corrupt_tail :]
         packets.truncated = True
     if not first and packets.pts:
         first = decode_packet(codec, None)
