@@ -143,14 +143,19 @@ def test_raw_stream_that_cannot_seek_says_what_to_do(tmp_path: Path) -> None:
         VideoReader(path)
 
 
-def test_transport_streams_joined_with_cat_read_every_frame(tmp_path: Path) -> None:
-    """Two recordings joined byte for byte (``cat a.ts b.ts``): timestamps restart at the join and
-    MPEG-TS flags the packet after it corrupt (continuity counter), yet nothing is lost. Every
+@pytest.mark.parametrize("first_starts_at", [0, 200])
+def test_transport_streams_joined_with_cat_read_every_frame(
+    tmp_path: Path, first_starts_at: int
+) -> None:
+    """Two recordings joined byte for byte (``cat a.ts b.ts``): the clock restarts at the join
+    (to the same times, or to earlier ones when the first recording started at frame 200's time)
+    and MPEG-TS flags the packet after it corrupt (continuity counter), yet nothing is lost. Every
     picture a plain decode shows is a frame, in that order (a flagged packet used to be dropped,
-    and a frame with it)."""
+    and a frame with it; a clock going back to earlier times lost the whole second part)."""
+    clock = {"pts": [(first_starts_at + i) * 40 for i in range(40)], "time_base": Fraction(1, 1000)}
     parts = [
-        write_video(tmp_path / f"{name}.ts", num_frames=40, gop=GOP, **x264("bframes=2"))
-        for name in ("a", "b")
+        write_video(tmp_path / "a.ts", num_frames=40, gop=GOP, **clock, **x264("bframes=2")),
+        write_video(tmp_path / "b.ts", num_frames=40, gop=GOP, **x264("bframes=2")),
     ]
     joined = tmp_path / "joined.ts"
     joined.write_bytes(b"".join(part.read_bytes() for part in parts))

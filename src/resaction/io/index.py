@@ -242,13 +242,17 @@ def seeks_exactly(format_name: str) -> bool:
 def identify_by_pts(packets: _Packets, guessed: bool, path: Path, codec: av.Codec) -> bool:
     """Whether decoded frames can be matched to the index by pts.
 
-    Stored pts are trusted. Guessed ones are trusted when the codec never reorders pictures, and
-    otherwise only when the first decoded frames come out in the order the guesses give (not so
-    with DivX packed B-frames); never for H.264 and HEVC, whose parsers leave them in decode order
-    (a stream may start without B-frames and use them later).
+    Stored pts are trusted unless the decode times go back somewhere (recordings joined end to
+    end). Guessed ones are trusted when the codec never reorders pictures, and otherwise only
+    when the first decoded frames come out in the order the guesses give (not so with DivX packed
+    B-frames); never for H.264 and HEVC, whose parsers leave them in decode order (a stream may
+    start without B-frames and use them later).
     """
     pts = packets.pts
     if any(p is None for p in pts) or len(set(pts)) != len(pts):
+        return False
+    dts = [d for d in packets.dts if d is not None]
+    if any(b < a for a, b in itertools.pairwise(dts)):
         return False
     if not guessed or not codec.reorder:
         return True
