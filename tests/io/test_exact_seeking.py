@@ -17,7 +17,7 @@ import pytest
 from resaction.errors import VideoOpenError
 from resaction.io import VideoReader
 from resaction.io.exactness import check_exactness
-from tests.io.videogen import read_code, write_video
+from tests.io.videogen import read_code, trim_without_reencoding, write_video
 
 FRAMES = 90
 GOP = 12
@@ -165,6 +165,25 @@ def test_transport_streams_joined_with_cat_read_every_frame(
         assert frame_numbers(reader) == [*range(40), *range(40)]
         assert [i for i, _, _ in reader.iter_frames()] == list(range(80))
         assert frame_numbers_of(reader, [45, 38, 3, 79]) == [5, 38, 3, 39]
+
+
+@pytest.mark.parametrize("first_frame", [30, 26])
+def test_mp4_trimmed_without_reencoding_starts_at_the_cut(tmp_path: Path, first_frame: int) -> None:
+    """An edit list that starts after a keyframe (``ffmpeg -ss 1.2 -c copy``, a phone's trim):
+    the demuxer marks the packets before the cut to be decoded but not shown. Frame 0 is the
+    picture at the cut, as in a plain decode (the frames up to the next keyframe were lost, and
+    every frame number was off by that many)."""
+    source = write_video(tmp_path / "a.mp4", num_frames=FRAMES, gop=GOP, **x264("bframes=2"))
+    trimmed = trim_without_reencoding(source, tmp_path / "trim.mp4", first_frame, GOP)
+    reader = assert_exact(trimmed, first_number=first_frame)
+    assert reader.num_frames == FRAMES - first_frame
+    assert reader.timestamps[0] == 0
+    with VideoReader(trimmed) as again:
+        assert frame_numbers_of(again, [3, 0, 40]) == [
+            first_frame + 3,
+            first_frame,
+            first_frame + 40,
+        ]
 
 
 def test_program_stream_demuxes_from_the_start_but_decodes_from_the_keyframe(

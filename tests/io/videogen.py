@@ -130,3 +130,22 @@ def cut_in_half(source: Path, target: Path) -> Path:
     data = source.read_bytes()
     target.write_bytes(data[: len(data) // 2])
     return target
+
+
+def trim_without_reencoding(source: Path, target: Path, first_frame: int, gop: int) -> Path:
+    """``source`` (25 fps) from ``first_frame`` on, as ``ffmpeg -ss`` with ``-c copy`` or a
+    phone's trim writes it: the packets from the keyframe before it, shifted so that it is shown
+    at 0, and an MP4 edit list that hides the pictures before it."""
+    with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
+        stream = reader.streams.video[0]
+        out = writer.add_stream_from_template(stream)
+        step = round(1 / (25 * stream.time_base))
+        keep_from = first_frame // gop * gop * step
+        for packet in reader.demux(stream):
+            if packet.dts is None or packet.pts < keep_from:
+                continue
+            packet.pts -= first_frame * step
+            packet.dts -= first_frame * step
+            packet.stream = out
+            writer.mux(packet)
+    return target

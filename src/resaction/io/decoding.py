@@ -38,8 +38,6 @@ def _landing(
     for packet in packets:
         if packet.size == 0:
             return None
-        if packet.is_discard:
-            continue
         if from_start:
             return 0, packet
         found = index.packet_pos.get(packet.pts if index.by_pts else packet.dts)
@@ -52,9 +50,9 @@ def _from_landing(
     packets: Iterator[Packet], index: VideoIndex, landing: tuple[int, Packet], target: int
 ) -> Iterator[Packet | None]:
     """The packets from ``target`` on, counting positions from the landing packet; positions are
-    attached only where pictures are matched by packet. Discarded packets are not counted, and
-    the packets past the last one the index knows (the incomplete end of a cut file) are not
-    decoded, as in ``index.read_packets``, which numbered them."""
+    attached only where pictures are matched by packet. The packets past the last one the index
+    knows (the incomplete end of a cut file) are not decoded, as in ``index.read_packets``, which
+    numbered them."""
     pos, packet = landing
     label = not index.by_pts
     known = len(index.packet_ts)
@@ -67,8 +65,6 @@ def _from_landing(
     for packet in packets:
         if packet.size == 0:
             break
-        if packet.is_discard:
-            continue
         pos += 1
         if pos >= known:
             break

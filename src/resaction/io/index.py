@@ -176,10 +176,11 @@ def read_packets(
 ) -> tuple[_Packets, VideoFrame]:
     """Demux every packet of the stream, decoding only until the first frame comes out.
 
-    Returns the kept packets (not discarded, non-empty, and not the incomplete packets of a cut
-    end) and the first decoded frame. Packets flagged corrupt elsewhere are kept, as a plain
-    decode keeps them: MPEG-TS flags a packet after a continuity-counter jump, which files joined
-    with ``cat`` have at every join although nothing is lost.
+    Returns the kept packets (non-empty, and not the incomplete packets of a cut end) and the
+    first decoded frame. Packets flagged corrupt elsewhere are kept, as a plain decode keeps
+    them: MPEG-TS flags a packet after a continuity-counter jump, which files joined with ``cat``
+    have at every join although nothing is lost. So are packets flagged to be discarded (before
+    the start of an MP4 edit list): the decoder needs them and shows nothing of them.
     """
     packets = _Packets([], [], [])
     codec = stream.codec_context
@@ -187,7 +188,7 @@ def read_packets(
     corrupt_tail = 0
     try:
         for packet in container.demux(stream):
-            if packet.size == 0 or packet.is_discard:
+            if packet.size == 0:
                 continue
             corrupt_tail = corrupt_tail + 1 if packet.is_corrupt else 0
             packets.pts.append(packet.pts)
@@ -282,8 +283,7 @@ def index_from_packets(
         frame_ts = np.sort(packet_ts[first_key:], kind="stable")
         if first_pts is not None and first_pts in frame_ts:
             frame_ts = frame_ts[frame_ts >= first_pts]
-        key_slot = np.searchsorted(frame_ts, packet_ts[key_pos]).astype(np.int64)
-        key_slot[packet_ts[key_pos] < frame_ts[0]] = -1
+        key_slot = _key_slots(frame_ts, packet_ts[key_pos])
         key_dts = [packets.pts[p] if packets.dts[p] is None else packets.dts[p] for p in key_pos]
         key_seek_ts = np.minimum(packet_ts[key_pos], np.asarray(key_dts, dtype=np.int64))
         seekable = True
@@ -310,6 +310,21 @@ def index_from_packets(
         key_slot=key_slot,
         truncated=packets.truncated,
     )
+
+
+def _key_slots(frame_ts: np.ndarray, key_ts: np.ndarray) -> np.ndarray:
+    """Frame numbers of keyframes matched by pts: where decoding from each reaches first.
+
+    A keyframe shown before the first frame is not a frame (-1), except the last such one, which
+    is where the first frames decode from (0): an MP4 trimmed without re-encoding starts its edit
+    list after the keyframe, whose packets the demuxer marks to be decoded but not shown.
+    """
+    key_slot = np.searchsorted(frame_ts, key_ts).astype(np.int64)
+    before = np.flatnonzero(key_ts < frame_ts[0])
+    key_slot[before] = -1
+    if before.size:
+        key_slot[before[-1]] = 0
+    return key_slot
 
 
 def numbered_by_packet(
@@ -377,8 +392,7 @@ def without_packets(index: VideoIndex, keep_packet: np.ndarray) -> VideoIndex:
     kept_keys = keep_packet[index.key_pos]
     key_pos = new_pos[index.key_pos[kept_keys]]
     frame_ts = index.frame_ts[np.isin(index.frame_ts, packet_ts)]
-    key_slot = np.searchsorted(frame_ts, packet_ts[key_pos]).astype(np.int64)
-    key_slot[packet_ts[key_pos] < frame_ts[0]] = -1
+    key_slot = _key_slots(frame_ts, packet_ts[key_pos])
     return replace(
         index,
         packet_ts=packet_ts,
