@@ -14,7 +14,7 @@ import pytest
 import resaction.io.index_build as index_module
 from resaction.io import VideoReader
 from tests.io.conftest import CODECS
-from tests.io.videogen import cut_in_half, read_code, write_video
+from tests.io.videogen import code_image, cut_in_half, read_code, write_video
 
 H264 = CODECS["h264_mp4"][2]
 
@@ -164,3 +164,25 @@ def test_truncated_avi_with_counted_frames(tmp_path: Path, monkeypatch) -> None:
     with VideoReader(cut_in_half(full, tmp_path / "cut.avi")) as reader:
         assert 10 < reader.num_frames < 60
         assert all_codes(reader) == list(range(reader.num_frames))
+
+
+def test_a_thumbnail_stream_before_the_recording_is_not_the_video(tmp_path: Path) -> None:
+    """An MKV whose first video stream is a one-picture 32 x 32 thumbnail: the reader takes the
+    recording, as FFmpeg's players do (it took the thumbnail: one frame)."""
+    path = tmp_path / "with_thumbnail.mkv"
+    with av.open(str(path), mode="w") as container:
+        thumbnail = container.add_stream("mjpeg", rate=1)
+        thumbnail.width = thumbnail.height = 32
+        thumbnail.pix_fmt = "yuvj420p"
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        picture = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+        for packet in [*thumbnail.encode(picture), *thumbnail.encode()]:
+            container.mux(packet)
+        for number in range(30):
+            gray = np.repeat(code_image(number, 64, 96)[..., None], 3, axis=2)
+            container.mux(video.encode(av.VideoFrame.from_ndarray(gray, format="rgb24")))
+        container.mux(video.encode())
+    with VideoReader(path) as reader:
+        assert (reader.metadata.width, reader.metadata.height) == (96, 64)
+        assert all_codes(reader) == list(range(30))

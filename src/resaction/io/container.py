@@ -34,7 +34,10 @@ def check_video_path(path: str | Path) -> Path:
 def open_container(
     path: str | Path, threads: int | None = None
 ) -> tuple[InputContainer, VideoStream]:
-    """Open ``path`` and return the container with its first video stream, set up for decoding.
+    """Open ``path`` and return the container with its video stream, set up for decoding.
+
+    The video stream is the one FFmpeg's players pick (``av_find_best_stream``): not a cover
+    picture or thumbnail stored as a one-frame video stream before the recording.
 
     Other streams are discarded so demuxing skips their packets. ``threads`` is the decoder's
     thread count (``None``: FFmpeg picks, 0 also means automatic). The decoder opens at the first
@@ -46,7 +49,7 @@ def open_container(
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as error:
         raise VideoOpenError(f"{path}: cannot be opened as a video ({av_reason(error)})") from error
     try:
-        stream = next(iter(container.streams.video), None)
+        stream = container.streams.best("video")
         if stream is None:
             kinds = Counter(s.type for s in container.streams)
             found = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "no streams"

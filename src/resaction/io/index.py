@@ -216,7 +216,7 @@ def _first_decoded_pts(path: Path, count: int) -> list[int | None]:
     seen: list[int | None] = []
     try:
         with av.open(str(path)) as container:
-            for frame in container.decode(container.streams.video[0]):
+            for frame in container.decode(container.streams.best("video")):
                 seen.append(frame.pts)
                 if len(seen) == count:
                     break

@@ -227,7 +227,7 @@ def open_stream(
         container.close()
         error_type = VideoOpenError if file else SourceError
         raise error_type(f"{target} has no video stream")
-    stream = container.streams.video[0]
+    stream = container.streams.best("video")
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     return container, stream, float(rate) if rate else 0.0
 
