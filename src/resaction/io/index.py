@@ -315,14 +315,16 @@ def index_from_packets(
 def _key_slots(frame_ts: np.ndarray, key_ts: np.ndarray) -> np.ndarray:
     """Frame numbers of keyframes matched by pts: where decoding from each reaches first.
 
-    A keyframe shown before the first frame is not a frame (-1), except the last such one, which
-    is where the first frames decode from (0): an MP4 trimmed without re-encoding starts its edit
-    list after the keyframe, whose packets the demuxer marks to be decoded but not shown.
+    A keyframe shown before the first frame is not a frame (-1). Where the first frame is not a
+    keyframe itself, the last keyframe before it is where the first frames decode from (0): an
+    MP4 trimmed without re-encoding starts its edit list after a keyframe, whose packets the
+    demuxer marks to be decoded but not shown. (Where the first frame is a keyframe, the ones
+    before it did not decode: a damaged start.)
     """
     key_slot = np.searchsorted(frame_ts, key_ts).astype(np.int64)
     before = np.flatnonzero(key_ts < frame_ts[0])
     key_slot[before] = -1
-    if before.size:
+    if before.size and frame_ts[0] not in key_ts:
         key_slot[before[-1]] = 0
     return key_slot
 
