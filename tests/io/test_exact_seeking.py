@@ -167,6 +167,28 @@ def test_transport_streams_joined_with_cat_read_every_frame(
         assert frame_numbers_of(reader, [45, 38, 3, 79]) == [5, 38, 3, 39]
 
 
+def test_a_recording_that_lost_packets_reads_every_picture_a_plain_decode_shows(
+    tmp_path: Path,
+) -> None:
+    """Three 188-byte transport packets lost in the middle of a live recording: the demuxer
+    flags the video packet they belonged to corrupt, and the decoder conceals the damage. Its
+    picture is still a frame (it was dropped, and the frame count fell short of a plain decode)."""
+    source = write_video(
+        tmp_path / "a.ts", num_frames=60, gop=GOP, width=320, height=240, **x264("bframes=2")
+    )
+    data = source.read_bytes()
+    cut = len(data) // 188 // 2 * 188
+    damaged = tmp_path / "lost.ts"
+    damaged.write_bytes(data[:cut] + data[cut + 3 * 188 :])
+    with av.open(str(damaged)) as container:
+        stream = container.streams.video[0]
+        assert sum(packet.is_corrupt for packet in container.demux(stream)) == 1
+    report = check_exactness(damaged, reads=9, seed=3)
+    assert report.error is None and report.exact, report.wrong
+    with VideoReader(damaged) as reader:
+        assert reader.num_frames == 60
+
+
 @pytest.mark.parametrize("first_frame", [30, 26])
 def test_mp4_trimmed_without_reencoding_starts_at_the_cut(tmp_path: Path, first_frame: int) -> None:
     """An edit list that starts after a keyframe (``ffmpeg -ss 1.2 -c copy``, a phone's trim):

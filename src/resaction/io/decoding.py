@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 from av.container import InputContainer
 from av.packet import Packet
+from av.video.codeccontext import VideoCodecContext
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
@@ -114,6 +115,18 @@ def packets_from_key(
     raise VideoOpenError(f"{index.path}: cannot seek to frame {int(index.key_slot[key])}")
 
 
+def decode(codec: VideoCodecContext, packet: Packet | None) -> list[VideoFrame]:
+    """The pictures ``packet`` completes (``None`` flushes). A packet the demuxer flagged corrupt
+    that fails to decode gives none, its picture lost (such packets used to be skipped whole);
+    any other failure raises."""
+    try:
+        return codec.decode(packet)
+    except av.FFmpegError:
+        if packet is not None and packet.is_corrupt:
+            return []
+        raise
+
+
 def packet_position(frame: VideoFrame) -> int | None:
     """The packet position ``packets_from_key`` attached to the frame, if any."""
     opaque = frame.opaque
@@ -195,7 +208,7 @@ class ForwardDecode:
                         codec.skip_frame = "NONREF" if skip else "DEFAULT"
                         skipping = skip
                 try:
-                    frames = codec.decode(packet)
+                    frames = decode(codec, packet)
                 except av.FFmpegError as error:
                     log.warning(
                         "%s: decoding stopped after frame %s (%s)",

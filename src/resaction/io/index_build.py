@@ -17,7 +17,7 @@ from av.video.stream import VideoStream
 
 from resaction.errors import VideoOpenError
 from resaction.io.container import av_reason
-from resaction.io.decoding import ForwardDecode, packet_position, packets_from_key
+from resaction.io.decoding import ForwardDecode, decode, packet_position, packets_from_key
 from resaction.io.index import (
     VideoIndex,
     display_rotation,
@@ -80,7 +80,7 @@ def _number_by_decoding(
     last_is_b = False
     for packet in packets_from_key(container, stream, index, 0):
         try:
-            frames = codec.decode(packet)
+            frames = decode(codec, packet)
         except av.FFmpegError as error:
             log.info(
                 "%s: decoding stopped at frame %d (%s)", index.path, len(pts), av_reason(error)
