@@ -36,8 +36,8 @@ from rich.table import Table
 
 from resaction.inference import Predictor
 from resaction.inference.batch import BatchOptions, run_batch, start_local_ray
+from resaction.models import create_model, default_preprocess
 from resaction.models.checkpoint import save_checkpoint
-from resaction.models.registry import create_model, default_preprocess
 from resaction.paths import shared_videos_dir
 
 RESULTS = Path(__file__).parent / "results"

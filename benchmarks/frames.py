@@ -32,7 +32,7 @@ from rich.table import Table
 from resaction.deploy.frames_export import export_frames
 from resaction.deploy.quantize import quantize_onnx
 from resaction.inference.incremental import TorchFrames
-from resaction.models.registry import create_model, default_preprocess
+from resaction.models import create_model, default_preprocess
 from resaction.paths import shared_videos_dir
 from resaction.runtime.onnx_frames import OnnxFrames
 

@@ -122,7 +122,7 @@ def worker(
     from resaction.inference import Predictor, TorchBackend
     from resaction.inference.stream import StreamConfig, run_stream
     from resaction.inference.timeline import TimelineConfig, run_timeline
-    from resaction.models.registry import create_model, default_preprocess
+    from resaction.models import create_model, default_preprocess
 
     model = create_model(name).eval()
     classes = [f"class_{i}" for i in range(model.get_classifier().out_features)]

@@ -79,8 +79,8 @@ def pick_videos(count: int, max_mb: float = 3.0) -> list[Path]:
 def write_checkpoint(folder: Path, quick: bool) -> Path:
     import torch
 
+    from resaction.models import create_model, default_preprocess
     from resaction.models.checkpoint import save_checkpoint
-    from resaction.models.registry import create_model, default_preprocess
 
     torch.manual_seed(0)
     preprocess = default_preprocess("tsn_resnet18")

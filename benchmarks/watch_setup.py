@@ -135,8 +135,8 @@ def encode_crop(source: Path, target: Path) -> None:
 def make_checkpoints(families: set[str], folder: Path) -> dict[str, Path]:
     import torch
 
+    from resaction.models import create_model
     from resaction.models.checkpoint import save_checkpoint
-    from resaction.models.registry import create_model
 
     paths = {}
     for family in sorted(families):

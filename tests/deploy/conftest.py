@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import torch
 
+from resaction.models import create_model
 from resaction.models.checkpoint import save_checkpoint
-from resaction.models.registry import create_model
 
 GT_CLASSES = ["A1_arms_up_sideways", "A2_one_hand_wave", "A3_arms_up_forward"]
 

@@ -9,8 +9,8 @@ import torch
 
 from resaction.deploy.export import DEFAULT_OPSET, export_checkpoint, export_model
 from resaction.errors import CheckpointError, DeployError
+from resaction.models import create_model
 from resaction.models.checkpoint import load_checkpoint
-from resaction.models.registry import create_model
 from resaction.runtime.onnx_backend import OnnxBackend, read_metadata
 
 from .conftest import GT_CLASSES, make_checkpoint, tiny_preprocess

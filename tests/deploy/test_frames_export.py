@@ -19,7 +19,7 @@ from resaction.deploy.frames_quantize import quantize_frames
 from resaction.errors import DeployError
 from resaction.inference.incremental import LiveScorer, WindowScore
 from resaction.io.live import CapturedFrame
-from resaction.models.registry import create_model
+from resaction.models import create_model
 from resaction.monitor.config import load_watch_config
 from resaction.monitor.watcher import Watcher, WatchOptions
 from resaction.runtime.backends import TorchBackend

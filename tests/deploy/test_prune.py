@@ -16,9 +16,9 @@ from resaction.deploy.prune import (
     prune_model,
 )
 from resaction.errors import CheckpointError, ConfigError
+from resaction.models import create_model
 from resaction.models.checkpoint import load_checkpoint, save_checkpoint
 from resaction.models.pruned import shrink_to_state_dict
-from resaction.models.registry import create_model
 
 from .conftest import make_checkpoint, tiny_preprocess
 

@@ -16,8 +16,8 @@ from resaction.engine.config import TrainConfig
 from resaction.engine.contrastive import contrastive_loss, embedding_classes, pair_dataset
 from resaction.engine.pretrain import UnlabelledVideos, pretrain
 from resaction.errors import CheckpointError
+from resaction.models import create_model
 from resaction.models.checkpoint import read_checkpoint
-from resaction.models.registry import create_model
 
 
 def test_colour_jitter_changes_a_clip_s_colours_alike_on_every_frame() -> None:

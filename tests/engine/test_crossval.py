@@ -21,8 +21,8 @@ from resaction.engine.crossval import (
 )
 from resaction.engine.metrics import classification_metrics
 from resaction.errors import DatasetError, ResactionError
+from resaction.models import create_model
 from resaction.models.checkpoint import save_checkpoint
-from resaction.models.registry import create_model
 
 CLASSES = ["grow", "shrink", "still"]
 TINY = {"clip_len": 2, "resize": 28, "crop": 28}

@@ -16,8 +16,8 @@ from resaction.engine.evaluate import EvalResult, evaluate
 from resaction.engine.metrics import classification_metrics
 from resaction.engine.report import write_report
 from resaction.errors import DatasetError, ModelError
+from resaction.models import create_model
 from resaction.models.checkpoint import save_checkpoint
-from resaction.models.registry import create_model
 from resaction.runtime.scores import softmax
 
 CLASSES = ["move_left", "move_right", "still"]

@@ -15,8 +15,8 @@ from resaction.engine.pretext import PretextDataset, WarpedSampler, pretext_clas
 from resaction.engine.pretrain import pretrain, pretrain_config
 from resaction.engine.train_setup import build_model
 from resaction.errors import ConfigError, DatasetError
+from resaction.models import create_model
 from resaction.models.checkpoint import read_checkpoint
-from resaction.models.registry import create_model
 
 
 class FixedClip:

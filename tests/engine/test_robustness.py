@@ -118,7 +118,7 @@ def test_the_order_test_moves_a_motion_model_and_leaves_an_order_blind_one(
 ) -> None:
     from resaction.data.stress import ORDER_KINDS
     from resaction.engine.robustness import order_table
-    from resaction.models.registry import create_model
+    from resaction.models import create_model
 
     common = {"protocol": PROTOCOL, "kinds": list(ORDER_KINDS), "progress": False}
     motion = run_robustness(

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from resaction.inference import Predictor, TorchBackend
-from resaction.models.registry import create_model
+from resaction.models import create_model
 
 from ..inference.conftest import one_torch_thread, write_video
 

@@ -12,7 +12,7 @@ import torch
 from resaction.errors import ConfigError
 from resaction.explain import METHODS, explain_video
 from resaction.inference import Predictor, TorchBackend
-from resaction.models.registry import create_model
+from resaction.models import create_model
 
 from .conftest import SQUARE_FRAMES, square_probe
 

@@ -15,8 +15,8 @@ import torch
 
 from resaction.detection.event_metrics import Span
 from resaction.inference import Predictor
+from resaction.models import create_model
 from resaction.models.checkpoint import save_checkpoint
-from resaction.models.registry import create_model
 
 from ..monitor.streams import HttpSource, PacedPayload
 

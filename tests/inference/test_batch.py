@@ -28,8 +28,8 @@ from resaction.inference import Predictor
 from resaction.inference.archive import BatchStore, VideoKey, load_failures, load_results
 from resaction.inference.batch import BatchOptions, run_batch, start_local_ray
 from resaction.inference.timeline import TimelineConfig, run_timeline
+from resaction.models import create_model, default_preprocess
 from resaction.models.checkpoint import save_checkpoint
-from resaction.models.registry import create_model, default_preprocess
 
 REAL_VIDEOS = [
     "surveillance_camera_fight/noFight/nofi090.mp4",

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from resaction.cli import run_app
+from resaction.models import create_model
 from resaction.models.checkpoint import save_checkpoint
-from resaction.models.registry import create_model
 
 from .conftest import CLASSES, MpegTsServer, tiny_preprocess
 

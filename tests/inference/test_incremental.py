@@ -17,7 +17,7 @@ from resaction.inference.timeline import (
     window_sampler,
 )
 from resaction.io.live import CapturedFrame
-from resaction.models.registry import create_model
+from resaction.models import create_model
 from resaction.runtime.backends import TorchBackend
 from resaction.runtime.scores import softmax
 

@@ -11,8 +11,8 @@ from torch import nn
 
 from resaction.errors import CheckpointError, ConfigError, ModelError
 from resaction.inference import Predictor, TorchBackend
+from resaction.models import create_model
 from resaction.models.checkpoint import load_checkpoint, save_checkpoint
-from resaction.models.registry import create_model
 from resaction.runtime.onnx_backend import OnnxBackend, read_classes_file
 
 CLASSES = ["first", "second", "third"]

@@ -9,8 +9,8 @@ import torch
 from resaction.engine.evaluate import entries_from_paths, evaluate
 from resaction.errors import CheckpointError, WeightsError
 from resaction.inference import Prediction, Predictor, TorchBackend, VideoFailure
+from resaction.models import create_model
 from resaction.models.checkpoint import save_checkpoint
-from resaction.models.registry import create_model
 from resaction.runtime.backends import Backend
 
 from .conftest import CLASSES, make_checkpoint, tiny_preprocess

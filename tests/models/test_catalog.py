@@ -39,7 +39,7 @@ def test_the_modules_import_each_other_without_a_cycle() -> None:
     order = list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError
 
     assert order.index("catalog") < order.index("weights") < order.index("factory")
-    assert order.index("factory") < order.index("registry")
+    assert not any("registry" in imported for imported in graph.values())
     assert not graph["catalog"] & {"weights", "factory", "registry", "hub"}
     for family in ("resnet2d", "resnet3d", "i3d", "tsn", "tsm", "lrcn"):
         assert not graph[family] & {"weights", "factory", "registry"}, family

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
+from resaction.models import create_model
 from resaction.models.compile import CompiledModel, compile_model
-from resaction.models.registry import create_model
 
 
 def _failing_backend(graph_module: torch.fx.GraphModule, example_inputs: list) -> None:

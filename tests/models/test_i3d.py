@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
+from resaction.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from resaction.errors import ModelError
 from resaction.models import create_model, list_models, model_info, model_stats
 from resaction.models.i3d import i3d_resnet, temporal_kernels
 from resaction.models.inflation import inflate_state_dict
-from resaction.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 I3D_MODELS = [name for name in list_models() if model_info(name).family == "i3d"]
 

@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 import torch
 
+from resaction.data.transforms import KINETICS_MEAN, KINETICS_STD
 from resaction.errors import ModelError
 from resaction.models import create_model, default_preprocess, list_models, model_info, model_stats
-from resaction.models.registry import KINETICS_MEAN, KINETICS_STD
 from resaction.models.resnet3d import BasicBlock3d, BasicStem, Conv3DSimple, VideoResNet
 
 TORCHVISION_MODELS = ["r3d_18", "mc3_18", "r2plus1d_18"]

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from resaction.data.transforms import IMAGENET_MEAN
 from resaction.errors import ModelError
 from resaction.models import create_model, default_preprocess
-from resaction.models.registry import IMAGENET_MEAN
 
 
 def _tsn_and_frame_model(consensus: str = "avg") -> tuple[torch.nn.Module, torch.nn.Module]:

@@ -65,7 +65,7 @@ def test_own_weights_bring_their_preprocessing_and_trunk_weights_only_normalisat
 def test_fine_tuning_uses_the_named_weights_preprocessing(tmp_path: Path) -> None:
     from resaction.engine.config import TrainConfig
     from resaction.engine.train_inputs import training_pipeline
-    from resaction.models.registry import default_preprocess
+    from resaction.models import default_preprocess
     from resaction.models.weights import training_preprocess
 
     assert training_preprocess("r2plus1d_18", "kinetics400") == weights_preprocess(

@@ -17,8 +17,8 @@ import pytest
 from resaction.cli import run_app
 from resaction.errors import ConfigError
 from resaction.inference.batch_ray import start_local_ray
+from resaction.models import create_model
 from resaction.models.checkpoint import save_checkpoint
-from resaction.models.registry import create_model
 from resaction.monitor.cluster import Cluster, ClusterOptions, keep_assignment, split_cameras
 from resaction.monitor.cluster_group import GroupLock
 from resaction.monitor.config import load_watch_config

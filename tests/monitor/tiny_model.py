@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from resaction.models import create_model
 from resaction.models.checkpoint import save_checkpoint
-from resaction.models.registry import create_model
 
 CLASSES = ["fight", "noFight"]
 

@@ -17,8 +17,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from resaction.inference import Predictor
+from resaction.models import create_model
 from resaction.models.checkpoint import save_checkpoint
-from resaction.models.registry import create_model
 from resaction.serve import ServeSettings, create_app
 
 CLASSES = ["class_a", "class_b", "class_c"]

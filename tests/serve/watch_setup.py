@@ -19,8 +19,8 @@ import av
 import numpy as np
 import torch
 
+from resaction.models import create_model
 from resaction.models.checkpoint import save_checkpoint
-from resaction.models.registry import create_model
 
 CLASSES = ["fight", "noFight"]
 FPS = 25

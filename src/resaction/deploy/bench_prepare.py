@@ -26,8 +26,8 @@ from resaction.deploy.quantize import (
 )
 from resaction.deploy.quantize_accuracy import held_out_entries
 from resaction.errors import DeployError
+from resaction.models import create_model, default_preprocess, list_models
 from resaction.models.checkpoint import save_checkpoint
-from resaction.models.registry import create_model, default_preprocess, list_models
 from resaction.progress import progress_bar
 from resaction.runtime.loading import load_model
 from resaction.runtime.onnx_backend import OnnxBackend

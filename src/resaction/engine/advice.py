@@ -8,7 +8,7 @@ chance there, while the same networks on frame differences learned.
 
 from __future__ import annotations
 
-from resaction.models.registry import model_info
+from resaction.models import model_info
 
 SCRATCH_TOP1: dict[tuple[str, str], float] = {
     ("fight", "tsn_resnet18"): 0.567,

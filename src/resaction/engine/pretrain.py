@@ -35,7 +35,7 @@ from resaction.engine.train_inputs import TrainingData, classification_loss
 from resaction.engine.train_setup import TrainResult
 from resaction.engine.trainer import train
 from resaction.errors import CheckpointError, ConfigError
-from resaction.models.registry import model_info
+from resaction.models import model_info
 
 PRETRAIN_ADAMW_LR = 0.003
 """The command's learning rate with AdamW: on generated footage (``tests/engine/test_pretrain.py``)

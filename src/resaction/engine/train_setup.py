@@ -16,9 +16,9 @@ from resaction.engine.logs import writability_problem
 from resaction.engine.pretext import pretext_classes
 from resaction.engine.schedule import warmup_cosine
 from resaction.errors import CheckpointError, ConfigError, first_line
+from resaction.models import create_model
 from resaction.models.checkpoint import load_checkpoint, read_checkpoint
 from resaction.models.finetune import freeze_batchnorm, param_groups
-from resaction.models.registry import create_model
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"

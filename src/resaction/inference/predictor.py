@@ -25,7 +25,7 @@ from resaction.data.spec import DEFAULT_VIEWS, ClipSpec, ViewProtocol
 from resaction.data.transforms import ClipTransform
 from resaction.errors import CheckpointError, ConfigError, ResactionError, describe_error
 from resaction.models import compile as model_compile
-from resaction.models.registry import create_model
+from resaction.models import create_model
 from resaction.models.weights import weights_preprocess
 from resaction.runtime.backends import Backend, TorchBackend
 from resaction.runtime.loading import DECISION_EXTRAS, LoadedModel, load_model

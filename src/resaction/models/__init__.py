@@ -10,6 +10,7 @@ from resaction.models import i3d, lrcn, resnet2d, resnet3d, tsm, tsn
 from resaction.models.catalog import (
     InputSpec,
     ModelInfo,
+    ModelStats,
     build_model,
     default_preprocess,
     list_models,
@@ -26,6 +27,7 @@ __all__ = [
     "FAMILIES",
     "InputSpec",
     "ModelInfo",
+    "ModelStats",
     "build_model",
     "create_model",
     "default_preprocess",

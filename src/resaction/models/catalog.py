@@ -239,6 +239,28 @@ def register_model(
     return decorate
 
 
+def register_on_trunks(
+    model_class: Callable[..., nn.Module],
+    meta: Mapping[str, Any],
+    depths: tuple[int, ...],
+    description: str,
+    name: str,
+    **fixed: Any,
+) -> None:
+    """Register ``model_class(depth, num_classes, **fixed, **options)`` on each image ResNet trunk
+    ``resnet{depth}``, as ``name`` and with ``description`` (``{depth}`` filled in), offering the
+    trunk's weights unless ``meta`` names them; the trunks must be registered first."""
+    for depth in depths:
+        trunk = f"resnet{depth}"
+        weights = meta["weights"] if "weights" in meta else model_info(trunk).weights
+        register_model(
+            **{**meta, "weights": weights},
+            name=name.format(depth=depth),
+            trunk=trunk,
+            description=description.format(depth=depth),
+        )(functools.partial(model_class, depth, **fixed))
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style pattern, sorted."""
     return sorted(name for name in _BUILDERS if fnmatch.fnmatch(name, pattern))

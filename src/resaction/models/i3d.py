@@ -29,7 +29,7 @@ from torch import nn
 
 from resaction.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from resaction.errors import ModelError
-from resaction.models.catalog import StateDict, register_model
+from resaction.models.catalog import StateDict, register_on_trunks
 from resaction.models.inflation import inflate_state_dict
 from resaction.models.resnet3d import VideoResNet, depth_layout
 
@@ -190,13 +190,10 @@ _I3D = {
 }
 
 
-@register_model(**_I3D, trunk="resnet18")
-def i3d_resnet18(num_classes: int = 400, **kwargs) -> VideoResNet:
-    """I3D ResNet-18: ResNet-18 inflated to 3D, seeded from its ImageNet weights."""
-    return i3d_resnet(18, num_classes, **kwargs)
-
-
-@register_model(**_I3D, trunk="resnet50")
-def i3d_resnet50(num_classes: int = 400, **kwargs) -> VideoResNet:
-    """I3D ResNet-50: ResNet-50 inflated to 3D, seeded from its ImageNet weights."""
-    return i3d_resnet(50, num_classes, **kwargs)
+register_on_trunks(
+    i3d_resnet,
+    _I3D,
+    (18, 50),
+    "I3D ResNet-{depth}: ResNet-{depth} inflated to 3D, seeded from its ImageNet weights.",
+    name="i3d_resnet{depth}",
+)

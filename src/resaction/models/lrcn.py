@@ -7,13 +7,11 @@ state of the last layer, both directions concatenated ("last").
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
 from resaction.errors import ModelError
-from resaction.models.catalog import register_model
+from resaction.models.catalog import register_on_trunks
 from resaction.models.resnet2d import DEPTHS, ResNet, convert_state_dict
 
 RNN_TYPES = {"lstm": nn.LSTM, "gru": nn.GRU}
@@ -83,19 +81,10 @@ _LRCN = {
 }
 
 
-@register_model(**_LRCN, weights=("imagenet",), trunk="resnet18")
-def lrcn_resnet18(num_classes: int = 400, **options: Any) -> LRCN:
-    """LRCN on ResNet-18: 16 frames (every 2nd) at 112 px into a 1-layer LSTM, mean of states."""
-    return LRCN(18, num_classes, **options)
-
-
-@register_model(**_LRCN, weights=("imagenet",), trunk="resnet34")
-def lrcn_resnet34(num_classes: int = 400, **options: Any) -> LRCN:
-    """LRCN on ResNet-34: 16 frames (every 2nd) at 112 px into a 1-layer LSTM, mean of states."""
-    return LRCN(34, num_classes, **options)
-
-
-@register_model(**_LRCN, weights=("imagenet", "imagenet_v2"), trunk="resnet50")
-def lrcn_resnet50(num_classes: int = 400, **options: Any) -> LRCN:
-    """LRCN on ResNet-50: 16 frames (every 2nd) at 112 px into a 1-layer LSTM, mean of states."""
-    return LRCN(50, num_classes, **options)
+register_on_trunks(
+    LRCN,
+    _LRCN,
+    (18, 34, 50),
+    "LRCN on ResNet-{depth}: 16 frames (every 2nd) at 112 px into a 1-layer LSTM, mean of states.",
+    name="lrcn_resnet{depth}",
+)

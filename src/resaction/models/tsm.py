@@ -10,13 +10,11 @@ model's per-frame outputs.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
 from resaction.errors import ModelError
-from resaction.models.catalog import register_model
+from resaction.models.catalog import register_on_trunks
 from resaction.models.layers import ResidualBlock
 from resaction.models.resnet2d import BasicBlock, Bottleneck, convert_state_dict
 from resaction.models.tsn import DIFFERENCE_INPUT, TSN
@@ -169,35 +167,27 @@ _TSM = {
 }
 
 
-@register_model(**_TSM, weights=("imagenet",), trunk="resnet18")
-def tsm_resnet18(num_classes: int = 400, **options: Any) -> TSM:
-    """TSM on ResNet-18: 8 segments, 1/8 + 1/8 channels shifted in every residual branch."""
-    return TSM(18, num_classes, **options)
-
-
-@register_model(**_TSM, weights=("imagenet", "imagenet_v2"), trunk="resnet50")
-def tsm_resnet50(num_classes: int = 400, **options: Any) -> TSM:
-    """TSM on ResNet-50: 8 segments, 1/8 + 1/8 channels shifted in every residual branch."""
-    return TSM(50, num_classes, **options)
-
-
-@register_model(**_TSM, weights=("imagenet",), trunk="resnet18")
-def tsm_online_resnet18(num_classes: int = 400, **options: Any) -> TSM:
-    """TSM on ResNet-18 shifting only from the past: a live stream runs it one frame at a time
-    ("online" shift), each frame through the network once."""
-    return TSM(18, num_classes, **{"shift_mode": "past", **options})
-
-
 _TSM_DIFF = {**_TSM, **DIFFERENCE_INPUT}
-
-
-@register_model(**_TSM_DIFF, weights=("imagenet",), trunk="resnet18")
-def tsm_diff_resnet18(num_classes: int = 400, **options: Any) -> TSM:
-    """TSM on RGB differences, ResNet-18: 8 segments of 3 frames, shifts between segments."""
-    return TSM(18, num_classes, **options)
-
-
-@register_model(**_TSM_DIFF, weights=("imagenet", "imagenet_v2"), trunk="resnet50")
-def tsm_diff_resnet50(num_classes: int = 400, **options: Any) -> TSM:
-    """TSM on RGB differences, ResNet-50: 8 segments of 3 frames, shifts between segments."""
-    return TSM(50, num_classes, **options)
+register_on_trunks(
+    TSM,
+    _TSM,
+    (18, 50),
+    "TSM on ResNet-{depth}: 8 segments, 1/8 + 1/8 channels shifted in every residual branch.",
+    name="tsm_resnet{depth}",
+)
+register_on_trunks(
+    TSM,
+    _TSM,
+    (18,),
+    "TSM on ResNet-{depth} shifting only from the past: a live stream runs it one frame at a "
+    'time ("online" shift), each frame through the network once.',
+    name="tsm_online_resnet{depth}",
+    shift_mode="past",
+)
+register_on_trunks(
+    TSM,
+    _TSM_DIFF,
+    (18, 50),
+    "TSM on RGB differences, ResNet-{depth}: 8 segments of 3 frames, shifts between segments.",
+    name="tsm_diff_resnet{depth}",
+)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from resaction.models.catalog import register_model
+from resaction.models.catalog import register_on_trunks
 from resaction.models.layers import ResidualBlock, TemporalConsensus
 from resaction.models.resnet2d import DEPTHS, ResNet, convert_state_dict
 
@@ -87,31 +87,17 @@ DIFFERENCE_INPUT = {
 _TSN_DIFF = {**_TSN, **DIFFERENCE_INPUT}
 
 
-@register_model(**_TSN, weights=("imagenet",), trunk="resnet18")
-def tsn_resnet18(num_classes: int = 400, **options: Any) -> TSN:
-    """TSN on ResNet-18: 8 segments, one frame each, logits averaged (frame-level baseline)."""
-    return TSN(18, num_classes, **options)
-
-
-@register_model(**_TSN, weights=("imagenet",), trunk="resnet34")
-def tsn_resnet34(num_classes: int = 400, **options: Any) -> TSN:
-    """TSN on ResNet-34: 8 segments, one frame each, logits averaged (frame-level baseline)."""
-    return TSN(34, num_classes, **options)
-
-
-@register_model(**_TSN, weights=("imagenet", "imagenet_v2"), trunk="resnet50")
-def tsn_resnet50(num_classes: int = 400, **options: Any) -> TSN:
-    """TSN on ResNet-50: 8 segments, one frame each, logits averaged (frame-level baseline)."""
-    return TSN(50, num_classes, **options)
-
-
-@register_model(**_TSN_DIFF, weights=("imagenet",), trunk="resnet18")
-def tsn_diff_resnet18(num_classes: int = 400, **options: Any) -> TSN:
-    """TSN RGB difference on ResNet-18: 8 segments of 3 frames, their 2 differences stacked."""
-    return TSN(18, num_classes, **options)
-
-
-@register_model(**_TSN_DIFF, weights=("imagenet", "imagenet_v2"), trunk="resnet50")
-def tsn_diff_resnet50(num_classes: int = 400, **options: Any) -> TSN:
-    """TSN RGB difference on ResNet-50: 8 segments of 3 frames, their 2 differences stacked."""
-    return TSN(50, num_classes, **options)
+register_on_trunks(
+    TSN,
+    _TSN,
+    (18, 34, 50),
+    "TSN on ResNet-{depth}: 8 segments, one frame each, logits averaged (frame-level baseline).",
+    name="tsn_resnet{depth}",
+)
+register_on_trunks(
+    TSN,
+    _TSN_DIFF,
+    (18, 50),
+    "TSN RGB difference on ResNet-{depth}: 8 segments of 3 frames, their 2 differences stacked.",
+    name="tsn_diff_resnet{depth}",
+)

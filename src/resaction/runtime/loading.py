@@ -16,8 +16,8 @@ from torch import nn
 
 from resaction.data.spec import DEFAULT_VIEWS, ClipSpec, ViewProtocol
 from resaction.errors import CheckpointError
+from resaction.models import default_preprocess, list_models
 from resaction.models.checkpoint import load_checkpoint
-from resaction.models.registry import default_preprocess, list_models
 from resaction.runtime.backends import Backend, TorchBackend
 from resaction.runtime.onnx_backend import OnnxBackend
 from resaction.runtime.onnx_frames import FramesBackend, OnnxFrames, is_frames_file
