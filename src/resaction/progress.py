@@ -16,6 +16,8 @@ from typing import IO, Any
 
 from tqdm.auto import tqdm
 
+from resaction.closing import ClosedOnExit
+
 LINE_INTERVAL_S = 30.0
 """Seconds between two lines of a running loop when the output is not a terminal."""
 
@@ -59,7 +61,7 @@ def progress_bar(
     )
 
 
-class LineProgress:
+class LineProgress(ClosedOnExit):
     """tqdm's interface (``update``, ``set_postfix``, ``write``, ``close``, iteration) printing
     whole lines: ``desc: n/total unit, 12 s, key=value ...``."""
 
@@ -104,12 +106,6 @@ class LineProgress:
                 self.update(1)
         finally:
             self.close()
-
-    def __enter__(self) -> LineProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def update(self, n: float = 1) -> None:
         self.n += n

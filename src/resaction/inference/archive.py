@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from resaction.closing import ClosedOnExit
 from resaction.errors import ConfigError
-from resaction.inference.results import ClosedOnExit, read_jsonl_text
+from resaction.inference.results import read_jsonl_text
 
 try:  # POSIX only; elsewhere two runs into one folder are not prevented
     import fcntl

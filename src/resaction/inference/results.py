@@ -15,31 +15,10 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
+from resaction.closing import ClosedOnExit
 from resaction.errors import ConfigError
-
-_Closing = TypeVar("_Closing", bound="ClosedOnExit")
-
-
-class ClosedOnExit:
-    """``with`` for a class with a ``close()``: the block gets the object, which is closed when
-    the block ends, by an error or not."""
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self: _Closing) -> _Closing:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class RecordWriter(ClosedOnExit):

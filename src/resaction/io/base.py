@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import numpy as np
 import torch
 
+from resaction.closing import ClosedOnExit
 from resaction.errors import FrameIndexError
 from resaction.io.metadata import VideoMetadata
 
 IndexLike = Sequence[int] | np.ndarray | torch.Tensor
 
 
-class FrameReader(ABC):
+class FrameReader(ClosedOnExit, ABC):
     """Frames of one video by index, with their timestamps.
 
     Subclasses set ``source`` (what was opened, for messages), ``_metadata`` and ``_out_hw`` (the
@@ -100,12 +100,6 @@ class FrameReader(ABC):
 
     def __len__(self) -> int:
         return self.num_frames
-
-    def __enter__(self) -> FrameReader:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         meta = self._metadata

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
 
 import av
 import cv2
@@ -213,12 +212,7 @@ class VideoWriter:
     def __enter__(self) -> VideoWriter:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if exc_type is None:
             self.close()
         else:

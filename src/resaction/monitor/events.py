@@ -25,6 +25,7 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from resaction.closing import ClosedOnExit
 from resaction.errors import ConfigError, first_line
 from resaction.storage import immediate_transaction, where
 
@@ -130,7 +131,7 @@ _EVENT_COLUMNS = ", ".join(f.name for f in fields(Event))
 _DELIVERY_COLUMNS = ", ".join(f.name for f in fields(Delivery))
 
 
-class EventLog:
+class EventLog(ClosedOnExit):
     """The SQLite log of events and deliveries. Thread-safe: one connection behind a lock.
 
     ``sinks`` names the sinks that must receive every message; each ``open_event`` and
@@ -364,9 +365,3 @@ class EventLog:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    def __enter__(self) -> EventLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
