@@ -20,7 +20,6 @@ from resaction.cli.options import (
     PROGRESS_OPTION,
     SKIP_BAD_ROWS_OPTION,
     check_crops,
-    view_protocol,
 )
 
 if TYPE_CHECKING:
@@ -181,31 +180,15 @@ def crossval(
     progress: bool | None = typer.Option(None, "--progress/--no-progress"),
 ) -> None:
     """Train and test K times on group-wise folds; report mean and standard deviation."""
-    from resaction.cli.options import key_values
+    flags = dict(locals())
+    from resaction.cli.options import training_config
     from resaction.cli.train import say_scratch_advice
-    from resaction.engine.config import load_config
     from resaction.engine.crossval import crossval_table, run_crossval
     from resaction.errors import ConfigError
 
-    protocol = view_protocol(clips, crops)
-    resolved = load_config(
-        config,
-        data=data,
-        model=model,
-        weights=weights,
-        out=out or (None if config else "runs/crossval"),
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr=lr,
-        seed=seed,
-        num_workers=workers,
-        max_steps_per_epoch=max_steps_per_epoch,
-        preprocess=key_values(preprocess, "--preprocess") or None,
-        protocol=protocol or None,
-        background=background,
-        skip_bad_rows=skip_bad_rows or None,
-        progress=progress,
+    crossval_flags = ("folds", "group_by", "exclude_groups", "only_folds", "resume")
+    resolved = training_config(
+        flags, leave=crossval_flags, out=out or (None if config else "runs/crossval")
     )
     try:
         chosen = [int(item) for item in _comma_list(only_folds)] or None

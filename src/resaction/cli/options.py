@@ -4,12 +4,15 @@ the checks they need."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 import yaml
 
 from resaction.errors import ConfigError
+
+if TYPE_CHECKING:
+    from resaction.engine.config import TrainConfig
 
 CHECKPOINT_OPTION = typer.Option(
     None, "--checkpoint", "-c", help="A resaction checkpoint (.pt) or an exported .onnx file."
@@ -121,3 +124,39 @@ def run_config_file(config: Path | None, out: str | None, resume: bool) -> Path 
     if config is None and resume and out is not None and (Path(out) / "config.yaml").is_file():
         return Path(out) / "config.yaml"
     return config
+
+
+RENAMED_FLAGS = {"workers": "num_workers", "compile_model": "compile"}
+"""Training flags whose ``TrainConfig`` field has another name."""
+
+
+def training_config(
+    flags: dict[str, Any], *, leave: tuple[str, ...] = (), **fixed: Any
+) -> TrainConfig:
+    """A training command's config: its ``--config`` file (or, resuming, the run folder's) with
+    its flags over it.
+
+    ``flags`` is the command's ``locals()`` on entry. Each flag sets the ``TrainConfig`` field of
+    its name (``RENAMED_FLAGS`` aside): ``--preprocess`` and ``--model-kwarg`` parsed,
+    ``--clips``/``--crops`` as the protocol, ``--resume`` and ``--skip-bad-rows`` left off as not
+    given. ``leave`` names the command's flags that are not the config's; ``fixed`` sets fields
+    outright. A flag that is neither a field nor left is a ``TypeError``, so a new flag is never
+    dropped silently.
+    """
+    from resaction.engine.config import FIELD_NAMES, load_config
+
+    values = {name: value for name, value in flags.items() if name not in leave}
+    config = values.pop("config", None)
+    if "resume" in values:
+        config = run_config_file(config, values.get("out"), bool(values["resume"]))
+    overrides = {
+        "protocol": view_protocol(values.pop("clips", None), values.pop("crops", None)) or None,
+        "preprocess": key_values(values.pop("preprocess", None), "--preprocess") or None,
+        "model_kwargs": key_values(values.pop("model_kwarg", None), "--model-kwarg") or None,
+    }
+    for name, value in values.items():
+        field = RENAMED_FLAGS.get(name, name)
+        if field not in FIELD_NAMES:
+            raise TypeError(f"flag {name!r} is no TrainConfig field; name it in leave=")
+        overrides[field] = (value or None) if name in ("resume", "skip_bad_rows") else value
+    return load_config(config, **{**overrides, **fixed})

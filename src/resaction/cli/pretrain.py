@@ -23,8 +23,7 @@ from resaction.cli.options import (
     RUN_OUT_OPTION,
     RUN_PROGRESS_OPTION,
     SEED_OPTION,
-    key_values,
-    run_config_file,
+    training_config,
 )
 
 
@@ -72,31 +71,13 @@ def pretrain(
 ) -> None:
     """Pretrain on unlabelled videos (which playback speed and direction, or which clips come
     from one video); then fine-tune with `resaction train --weights OUT/last.pt`."""
-    from resaction.engine.config import load_config
+    flags = dict(locals())
     from resaction.engine.pretrain import PRETRAIN_ADAMW_LR, chance_accuracy
     from resaction.engine.pretrain import pretrain as run_pretraining
 
-    config = run_config_file(config, out, resume)
-    resolved = load_config(
-        config,
-        data=data,
-        model=model,
-        weights=weights,
-        out=out,
-        epochs=epochs,
-        batch_size=batch_size,
-        val_split=0.0,
-        optimizer=optimizer,
-        lr=lr if lr is not None else (PRETRAIN_ADAMW_LR if optimizer == "adamw" else None),
-        seed=seed,
-        num_workers=workers,
-        max_steps_per_epoch=max_steps_per_epoch,
-        checkpoint_every_steps=checkpoint_every_steps,
-        device=device,
-        resume=resume or None,
-        preprocess=key_values(preprocess, "--preprocess") or None,
-        model_kwargs=key_values(model_kwarg, "--model-kwarg") or None,
-        progress=progress,
+    adamw_lr = PRETRAIN_ADAMW_LR if optimizer == "adamw" else None
+    resolved = training_config(
+        flags, leave=("method",), val_split=0.0, lr=lr if lr is not None else adamw_lr
     )
     result = run_pretraining(resolved, method)
     first, last = result.history[0], result.history[-1]

@@ -25,9 +25,7 @@ from resaction.cli.options import (
     RUN_PROGRESS_OPTION,
     SEED_OPTION,
     SKIP_BAD_ROWS_OPTION,
-    key_values,
-    run_config_file,
-    view_protocol,
+    training_config,
 )
 
 if TYPE_CHECKING:
@@ -120,52 +118,9 @@ def train(
     progress: bool | None = RUN_PROGRESS_OPTION,
 ) -> None:
     """Train a model; checkpoints, metrics.csv, TensorBoard logs and curves go to --out."""
-    from resaction.engine.config import load_config
+    resolved = training_config(locals())
     from resaction.engine.trainer import train as run_training
 
-    protocol = view_protocol(clips, crops)
-    config = run_config_file(config, out, resume)
-    resolved = load_config(
-        config,
-        data=data,
-        model=model,
-        weights=weights,
-        out=out,
-        epochs=epochs,
-        batch_size=batch_size,
-        val_data=val_data,
-        val_split=val_split,
-        group_by=group_by,
-        background=background,
-        skip_bad_rows=skip_bad_rows or None,
-        optimizer=optimizer,
-        lr=lr,
-        weight_decay=weight_decay,
-        momentum=momentum,
-        warmup_epochs=warmup_epochs,
-        label_smoothing=label_smoothing,
-        backbone_lr_mult=backbone_lr_mult,
-        freeze_backbone_epochs=freeze_backbone_epochs,
-        freeze_bn=freeze_bn,
-        balance=balance,
-        grad_clip=grad_clip,
-        accumulate=accumulate,
-        amp=amp,
-        compile=compile_model,
-        seed=seed,
-        num_workers=workers,
-        early_stopping=early_stopping,
-        monitor=monitor,
-        max_steps_per_epoch=max_steps_per_epoch,
-        checkpoint_every_steps=checkpoint_every_steps,
-        device=device,
-        resume=resume or None,
-        select=select,
-        preprocess=key_values(preprocess, "--preprocess") or None,
-        protocol=protocol or None,
-        model_kwargs=key_values(model_kwarg, "--model-kwarg") or None,
-        progress=progress,
-    )
     if int(os.environ.get("RANK", "0")) == 0 and not resolved.resume:
         say_scratch_advice(resolved.model, resolved.weights)
     result = run_training(resolved)
