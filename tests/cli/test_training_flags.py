@@ -1,4 +1,4 @@
-"""``training_config``: a training command's flags as the run's config, none dropped."""
+"""A command's flags as its options: ``training_config`` (none dropped) and ``flags_as``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from resaction.cli.options import training_config
+from resaction.cli.options import flags_as, training_config
 from resaction.cli.train import train
+from resaction.inference.timeline import TimelineConfig
 
 
 def test_each_flag_sets_its_field_and_the_converted_ones_are_parsed(tmp_path: Path) -> None:
@@ -70,3 +71,12 @@ def test_every_train_flag_reaches_the_config() -> None:
     config = training_config(flags)
 
     assert config.data == "videos/"
+
+
+def test_an_options_dataclass_takes_the_flags_of_its_fields_names() -> None:
+    flags = {"video": "v.mp4", "stride": 4, "threshold": 0.7, "window_seconds": 2.0}
+
+    config = flags_as(TimelineConfig, flags, window_s=flags["window_seconds"])
+
+    assert (config.stride, config.threshold, config.window_s) == (4, 0.7, 2.0)
+    assert config.min_duration == TimelineConfig().min_duration, "a field no flag names: default"

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from resaction.cli.app import app, console, err_console
-from resaction.cli.options import PROGRESS_OPTION
+from resaction.cli.options import PROGRESS_OPTION, flags_as
 
 FAILURES_SHOWN = 10
 
@@ -49,19 +49,11 @@ def batch(
     progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Score every video of an archive; run it again to go on after a stop or a crash."""
+    flags = dict(locals())
     from resaction.inference.batch import BatchOptions, run_batch
 
-    options = BatchOptions(
-        mode=mode,
-        topk=topk,
-        timeline={"stride": stride, "threshold": threshold} if mode == "timeline" else {},
-        num_workers=num_workers,
-        address=address,
-        local=local,
-        num_cpus=num_cpus,
-        retry_failures=retry_failures,
-        progress=progress,
-    )
+    timeline = {"stride": stride, "threshold": threshold} if mode == "timeline" else {}
+    options = flags_as(BatchOptions, flags, timeline=timeline)
     summary = run_batch(source, model, out, options)
     table = Table(show_header=False, box=None)
     table.add_row("videos", str(summary.total))

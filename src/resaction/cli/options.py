@@ -3,8 +3,10 @@ the checks they need."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 import yaml
@@ -13,6 +15,8 @@ from resaction.errors import ConfigError
 
 if TYPE_CHECKING:
     from resaction.engine.config import TrainConfig
+
+T = TypeVar("T")
 
 CHECKPOINT_OPTION = typer.Option(
     None, "--checkpoint", "-c", help="A resaction checkpoint (.pt) or an exported .onnx file."
@@ -160,3 +164,11 @@ def training_config(
             raise TypeError(f"flag {name!r} is no TrainConfig field; name it in leave=")
         overrides[field] = (value or None) if name in ("resume", "skip_bad_rows") else value
     return load_config(config, **{**overrides, **fixed})
+
+
+def flags_as(cls: Callable[..., T], flags: Mapping[str, Any], **fixed: Any) -> T:
+    """A command's options dataclass ``cls`` from its flags (the command's ``locals()`` on entry):
+    each field from the flag of its name, ``fixed`` fields given outright (a flag under another
+    name, a computed value); fields no flag names keep their defaults."""
+    names = {field.name for field in dataclasses.fields(cls) if field.init}  # type: ignore[arg-type]
+    return cls(**{**{name: flags[name] for name in names & flags.keys()}, **fixed})

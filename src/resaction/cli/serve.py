@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from resaction.cli.app import app, console
+from resaction.cli.options import flags_as
 
 
 @app.command()
@@ -61,26 +62,11 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Serve a model over HTTP: top-k, timeline jobs, annotated videos and a web page at /."""
+    flags = dict(locals())
     from resaction.serve import ServeSettings, create_app
     from resaction.serve.app import run_server
 
-    settings = ServeSettings(
-        model=model,
-        host=host,
-        port=port,
-        workers=workers,
-        max_queued=max_queued,
-        media_root=media_root,
-        state_dir=state_dir,
-        token=token,
-        max_upload_mb=max_upload_mb,
-        max_duration_s=max_duration_s,
-        retention_s=retention_s,
-        cors_origins=list(cors_origin),
-        insecure=insecure,
-        topk=topk,
-        watch=watch,
-    )
+    settings = flags_as(ServeSettings, flags, cors_origins=list(cors_origin))
     settings.check()
     service = create_app(settings)
     predictor = service.state.service.predictor

@@ -19,6 +19,7 @@ from resaction.cli.options import (
     WEIGHTS_OPTION,
     WINDOW_OPTION,
     WINDOW_SECONDS_OPTION,
+    flags_as,
 )
 from resaction.cli.predict import load_predictor
 
@@ -127,26 +128,14 @@ def stream(
     compile: bool = COMPILE_OPTION,
 ) -> None:
     """Label a live source as it plays: label changes, events, statistics, annotated video."""
+    flags = dict(locals())
     import torch
 
     from resaction.inference.stream import StreamConfig, run_stream
 
     torch.set_num_threads(threads or max(1, _usable_cpus() - 1))
 
-    config = StreamConfig(
-        rate=rate,
-        smooth=smooth,
-        realtime=realtime,
-        duration=duration,
-        window=window,
-        window_s=window_seconds,
-        background=background,
-        events=events,
-        annotate=annotate,
-        log_windows=log_windows,
-        reconnect_timeout=reconnect_timeout,
-        stats_every=stats_every,
-    )
+    config = flags_as(StreamConfig, flags, window_s=window_seconds)
     config.check()
     predictor = load_predictor(checkpoint, model, weights, classes=classes, compile=compile)
     summary = run_stream(predictor, source, config, on_event=_print_event)

@@ -20,6 +20,7 @@ from resaction.cli.options import (
     WEIGHTS_OPTION,
     WINDOW_OPTION,
     WINDOW_SECONDS_OPTION,
+    flags_as,
 )
 from resaction.cli.predict import load_predictor
 
@@ -76,6 +77,7 @@ def timeline(
     progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Sliding-window labels over a whole video: segments (JSON, CSV), a plot, an annotated copy."""
+    flags = dict(locals())
     from resaction.cli.alarms import print_event_metrics
     from resaction.inference.annotate import annotate_timeline
     from resaction.inference.clips import cut_segments
@@ -83,20 +85,7 @@ def timeline(
     from resaction.inference.timeline import TimelineConfig, run_timeline, write_timeline
     from resaction.inference.truth import read_truth
 
-    config = TimelineConfig(
-        window=window,
-        window_s=window_seconds,
-        stride=stride,
-        rate=rate,
-        background=background,
-        smooth=smooth,
-        smooth_window=smooth_window,
-        threshold=threshold,
-        min_duration=min_duration,
-        merge_gap=merge_gap,
-        batch_size=batch_size,
-        incremental=incremental,
-    )
+    config = flags_as(TimelineConfig, flags, window_s=window_seconds)
     config.check()
     predictor = load_predictor(checkpoint, model, weights, classes=classes, compile=compile)
     facts = read_truth(truth, predictor.classes) if truth is not None else None

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from resaction.cli.app import app, console, err_console
+from resaction.cli.options import flags_as
 
 if TYPE_CHECKING:
     from resaction.monitor.config import WatchConfig
@@ -95,6 +96,7 @@ def watch(
     ),
 ) -> None:
     """Watch many cameras: events with snapshots and clips, delivered to every sink."""
+    flags = dict(locals())
     import torch
 
     from resaction.monitor.config import load_watch_config
@@ -102,14 +104,7 @@ def watch(
     from resaction.runtime.loading import load_model
 
     config = load_watch_config(cameras)
-    options = WatchOptions(
-        out=out,
-        metrics_port=metrics_port,
-        max_batch=max_batch,
-        rate=rate,
-        incremental=incremental,
-        duration=duration,
-    )
+    options = flags_as(WatchOptions, flags)
     if ray is not None:
         _watch_on_ray(config, checkpoint, options, ray, groups, cameras_per_actor, threads)
         return
