@@ -28,6 +28,7 @@ import math
 import shlex
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -381,43 +382,65 @@ def markdown_tables(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_part(args: argparse.Namespace, part: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One part's results with the settings, commands and seconds of this run."""
+    started, first_command = time.perf_counter(), len(COMMANDS)
+    found = part()
+    found["settings"] = {k: str(v) for k, v in vars(args).items()}
+    found["commands"] = COMMANDS[first_command:]
+    found["seconds"] = round(time.perf_counter() - started, 1)
+    return found
+
+
+def run_synthetic(args: argparse.Namespace, saved: dict[str, Any]) -> dict[str, Any]:
+    """The synthetic part for ``--models``, beside the saved rows of the other models."""
+    models = args.models.split(",")
+
+    def part() -> dict[str, Any]:
+        train_data = synthetic_data(args, "train")
+        videos = heldout(synthetic_data(args, "heldout"), args.videos)
+        synthetic_input = ["--val-split", "0", "-p", "flip=0"]
+        synthetic_input += ["-p", f"resize={args.size}", "-p", f"crop={args.size}"]
+        rows = [row for row in saved.get("rows", []) if row["model"] not in models]
+        timing = {k: v for k, v in saved.get("timing", {}).items() if k not in models}
+        for model in models:
+            out = args.out / "models" / f"{model}_{args.size}px"
+            checkpoint = train(args, model, train_data, out, args.epochs, synthetic_input)
+            timing[model] = {"train_seconds_per_epoch": epoch_seconds(checkpoint.parent)}
+            for method, records in explain_synthetic(args, model, checkpoint, videos).items():
+                rows.append(summarise_synthetic(model, method, records))
+        return {"rows": rows, "timing": timing}
+
+    return run_part(args, part)
+
+
+def explain_fight_part(args: argparse.Namespace) -> dict[str, Any]:
+    found = explain_fight(args)
+    return {
+        "checkpoint": found.pop("checkpoint"),
+        "model": found.pop("model"),
+        "methods": {method: summarise_fight(records) for method, records in found.items()},
+    }
+
+
 def main() -> None:
     args = parse_args()
     args.out = args.out.resolve()
     if args.markdown:
         print(markdown_tables(json.loads(args.results.read_text())))
         return
-    started = time.perf_counter()
     parts = set(args.parts.split(","))
-    # A run of one part keeps the other's saved results.
+    # A run keeps what earlier runs saved of the other part and of models it does not run; each
+    # part keeps the settings, commands and seconds of the run that made it.
     result: dict[str, Any] = json.loads(args.results.read_text()) if args.results.is_file() else {}
-    result["settings"] = {k: str(v) for k, v in vars(args).items()}
     if "synthetic" in parts:
-        train_data = synthetic_data(args, "train")
-        videos = heldout(synthetic_data(args, "heldout"), args.videos)
-        synthetic_input = ["--val-split", "0", "-p", "flip=0"]
-        synthetic_input += ["-p", f"resize={args.size}", "-p", f"crop={args.size}"]
-        rows, timing = [], {}
-        for model in args.models.split(","):
-            out = args.out / "models" / f"{model}_{args.size}px"
-            checkpoint = train(args, model, train_data, out, args.epochs, synthetic_input)
-            timing[model] = {"train_seconds_per_epoch": epoch_seconds(checkpoint.parent)}
-            for method, records in explain_synthetic(args, model, checkpoint, videos).items():
-                rows.append(summarise_synthetic(model, method, records))
-        result["synthetic"] = {"rows": rows, "timing": timing}
+        result["synthetic"] = run_synthetic(args, result.get("synthetic", {}))
     if "fight" in parts:
-        found = explain_fight(args)
-        result["fight"] = {
-            "checkpoint": found.pop("checkpoint"),
-            "model": found.pop("model"),
-            "methods": {method: summarise_fight(records) for method, records in found.items()},
-        }
-    result["commands"] = COMMANDS
-    result["seconds"] = round(time.perf_counter() - started, 1)
+        result["fight"] = run_part(args, lambda: explain_fight_part(args))
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=2) + "\n")
     print_tables(result)
-    print(f"{result['seconds']:.0f} s; results in {args.results}")
+    print(f"results in {args.results}")
 
 
 if __name__ == "__main__":
