@@ -392,9 +392,20 @@ def run_part(args: argparse.Namespace, part: Callable[[], dict[str, Any]]) -> di
     return found
 
 
+SYNTHETIC_SETTINGS = (
+    "epochs", "train_videos", "videos", "methods", "occlusion_videos", "size", "frames", "patch",
+    "deletion_steps",
+)  # fmt: skip
+"""The settings a synthetic row depends on: saved rows made with others are not kept."""
+
+
 def run_synthetic(args: argparse.Namespace, saved: dict[str, Any]) -> dict[str, Any]:
-    """The synthetic part for ``--models``, beside the saved rows of the other models."""
+    """The synthetic part for ``--models``, beside the saved rows of the other models when those
+    were made with the same settings."""
     models = args.models.split(",")
+    before = saved.get("settings", {})
+    if any(before.get(key) != str(getattr(args, key)) for key in SYNTHETIC_SETTINGS):
+        saved = {}
 
     def part() -> dict[str, Any]:
         train_data = synthetic_data(args, "train")
