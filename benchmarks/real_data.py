@@ -12,9 +12,10 @@ Runs, in order, and resumes where it stopped (each fold is read back once finish
 5. `resaction crossval` for every (dataset, model, start) row, from scratch, from the synthetic
    checkpoint and from the self-supervised one, plus the fight data without groups g44 and g45.
 
-Writes benchmarks/results/real_data.json and prints a table (mean and sample standard deviation of
-video-level top-1 over folds, against the baseline measured on the same folds). Every command it
-runs is printed first, so the table can be reproduced command by command.
+Writes benchmarks/results/real_data.json (and each row's per-video test scores under
+benchmarks/results/real_data_scores/, which fusion reads) and prints a table (mean and sample
+standard deviation of video-level top-1 over folds, against the baseline measured on the same
+folds). Every command it runs is printed first, so the table can be reproduced command by command.
 
     python benchmarks/real_data.py [--only fight,ps7] [--models tsn_resnet18,...]
         [--starts scratch,synthetic,selfsup,contrastive] [--finetune sgd|adamw] [--size 56|80|112]
@@ -41,6 +42,7 @@ from rich.table import Table
 from tqdm import tqdm
 
 from real_data_fusion import fusion_rows
+from real_data_scores import save_scores, scores_path
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data" / "videos"
@@ -228,6 +230,7 @@ def crossval(
                   *VIEWS, *model_input(model, size), *(device or []), "--out", str(out),
                   "--no-progress"))  # fmt: skip
     record = json.loads((out / "crossval.json").read_text())
+    save_scores(out, data, scores_path(dataset, out.name))
     return {
         "dataset": dataset,
         "split": DATASETS[dataset]["split"],
@@ -332,9 +335,9 @@ def main() -> None:
                 results.add([row])
             if fused:
                 label, suffix = row_variant(start, args.finetune, args.size)
-                runs = tuple(RUNS / dataset / f"{model}_{start}{suffix}" for model in fused)
+                runs = tuple(scores_path(dataset, f"{model}_{start}{suffix}") for model in fused)
                 split = DATASETS[dataset]["split"]
-                results.add(fusion_rows(dataset, split, fused, runs, label, reference, ROOT))
+                results.add(fusion_rows(dataset, split, fused, runs, label, reference))
     saved = results.read()
     print_table(saved["rows"], saved["baselines"])
     print(f"{time.perf_counter() - started:.0f} s; results in {RESULTS}")

@@ -1,11 +1,12 @@
 """Two-stream rows for ``benchmarks/real_data.py``: late fusion of two finished cross-validations.
 
 Both runs used the same folds (same data, seed and split), and each fold's test videos were
-scored by each run (``fold_k/eval/scores.npz``: per video, the mean softmax over its test
-views). The fused score of a video is the weighted sum of the two, which is what a checkpoint
-written by ``resaction fuse`` computes (its softmax is the weighted sum of the parts' softmaxes);
-here each part sees its own test views, where the fused checkpoint gives the one-frame part the
-middle frame of each of the other part's segments.
+scored by each run (their saved scores, ``real_data_scores``: per video, the mean softmax over
+its test views), so two rows fuse without their ``runs/`` folders. The fused score of a video is
+the weighted sum of the two, which is what a checkpoint written by ``resaction fuse`` computes
+(its softmax is the weighted sum of the parts' softmaxes); here each part sees its own test
+views, where the fused checkpoint gives the one-frame part the middle frame of each of the other
+part's segments.
 
 Two weightings, each a row:
 
@@ -19,26 +20,12 @@ Two weightings, each a row:
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 import numpy as np
 
+from real_data_scores import load_scores
 from resaction.engine.fusion import choose_weights
-
-
-def fold_scores(run: Path) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
-    """Per fold of a finished cross-validation: its test videos, their probabilities, labels."""
-    record = json.loads((run / "crossval.json").read_text())
-    folds = []
-    for fold in record["folds"]:
-        folder = run / f"fold_{fold['fold']}"
-        with (folder / "test.csv").open(newline="") as handle:
-            videos = [row["path"] for row in csv.DictReader(handle)]
-        scores = np.load(folder / "eval" / "scores.npz")
-        folds.append((videos, scores["video_probs"], scores["labels"]))
-    return folds
 
 
 def _top1(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -46,8 +33,9 @@ def _top1(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def fuse_runs(first: Path, second: Path) -> dict[str, dict]:
-    """Top-1 per fold of the two weightings, the weights each fold used, the videos tested."""
-    a, b = fold_scores(first), fold_scores(second)
+    """Top-1 per fold of the two weightings, the weights each fold used, the videos tested;
+    ``first`` and ``second`` are saved scores (``real_data_scores.scores_path``)."""
+    a, b = load_scores(first), load_scores(second)
     if len(a) != len(b) or any(x[0] != y[0] for x, y in zip(a, b, strict=False)):
         raise SystemExit(f"{first} and {second} did not test the same videos in the same folds")
     for (_, probs_a, labels_a), (_, probs_b, labels_b) in zip(a, b, strict=True):
@@ -78,7 +66,6 @@ def fusion_rows(
     runs: tuple[Path, Path],
     label: str,
     reference: float,
-    root: Path,
 ) -> list[dict]:
     """The two rows (``<label> fused equal``, ``<label> fused chosen``) for real_data.json."""
     fused = fuse_runs(*runs)
@@ -99,7 +86,7 @@ def fusion_rows(
                 "top1_std": float(np.std(folds, ddof=1)) if len(folds) > 1 else 0.0,
                 "top1_folds": folds,
                 "vs_baseline_points": 100 * (mean - reference),
-                "out": " + ".join(str(run.relative_to(root)) for run in runs),
+                "out": " + ".join(f"runs/real/{dataset}/{run.stem}" for run in runs),
             }
         )
     return rows

@@ -1,0 +1,58 @@
+"""Per-video test scores of a finished cross-validation, kept beside ``real_data.json``.
+
+``runs/`` holds the models and is not committed, so without these files a row's fusion with a
+later run, or a look at which groups it gets wrong, would need the whole cross-validation again.
+``benchmarks/results/real_data_scores/<dataset>/<run>.json`` keeps, per fold, each test video
+(its path inside the dataset folder), its group, its label and its probabilities (the mean softmax
+over its test views, rounded to 5 decimals): a few tens of kilobytes a row.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+SCORES = Path(__file__).resolve().parent / "results" / "real_data_scores"
+DECIMALS = 5
+
+
+def scores_path(dataset: str, run: str) -> Path:
+    return SCORES / dataset / f"{run}.json"
+
+
+def save_scores(run_dir: Path, data: Path, out: Path) -> Path:
+    """Write the per-video scores of the cross-validation in ``run_dir`` (made on ``data``)."""
+    record = json.loads((run_dir / "crossval.json").read_text())
+    folds = []
+    for fold in record["folds"]:
+        folder = run_dir / f"fold_{fold['fold']}"
+        with (folder / "test.csv").open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        scores = np.load(folder / "eval" / "scores.npz")
+        folds.append(
+            {
+                "fold": fold["fold"],
+                "videos": [Path(row["path"]).relative_to(data).as_posix() for row in rows],
+                "groups": [row.get("group", "") for row in rows],
+                "labels": scores["labels"].astype(int).tolist(),
+                "probs": np.round(scores["video_probs"], DECIMALS).tolist(),
+            }
+        )
+    saved = {"classes": record.get("classes"), "folds": folds}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(saved, separators=(",", ":")))
+    return out
+
+
+def load_scores(path: Path) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
+    """Per fold: its test videos, their probabilities and their labels."""
+    if not path.is_file():
+        raise SystemExit(f"{path}: no saved scores; run that cross-validation first")
+    saved = json.loads(path.read_text())
+    return [
+        (fold["videos"], np.asarray(fold["probs"], dtype=np.float64), np.asarray(fold["labels"]))
+        for fold in saved["folds"]
+    ]
