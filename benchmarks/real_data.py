@@ -42,7 +42,7 @@ from rich.table import Table
 from tqdm import tqdm
 
 from real_data_fusion import fusion_rows
-from real_data_scores import save_scores, scores_path
+from real_data_scores import group_table, save_scores, scores_path
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data" / "videos"
@@ -298,12 +298,20 @@ def parse_args() -> argparse.Namespace:
         "--markdown", action="store_true", help="print the saved results as a Markdown table"
     )
     parser.add_argument("--plot", type=Path, help="draw the saved results into this PNG")
+    parser.add_argument(
+        "--groups",
+        metavar="DATASET",
+        help="print each saved row's top-1 per group of DATASET (from its saved scores)",
+    )
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
     results = Results()
+    if args.groups:
+        print(group_table(args.groups))
+        return
     if args.markdown or args.plot:
         saved = results.read()
         if args.markdown:

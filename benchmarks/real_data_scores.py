@@ -56,3 +56,39 @@ def load_scores(path: Path) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
         (fold["videos"], np.asarray(fold["probs"], dtype=np.float64), np.asarray(fold["labels"]))
         for fold in saved["folds"]
     ]
+
+
+def _hits_by_group(path: Path) -> tuple[dict[str, list[bool]], dict[str, list[str]]]:
+    """Per group: whether each of its videos was right, and each video's class name."""
+    saved = json.loads(path.read_text())
+    classes = saved.get("classes") or []
+    hits: dict[str, list[bool]] = {}
+    names: dict[str, list[str]] = {}
+    for fold in saved["folds"]:
+        for group, label, probs in zip(fold["groups"], fold["labels"], fold["probs"], strict=True):
+            hits.setdefault(group, []).append(int(np.argmax(probs)) == label)
+            names.setdefault(group, []).append(classes[label] if classes else str(label))
+    return hits, names
+
+
+def group_table(dataset: str) -> str:
+    """Markdown: per group of ``dataset``, its videos and each saved run's top-1 on them (every
+    video is tested once, by the fold that holds its group), so a group every model gets wrong,
+    or one a model gets right for the wrong reason, shows."""
+    paths = sorted(SCORES.glob(f"{dataset}/*.json"))
+    if not paths:
+        raise SystemExit(f"{SCORES / dataset}: no saved scores; run a {dataset} row first")
+    runs = {path.stem: _hits_by_group(path) for path in paths}
+    names = next(iter(runs.values()))[1]
+    lines = [
+        "| group | videos | " + " | ".join(runs) + " |",
+        "| --- | --- | " + " | ".join("---:" for _ in runs) + " |",
+    ]
+    for group in sorted(names):
+        mix = ", ".join(f"{names[group].count(n)} {n}" for n in sorted(set(names[group])))
+        cells = [
+            f"{100 * np.mean(hits[group]):.0f}%" if group in hits else "-"
+            for hits, _ in runs.values()
+        ]
+        lines.append(f"| {group} | {mix} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
