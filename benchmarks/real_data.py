@@ -3,7 +3,8 @@
 Runs, in order, and resumes where it stopped (each fold is read back once finished):
 1. small copies of the datasets (short side 128 px, H.264) so that decoding does not dominate;
 2. the classic baseline (motion history images, Hu moments, nearest neighbour:
-   `benchmarks/mhi_baseline.py`) on exactly the folds crossval makes;
+   `benchmarks/mhi_baseline.py`) on exactly the folds crossval makes, and a second one that sees
+   only how much moves (motion-energy statistics, logistic regression; a row of the table);
 3. a synthetic dataset (`resaction synth`) and one pretraining run per model on it;
 4. for the "selfsup" and "contrastive" starts, one self-supervised run (`resaction pretrain`,
    `--method speed` or `--method contrastive`) per model on the unlabelled footage of every
@@ -37,11 +38,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
 from tqdm import tqdm
 
 from real_data_fusion import fusion_rows
+from real_data_report import markdown_table, plot, print_table
 from real_data_scores import group_table, save_scores, scores_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +60,7 @@ PRETRAIN_EPOCHS_DEFAULT = 12
 PRETRAIN_EPOCHS = {"r2plus1d_18": 8}
 SELFSUP_EPOCHS = 15
 VIEWS = ["--clips", "2", "--crops", "1"]
+ENERGY_BASELINE = "motion energy, logistic regression (baseline)"
 DATASETS = {
     "fight": {
         "source": "surveillance_camera_fight",
@@ -91,14 +92,29 @@ def split_args(dataset: str) -> list[str]:
     return args
 
 
-def baseline(dataset: str, data: Path) -> dict:
-    """The MHI baseline on the folds crossval makes for ``dataset`` (seed, groups, exclusions)."""
-    from mhi_baseline import crossval_mhi
+def baseline(dataset: str, data: Path, method: str = "mhi") -> dict:
+    """A classic baseline (``mhi_baseline.py --method``) on the folds crossval makes for
+    ``dataset`` (seed, groups, exclusions)."""
+    from mhi_baseline import crossval_baseline
 
     spec = DATASETS[dataset]
-    print(f"$ python benchmarks/mhi_baseline.py {data} {shlex.join(split_args(dataset))}")
-    result = crossval_mhi(data, spec["folds"], spec.get("group_by"), spec.get("exclude", ()))
+    args = shlex.join(split_args(dataset))
+    print(f"$ python benchmarks/mhi_baseline.py {data} {args} --method {method}")
+    result = crossval_baseline(
+        data, spec["folds"], spec.get("group_by"), spec.get("exclude", ()), method=method
+    )
     return {"dataset": dataset, "split": spec["split"], **result}
+
+
+def energy_row(dataset: str, data: Path, reference: float) -> dict:
+    """The motion-energy baseline as a row of the table, against the MHI baseline."""
+    result = baseline(dataset, data, "energy")
+    return {
+        **result,
+        "model": ENERGY_BASELINE,
+        "start": "-",
+        "vs_baseline_points": 100 * (result["top1_mean"] - reference),
+    }
 
 
 def model_input(model: str, size: int = SIZE) -> list[str]:
@@ -276,7 +292,9 @@ class Results:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="fight,ps7,fight_no_g44_g45")
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help="comma-separated; 'none': the baselines only"
+    )
     parser.add_argument("--starts", default="scratch,synthetic")
     parser.add_argument("--finetune", default="sgd", choices=sorted(FINETUNE))
     parser.add_argument(
@@ -317,9 +335,10 @@ def main() -> None:
         if args.markdown:
             print(markdown_table(saved["rows"], saved["baselines"]))
         if args.plot:
-            print(f"wrote {plot(saved['rows'], saved['baselines'], args.plot)}")
+            print(f"wrote {plot(saved['rows'], saved['baselines'], args.plot, DATASETS)}")
         return
-    datasets, models = args.only.split(","), args.models.split(",")
+    datasets = args.only.split(",")
+    models = [model for model in args.models.split(",") if model not in ("", "none")]
     fused = tuple(args.fuse.split("+")) if args.fuse else ()
     if fused and len(fused) != 2:
         raise SystemExit("--fuse takes two models: RGB+MOTION")
@@ -332,6 +351,11 @@ def main() -> None:
             if dataset not in results.read()["baselines"]:
                 results.add(baselines={dataset: baseline(dataset, data)})
             reference = results.read()["baselines"][dataset]["top1_mean"]
+            if not any(
+                r["dataset"] == dataset and r["model"] == ENERGY_BASELINE
+                for r in results.read()["rows"]
+            ):
+                results.add([energy_row(dataset, data, reference)])
             if dataset == "fight_no_g44_g45" and start != "scratch":
                 continue
             for model in models:
@@ -349,96 +373,6 @@ def main() -> None:
     saved = results.read()
     print_table(saved["rows"], saved["baselines"])
     print(f"{time.perf_counter() - started:.0f} s; results in {RESULTS}")
-
-
-def folds_won(row: dict, baselines: dict[str, dict]) -> str:
-    """Folds on which the row beats the baseline (the folds are the same, so they pair up)."""
-    base = baselines.get(row["dataset"], {}).get("top1_folds", [])
-    if len(base) != len(row["top1_folds"]):
-        return "-"
-    won = sum(a > b for a, b in zip(row["top1_folds"], base, strict=True))
-    return f"{won}/{len(base)}"
-
-
-def markdown_table(rows: list[dict], baselines: dict[str, dict]) -> str:
-    lines = [
-        "| dataset | model | start | videos | top-1 mean ± std | folds | vs baseline | folds won |",
-        "| --- | --- | --- | ---: | ---: | --- | ---: | ---: |",
-    ]
-    for dataset, base in sorted(baselines.items()):
-        folds = ", ".join(f"{100 * value:.1f}" for value in base["top1_folds"])
-        lines.append(
-            f"| {dataset} | MHI + Hu moments, 1-NN (baseline) | - | {base['videos']} | "
-            f"{100 * base['top1_mean']:.1f} ± {100 * base['top1_std']:.1f}% | {folds} | - | - |"
-        )
-    for row in sorted(rows, key=lambda r: (r["dataset"], r["model"], r["start"])):
-        folds = ", ".join(f"{100 * value:.1f}" for value in row["top1_folds"])
-        lines.append(
-            f"| {row['dataset']} | {row['model']} | {row['start']} | {row['videos']} | "
-            f"{100 * row['top1_mean']:.1f} ± {100 * row['top1_std']:.1f}% | {folds} | "
-            f"{row['vs_baseline_points']:+.1f} pts | {folds_won(row, baselines)} |"
-        )
-    return "\n".join(lines)
-
-
-def plot(rows: list[dict], baselines: dict[str, dict], path: Path) -> Path:
-    """Mean top-1 per model with its folds as dots, the baseline as a line, one panel a dataset."""
-    from matplotlib.figure import Figure
-
-    datasets = [d for d in DATASETS if d in baselines or any(r["dataset"] == d for r in rows)]
-    figure = Figure(figsize=(7.5, 1.2 + 2.2 * len(datasets)), layout="constrained")
-    axes = figure.subplots(len(datasets), 1, squeeze=False)[:, 0]
-    colours = {"scratch": "tab:blue", "synthetic": "tab:orange", "selfsup": "tab:green",
-               "scratch adamw": "tab:cyan", "selfsup adamw": "tab:olive",
-               "contrastive adamw": "tab:purple"}  # fmt: skip
-    for ax, dataset in zip(axes, datasets, strict=True):
-        mine = sorted(
-            (r for r in rows if r["dataset"] == dataset), key=lambda r: (r["model"], r["start"])
-        )
-        for y, row in enumerate(mine):
-            colour = colours.get(row["start"], "tab:gray")
-            ax.barh(y, 100 * row["top1_mean"], xerr=100 * row["top1_std"], color=colour,
-                    alpha=0.6, capsize=3)  # fmt: skip
-            ax.plot([100 * v for v in row["top1_folds"]], [y] * len(row["top1_folds"]), "k.", ms=4)
-        if dataset in baselines:
-            ax.axvline(100 * baselines[dataset]["top1_mean"], color="tab:red", ls="--",
-                       label="MHI baseline")  # fmt: skip
-        ax.set_yticks(range(len(mine)), [f"{r['model']} ({r['start']})" for r in mine])
-        ax.set_xlim(0, 100)
-        ax.set_title(f"{dataset}: {DATASETS[dataset]['split']}", fontsize=10)
-        ax.grid(axis="x", alpha=0.3)
-    axes[-1].set_xlabel("video top-1 % (bar: mean ± std over folds; dots: folds)")
-    axes[0].legend(loc="lower right", fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    return path
-
-
-def print_table(rows: list[dict], baselines: dict[str, dict]) -> None:
-    table = Table(title="Video-level top-1 over folds (mean ± sample std) against the MHI baseline")
-    for column in ("dataset", "split", "model", "start", "videos", "top-1 %", "vs baseline"):
-        table.add_column(column)
-    for dataset, base in sorted(baselines.items()):
-        table.add_row(
-            dataset,
-            base["split"],
-            "MHI baseline",
-            "-",
-            str(base["videos"]),
-            f"{100 * base['top1_mean']:.1f} ± {100 * base['top1_std']:.1f}",
-            "",
-        )
-    for row in sorted(rows, key=lambda r: (r["dataset"], r["start"], r["model"])):
-        table.add_row(
-            row["dataset"],
-            row["split"],
-            row["model"],
-            row["start"],
-            str(row["videos"]),
-            f"{100 * row['top1_mean']:.1f} ± {100 * row['top1_std']:.1f}",
-            f"{row['vs_baseline_points']:+.1f} pts",
-        )
-    Console().print(table)
 
 
 if __name__ == "__main__":
