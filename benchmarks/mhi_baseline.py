@@ -94,16 +94,17 @@ def _standardised(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def nearest_neighbour(train: np.ndarray, labels: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """One-hot scores of ``test``: the label of its nearest training video."""
     a, b = _standardised(train, test)
     distances = ((b[:, None, :] - a[None, :, :]) ** 2).sum(axis=-1)
-    return labels[distances.argmin(axis=1)]
+    return np.eye(int(labels.max()) + 1)[labels[distances.argmin(axis=1)]]
 
 
 def logistic_regression(
     train: np.ndarray, labels: np.ndarray, test: np.ndarray, l2: float = 1e-2, steps: int = 3000
 ) -> np.ndarray:
     """Multinomial logistic regression by full-batch gradient descent (lr 0.1) on standardised
-    features; the labels of ``test``."""
+    features; the class probabilities of ``test``."""
     a, b = _standardised(train, test)
     classes = int(labels.max()) + 1
     onehot = np.eye(classes)[labels]
@@ -114,7 +115,9 @@ def logistic_regression(
         error = probs / probs.sum(axis=1, keepdims=True) - onehot
         weights -= 0.1 * (a.T @ error / len(a) + l2 * weights)
         bias -= 0.1 * error.mean(axis=0)
-    return np.argmax(b @ weights + bias, axis=1)
+    logits = b @ weights + bias
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return probs / probs.sum(axis=1, keepdims=True)
 
 
 CLASSIFIERS = {"mhi": nearest_neighbour, "energy": logistic_regression}
@@ -133,23 +136,35 @@ def crossval_baseline(
     method: str = "mhi",
 ) -> dict:
     """Video-level top-1 per fold on the folds ``resaction crossval`` makes with the same
-    arguments (same manifest, groups, exclusions and seed)."""
+    arguments (same manifest, groups, exclusions and seed), and under ``scores`` each fold's test
+    videos (paths relative to ``data``), groups, labels and class scores."""
     manifest = without_groups(read_manifest(data), group_by, exclude_groups)
     features = video_features(manifest, method)
     row_of = {str(entry.path): row for row, entry in enumerate(manifest.entries)}
     labels = np.asarray(manifest.labels)
-    accuracies = []
-    for train, test in kfold(manifest, folds, group_by=group_by, seed=seed):
+    accuracies, scores = [], []
+    for fold, (train, test) in enumerate(kfold(manifest, folds, group_by=group_by, seed=seed)):
         a = np.array([row_of[str(e.path)] for e in train.entries])
         b = np.array([row_of[str(e.path)] for e in test.entries])
-        predicted = CLASSIFIERS[method](features[a], labels[a], features[b])
-        accuracies.append(float((predicted == labels[b]).mean()))
+        probs = CLASSIFIERS[method](features[a], labels[a], features[b])
+        accuracies.append(float((probs.argmax(axis=1) == labels[b]).mean()))
+        scores.append(
+            {
+                "fold": fold + 1,
+                "videos": [Path(e.path).relative_to(data).as_posix() for e in test.entries],
+                "groups": [e.group or "" for e in test.entries],
+                "labels": labels[b].tolist(),
+                "probs": probs.tolist(),
+            }
+        )
     return {
         "method": METHODS[method],
         "videos": len(manifest),
         "top1_folds": accuracies,
         "top1_mean": float(np.mean(accuracies)),
         "top1_std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0,
+        "classes": list(manifest.classes),
+        "scores": scores,
     }
 
 
@@ -163,7 +178,7 @@ def main() -> None:
     args = parser.parse_args()
     exclude = tuple(g for g in args.exclude_groups.split(",") if g)
     result = crossval_baseline(args.data, args.folds, args.group_by, exclude, method=args.method)
-    print(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "scores"}, indent=2))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from real_data_fusion import fusion_rows
 from real_data_report import markdown_table, plot, print_table
-from real_data_scores import group_table, save_scores, scores_path
+from real_data_scores import group_table, save_scores, scores_path, write_scores
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data" / "videos"
@@ -94,7 +94,8 @@ def split_args(dataset: str) -> list[str]:
 
 def baseline(dataset: str, data: Path, method: str = "mhi") -> dict:
     """A classic baseline (``mhi_baseline.py --method``) on the folds crossval makes for
-    ``dataset`` (seed, groups, exclusions)."""
+    ``dataset`` (seed, groups, exclusions); its per-video scores are saved like a model's
+    (``<dataset>/<method>_baseline.json``)."""
     from mhi_baseline import crossval_baseline
 
     spec = DATASETS[dataset]
@@ -103,6 +104,8 @@ def baseline(dataset: str, data: Path, method: str = "mhi") -> dict:
     result = crossval_baseline(
         data, spec["folds"], spec.get("group_by"), spec.get("exclude", ()), method=method
     )
+    scores = scores_path(dataset, f"{method}_baseline")
+    write_scores(result.pop("classes"), result.pop("scores"), scores)
     return {"dataset": dataset, "split": spec["split"], **result}
 
 

@@ -38,12 +38,17 @@ def save_scores(run_dir: Path, data: Path, out: Path) -> Path:
                 "videos": [Path(row["path"]).relative_to(data).as_posix() for row in rows],
                 "groups": [row.get("group", "") for row in rows],
                 "labels": scores["labels"].astype(int).tolist(),
-                "probs": np.round(scores["video_probs"], DECIMALS).tolist(),
+                "probs": scores["video_probs"],
             }
         )
-    saved = {"classes": record.get("classes"), "folds": folds}
+    return write_scores(record.get("classes"), folds, out)
+
+
+def write_scores(classes: list[str] | None, folds: list[dict], out: Path) -> Path:
+    """Write per-fold ``videos``, ``groups``, ``labels`` and ``probs`` (rounded) to ``out``."""
+    rounded = [{**fold, "probs": np.round(fold["probs"], DECIMALS).tolist()} for fold in folds]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(saved, separators=(",", ":")))
+    out.write_text(json.dumps({"classes": classes, "folds": rounded}, separators=(",", ":")))
     return out
 
 
