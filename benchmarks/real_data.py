@@ -313,7 +313,7 @@ def parse_args() -> argparse.Namespace:
         "--fuse",
         metavar="RGB+MOTION",
         help="also late-fuse the two models' cross-validations, e.g. tsn_resnet18+tsn_diff_resnet18"
-        " (both run first when --models does not already hold them)",
+        " (from their saved scores; a model --models does not name runs only if it has none)",
     )
     parser.add_argument(
         "--markdown", action="store_true", help="print the saved results as a Markdown table"
@@ -345,6 +345,7 @@ def main() -> None:
     fused = tuple(args.fuse.split("+")) if args.fuse else ()
     if fused and len(fused) != 2:
         raise SystemExit("--fuse takes two models: RGB+MOTION")
+    named = set(models)
     models += [model for model in fused if model not in models]
     device = ["--device", args.device] if args.device else []
     started = time.perf_counter()
@@ -361,7 +362,11 @@ def main() -> None:
                 results.add([energy_row(dataset, data, reference)])
             if dataset == "fight_no_g44_g45" and start != "scratch":
                 continue
+            label, suffix = row_variant(start, args.finetune, args.size)
             for model in models:
+                saved_scores = scores_path(dataset, f"{model}_{start}{suffix}")
+                if model not in named and saved_scores.is_file():
+                    continue
                 weights = start_weights(start, model, device)
                 row = crossval(
                     dataset, data, model, start, weights, reference, args.finetune, args.size,
@@ -369,7 +374,6 @@ def main() -> None:
                 )  # fmt: skip
                 results.add([row])
             if fused:
-                label, suffix = row_variant(start, args.finetune, args.size)
                 runs = tuple(scores_path(dataset, f"{model}_{start}{suffix}") for model in fused)
                 split = DATASETS[dataset]["split"]
                 results.add(fusion_rows(dataset, split, fused, runs, label, reference))
