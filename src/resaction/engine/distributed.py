@@ -7,6 +7,7 @@ GPU on each node.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from collections.abc import Callable
@@ -84,8 +85,15 @@ def teardown(context: DistContext, together: bool = True) -> None:
     A rank that shut its connections while another still worked (rank 0 writing the last
     checkpoint) could abort at the very end of a finished job. After a failure the others may
     never arrive, so a failing rank leaves alone.
+
+    The finished trainer's DDP model sits in a reference cycle, so it outlives the trainer and
+    would be freed with its Gloo work objects only at a later collection or while the interpreter
+    shuts down, where freeing them can abort the process (SIGABRT, "terminate called without an
+    active exception"; CI saw it on rank 0 of the two-node test). Collecting first frees them
+    while everything is still alive.
     """
     if context.enabled and dist.is_initialized():
+        gc.collect()
         if together:
             dist.barrier()
         dist.destroy_process_group()
