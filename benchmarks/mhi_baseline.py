@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from resaction.data.manifests import Manifest, read_manifest
-from resaction.data.splits import kfold, without_groups
+from resaction.data.splits import entry_groups, kfold, without_groups
 from resaction.io import VideoReader
 
 THRESHOLD = 30  # grey levels (0-255) a pixel must change by to count as moving
@@ -152,7 +152,7 @@ def crossval_baseline(
             {
                 "fold": fold + 1,
                 "videos": [Path(e.path).relative_to(data).as_posix() for e in test.entries],
-                "groups": [e.group or "" for e in test.entries],
+                "groups": entry_groups(test, group_by) or [""] * len(test),
                 "labels": labels[b].tolist(),
                 "probs": probs.tolist(),
             }

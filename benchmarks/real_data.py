@@ -249,7 +249,7 @@ def crossval(
                   *VIEWS, *model_input(model, size), *(device or []), "--out", str(out),
                   "--no-progress"))  # fmt: skip
     record = json.loads((out / "crossval.json").read_text())
-    save_scores(out, data, scores_path(dataset, out.name))
+    save_scores(out, data, scores_path(dataset, out.name), DATASETS[dataset].get("group_by"))
     return {
         "dataset": dataset,
         "split": DATASETS[dataset]["split"],

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from resaction.data.manifests import read_manifest
+from resaction.data.splits import entry_groups
+
 SCORES = Path(__file__).resolve().parent / "results" / "real_data_scores"
 DECIMALS = 5
 
@@ -23,8 +26,9 @@ def scores_path(dataset: str, run: str) -> Path:
     return SCORES / dataset / f"{run}.json"
 
 
-def save_scores(run_dir: Path, data: Path, out: Path) -> Path:
-    """Write the per-video scores of the cross-validation in ``run_dir`` (made on ``data``)."""
+def save_scores(run_dir: Path, data: Path, out: Path, group_by: str | None = None) -> Path:
+    """Write the per-video scores of the cross-validation in ``run_dir`` (made on ``data``, its
+    groups named by ``group_by`` as in crossval, or by the data's groups.csv)."""
     record = json.loads((run_dir / "crossval.json").read_text())
     folds = []
     for fold in record["folds"]:
@@ -36,7 +40,8 @@ def save_scores(run_dir: Path, data: Path, out: Path) -> Path:
             {
                 "fold": fold["fold"],
                 "videos": [Path(row["path"]).relative_to(data).as_posix() for row in rows],
-                "groups": [row.get("group", "") for row in rows],
+                "groups": entry_groups(read_manifest(folder / "test.csv"), group_by)
+                or [""] * len(rows),
                 "labels": scores["labels"].astype(int).tolist(),
                 "probs": scores["video_probs"],
             }
