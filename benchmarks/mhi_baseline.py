@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -72,7 +73,7 @@ def energy_features(frames: np.ndarray, threshold: int = THRESHOLD) -> np.ndarra
     ).astype(np.int16)
     change = np.abs(np.diff(grey, axis=0))
     series = (change.mean(axis=(1, 2)), (change >= threshold).mean(axis=(1, 2)))
-    stats = [f(x) for x in series for f in (np.mean, lambda x: np.percentile(x, 90), np.std)]
+    stats = [f(x) for x in series for f in (np.mean, partial(np.percentile, q=90), np.std)]
     return np.log(np.asarray(stats, dtype=np.float64) + 1e-4)
 
 
@@ -110,14 +111,15 @@ def logistic_regression(
     onehot = np.eye(classes)[labels]
     weights, bias = np.zeros((a.shape[1], classes)), np.zeros(classes)
     for _ in range(steps):
-        logits = a @ weights + bias
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        error = probs / probs.sum(axis=1, keepdims=True) - onehot
+        error = _softmax(a @ weights + bias) - onehot
         weights -= 0.1 * (a.T @ error / len(a) + l2 * weights)
         bias -= 0.1 * error.mean(axis=0)
-    logits = b @ weights + bias
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return probs / probs.sum(axis=1, keepdims=True)
+    return _softmax(b @ weights + bias)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
 
 
 CLASSIFIERS = {"mhi": nearest_neighbour, "energy": logistic_regression}

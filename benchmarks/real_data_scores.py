@@ -9,7 +9,6 @@ over its test views, rounded to 5 decimals): a few tens of kilobytes a row.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -33,15 +32,13 @@ def save_scores(run_dir: Path, data: Path, out: Path, group_by: str | None = Non
     folds = []
     for fold in record["folds"]:
         folder = run_dir / f"fold_{fold['fold']}"
-        with (folder / "test.csv").open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
+        test = read_manifest(folder / "test.csv")
         scores = np.load(folder / "eval" / "scores.npz")
         folds.append(
             {
                 "fold": fold["fold"],
-                "videos": [Path(row["path"]).relative_to(data).as_posix() for row in rows],
-                "groups": entry_groups(read_manifest(folder / "test.csv"), group_by)
-                or [""] * len(rows),
+                "videos": [Path(e.path).relative_to(data).as_posix() for e in test.entries],
+                "groups": entry_groups(test, group_by) or [""] * len(test),
                 "labels": scores["labels"].astype(int).tolist(),
                 "probs": scores["video_probs"],
             }
