@@ -10,8 +10,12 @@ Runs, in order, and resumes where it stopped (each fold is read back once finish
    `--method speed` or `--method contrastive`) per model on the unlabelled footage of every
    dataset in ../shared/data/videos that is not evaluated here (small copies; the fight data and
    PS7 are left out whole, so no fold's test videos are ever seen);
-5. `resaction crossval` for every (dataset, model, start) row, from scratch, from the synthetic
-   checkpoint and from the self-supervised one, plus the fight data without groups g44 and g45.
+5. for the "hockey" start, one supervised run per model on the labelled fight / noFight clips of
+   hockey_fight and hockey_fight_more (NHL broadcasts, another kind of footage than any evaluated
+   dataset; what a user with labelled clips of a related task would start from);
+6. `resaction crossval` for every (dataset, model, start) row, from scratch, from the synthetic
+   checkpoint, from the self-supervised one and from the hockey one, plus the fight data without
+   groups g44 and g45.
 
 Writes benchmarks/results/real_data.json (and each row's per-video test scores under
 benchmarks/results/real_data_scores/, which fusion reads) and prints a table (mean and sample
@@ -19,8 +23,8 @@ standard deviation of video-level top-1 over folds, against the baseline measure
 folds). Every command it runs is printed first, so the table can be reproduced command by command.
 
     python benchmarks/real_data.py [--only fight,ps7] [--models tsn_resnet18,...]
-        [--starts scratch,synthetic,selfsup,contrastive] [--finetune sgd|adamw] [--size 56|80|112]
-        [--device cuda]
+        [--starts scratch,synthetic,selfsup,contrastive,hockey] [--finetune sgd|adamw]
+        [--size 56|80|112] [--device cuda]
 
 ``--size`` sets the cross-validation's crop (the short side is 8/7 of it; pretraining stays at
 56 px): rows ``<start> 80px`` in folders ``<model>_<start>_80px``, the input-size study.
@@ -59,6 +63,8 @@ FINETUNE = {"sgd": [], "adamw": ["--optimizer", "adamw", "--lr", "0.001"]}
 PRETRAIN_EPOCHS_DEFAULT = 12
 PRETRAIN_EPOCHS = {"r2plus1d_18": 8}
 SELFSUP_EPOCHS = 15
+RELATED = ("hockey_fight", "hockey_fight_more")
+"""Labelled fight / noFight clips of another kind, trained on for the ``hockey`` start."""
 VIEWS = ["--clips", "2", "--crops", "1"]
 ENERGY_BASELINE = "motion energy, logistic regression (baseline)"
 DATASETS = {
@@ -175,20 +181,34 @@ def small_copy(name: str, short_side: int = 128) -> Path:
     return target
 
 
-def pretrain(model: str, device: list[str]) -> Path:
+def synthetic_data() -> Path:
     synth = RUNS / "data" / "synth"
     if not (synth / "manifest.csv").is_file():
         run(resaction("synth", "--out", str(synth), "-n", "30", "--seed", "1", "--size", "64",
                       "--frames", "24", "--fps", "15", "--clutter", "0.5", "--camera-motion",
                       "0.5", "--occlusion", "0.5", "--no-progress"))  # fmt: skip
-    out = RUNS / "pretrain" / model
+    return synth / "manifest.csv"
+
+
+def related_data() -> Path:
+    """A manifest of the ``RELATED`` datasets' small copies, labelled by their class folders."""
+    videos = [video for name in RELATED for video in sorted(small_copy(name).rglob("*.mp4"))]
+    manifest = RUNS / "data" / "hockey.csv"
+    manifest.write_text("path,label\n" + "".join(f"{v},{v.parent.name}\n" for v in videos))
+    return manifest
+
+
+def pretrain(model: str, device: list[str], start: str = "synthetic") -> Path:
+    """Supervised pretraining for the ``synthetic`` or ``hockey`` start; its last checkpoint."""
+    data = synthetic_data() if start == "synthetic" else related_data()
+    out = RUNS / ("pretrain" if start == "synthetic" else f"pretrain_{start}") / model
     epochs = str(PRETRAIN_EPOCHS.get(model, PRETRAIN_EPOCHS_DEFAULT))
     resume = ["--resume"] if (out / "config.yaml").is_file() else []
     if not _finished(out, int(epochs)):
-        run(resaction("train", "--data", str(synth), "--model", model, "--weights", "none",
+        run(resaction("train", "--data", str(data), "--model", model, "--weights", "none",
                       "--out", str(out), *RECIPE, "--epochs", epochs, "--val-split", "0",
-                      "-p", "flip=0", *model_input(model), *device, *resume,
-                      "--no-progress"))  # fmt: skip
+                      *(["-p", "flip=0"] if start == "synthetic" else []), *model_input(model),
+                      *device, *resume, "--no-progress"))  # fmt: skip
     return out / "last.pt"
 
 
@@ -223,7 +243,9 @@ def start_weights(start: str, model: str, device: list[str]) -> str:
         return str(selfsup(model, device))
     if start == "contrastive":
         return str(selfsup(model, device, "contrastive"))
-    return str(pretrain(model, device))
+    if start in ("synthetic", "hockey"):
+        return str(pretrain(model, device, start))
+    raise SystemExit(f"unknown start {start!r}: scratch, synthetic, selfsup, contrastive or hockey")
 
 
 def _finished(run_dir: Path, epochs: int) -> bool:
