@@ -17,7 +17,7 @@ Runs, in order, and resumes where it stopped (trained models and per-video resul
 The measures are defined in benchmarks/explain_data.py. Writes benchmarks/results/explain.json
 and prints tables; every command it runs is printed first.
 
-    python benchmarks/explain.py [--models r3d_18,...] [--epochs 12] [--videos 100] [--markdown]
+    python benchmarks/explain.py [--models r3d_18,...] [--epochs 30] [--videos 100] [--markdown]
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--models", default=",".join(MODELS), help="models trained on the synthetic videos")
-    add("--epochs", type=int, default=12, help="training epochs of each synthetic model")
+    add("--epochs", type=int, default=30, help="training epochs of each synthetic model")
     add("--train-videos", type=int, default=30, help="training videos per class (10 classes)")
     add("--videos", type=int, default=100, help="held-out synthetic videos explained")
     add("--methods", default="gradcam,occlusion", help="explanation methods, comma-separated")
