@@ -198,17 +198,25 @@ def related_data() -> Path:
     return manifest
 
 
+SUPERVISED_STARTS = {
+    "synthetic": (synthetic_data, "pretrain", ["-p", "flip=0"]),
+    "hockey": (related_data, "pretrain_hockey", []),
+}
+"""Per supervised start: its training data, its runs/ folder, extra train flags (left and right
+are classes in the synthetic videos, so no flips there)."""
+
+
 def pretrain(model: str, device: list[str], start: str = "synthetic") -> Path:
-    """Supervised pretraining for the ``synthetic`` or ``hockey`` start; its last checkpoint."""
-    data = synthetic_data() if start == "synthetic" else related_data()
-    out = RUNS / ("pretrain" if start == "synthetic" else f"pretrain_{start}") / model
+    """Supervised pretraining for ``start`` (``SUPERVISED_STARTS``); its last checkpoint."""
+    data, folder, extra = SUPERVISED_STARTS[start]
+    out = RUNS / folder / model
     epochs = str(PRETRAIN_EPOCHS.get(model, PRETRAIN_EPOCHS_DEFAULT))
     resume = ["--resume"] if (out / "config.yaml").is_file() else []
     if not _finished(out, int(epochs)):
-        run(resaction("train", "--data", str(data), "--model", model, "--weights", "none",
+        run(resaction("train", "--data", str(data()), "--model", model, "--weights", "none",
                       "--out", str(out), *RECIPE, "--epochs", epochs, "--val-split", "0",
-                      *(["-p", "flip=0"] if start == "synthetic" else []), *model_input(model),
-                      *device, *resume, "--no-progress"))  # fmt: skip
+                      *extra, *model_input(model), *device, *resume,
+                      "--no-progress"))  # fmt: skip
     return out / "last.pt"
 
 
@@ -243,7 +251,7 @@ def start_weights(start: str, model: str, device: list[str]) -> str:
         return str(selfsup(model, device))
     if start == "contrastive":
         return str(selfsup(model, device, "contrastive"))
-    if start in ("synthetic", "hockey"):
+    if start in SUPERVISED_STARTS:
         return str(pretrain(model, device, start))
     raise SystemExit(f"unknown start {start!r}: scratch, synthetic, selfsup, contrastive or hockey")
 
