@@ -15,7 +15,10 @@ are measured apart, on a cold cache. Methods:
 - ``whole``: PyAV decodes the video from its start to the clip's end, converting every frame
   (what ``read_video``-style loaders do); timed on the first clips of each video only.
 
-    python benchmarks/decode.py [--videos 6] [--clips 8] [--out benchmarks/results/decode.json]
+Ratios come with a 95% bootstrap interval over the paired clips, so a dataset with few videos
+(KTH has two) shows how far its ratio can be trusted; ``--min-clips`` reads more clips there.
+
+    python benchmarks/decode.py [--videos 6] [--clips 8] [--min-clips 0] [--out FILE.json]
     python benchmarks/decode.py --markdown benchmarks/results/decode.json   # the docs table
 """
 
@@ -147,18 +150,38 @@ def measure_video(
     return times, costs
 
 
+def ratio_interval(
+    slower: np.ndarray, faster: np.ndarray, seed: int = 0, draws: int = 2000
+) -> list[float]:
+    """95% bootstrap interval of ``sum(slower) / sum(faster)``, resampling the paired clips."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(slower), size=(draws, len(slower)))
+    ratios = slower[picks].sum(axis=1) / faster[picks].sum(axis=1)
+    return [float(v) for v in np.percentile(ratios, [2.5, 97.5])]
+
+
 def summarise(dataset: str, per_video: list[tuple[dict, dict]]) -> dict[str, Any]:
     methods = list(per_video[0][0])
+    clip_ms = {m: np.array([t for times, _ in per_video for t in times[m]]) for m in methods}
     ms = {m: float(np.mean([t for times, _ in per_video for t in times[m]])) for m in methods}
     opens = {m: float(np.mean([c[m] for _, c in per_video])) for m in per_video[0][1]}
     row: dict[str, Any] = {"dataset": dataset, "videos": len(per_video), "ms_per_clip": ms}
     row["open_ms"] = opens
     row["clips"] = sum(len(times["resaction"]) for times, _ in per_video)
-    row["resized_speedup"] = ms["resaction"] / ms["resaction@128"]
+    ratios = {"resized_speedup": ("resaction", "resaction@128")}
     if "torchcodec" in ms:
-        row["vs_torchcodec"] = ms["torchcodec"] / ms["resaction"]
-        row["vs_torchcodec_resized"] = ms["torchcodec@128"] / ms["resaction@128"]
+        ratios["vs_torchcodec"] = ("torchcodec", "resaction")
+        ratios["vs_torchcodec_resized"] = ("torchcodec@128", "resaction@128")
+    for key, (slower, faster) in ratios.items():
+        row[key] = ms[slower] / ms[faster]
+        row[f"{key}_ci95"] = ratio_interval(clip_ms[slower], clip_ms[faster])
     return row
+
+
+def with_interval(row: dict[str, Any], key: str) -> str:
+    """``row[key]`` with its 95% interval where the results file has one (older files do not)."""
+    low_high = row.get(f"{key}_ci95")
+    return f"{row[key]:.2f}" + (f" ({low_high[0]:.2f}-{low_high[1]:.2f})" if low_high else "")
 
 
 def print_table(rows: list[dict[str, Any]], with_tc: bool) -> None:
@@ -173,10 +196,13 @@ def print_table(rows: list[dict[str, Any]], with_tc: bool) -> None:
     for row in rows:
         cells = [row["dataset"], str(row["clips"])]
         cells += [f"{row['ms_per_clip'][m]:.1f}" for m in methods]
-        cells.append(f"{row['resized_speedup']:.2f}")
+        cells.append(with_interval(row, "resized_speedup"))
         if with_tc:
             opens = row["open_ms"]
-            cells += [f"{row['vs_torchcodec']:.2f}", f"{row['vs_torchcodec_resized']:.2f}"]
+            cells += [
+                with_interval(row, "vs_torchcodec"),
+                with_interval(row, "vs_torchcodec_resized"),
+            ]
             cells.append(f"{opens['resaction']:.0f} / {opens['torchcodec']:.0f}")
         table.add_row(*cells)
     console.print(table)
@@ -190,9 +216,12 @@ def markdown_table(payload: dict[str, Any]) -> str:
     for row in payload["rows"]:
         ms, opens = row["ms_per_clip"], row["open_ms"]
         cells = [row["dataset"], str(row["clips"]), f"{ms['resaction']:.1f}"]
-        cells += [f"{ms['torchcodec']:.1f}", f"{row['vs_torchcodec']:.2f}"]
+        cells += [f"{ms['torchcodec']:.1f}", with_interval(row, "vs_torchcodec")]
         cells += [f"{ms['resaction@128']:.1f}", f"{ms['torchcodec@128']:.1f}"]
-        cells += [f"{row['vs_torchcodec_resized']:.2f}", f"{row['resized_speedup']:.2f}"]
+        cells += [
+            with_interval(row, "vs_torchcodec_resized"),
+            with_interval(row, "resized_speedup"),
+        ]
         cells += [f"{ms['opencv']:.1f}", f"{ms['whole']:.1f}"]
         cells.append(f"{opens['resaction']:.0f} / {opens['torchcodec']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -203,6 +232,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=int, default=6, help="Videos per dataset.")
     parser.add_argument("--clips", type=int, default=8, help="Random clips per video.")
+    parser.add_argument(
+        "--min-clips",
+        type=int,
+        default=0,
+        help="At least this many clips per dataset (more per video where it has few videos).",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS / "decode.json")
     parser.add_argument("--markdown", type=Path, help="Print the table of a results file.")
@@ -222,8 +257,9 @@ def main() -> None:
         task = progress.add_task("decoding", total=sum(len(v) for v in groups.values()))
         for dataset, videos in groups.items():
             per_video = []
+            clips = max(args.clips, -(-args.min_clips // len(videos)))
             for path in videos:
-                per_video.append(measure_video(path, args.clips, rng, with_tc))
+                per_video.append(measure_video(path, clips, rng, with_tc))
                 progress.advance(task)
             rows.append(summarise(dataset, per_video))
     print_table(rows, with_tc)
