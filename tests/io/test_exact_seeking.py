@@ -17,7 +17,13 @@ import pytest
 from resaction.errors import VideoOpenError
 from resaction.io import VideoReader
 from resaction.io.exactness import check_exactness
-from tests.io.videogen import read_code, trim_without_reencoding, write_video
+from resaction.io.index_build import keyframe_flags_doubtful
+from tests.io.videogen import (
+    read_code,
+    remux_every_packet_key,
+    trim_without_reencoding,
+    write_video,
+)
 
 FRAMES = 90
 GOP = 12
@@ -81,6 +87,45 @@ def test_random_reads_equal_sequential_decoding(tmp_path: Path, name: str) -> No
     assert reader.num_frames == FRAMES
     assert reader.seek_mode == mode
     assert reader.fps == pytest.approx(25, rel=1e-3)
+
+
+X265 = f"keyint={GOP}:min-keyint={GOP}:scenecut=0:log-level=error"
+H263 = {"codec": "h263", "width": 128, "height": 96}
+# name -> (file name, write_video arguments, remuxed with every packet flagged a keyframe)
+EVERY_PACKET_KEY: dict[str, tuple[str, dict, bool]] = {
+    "avi_h263": ("a.avi", H263, False),
+    "3gp_h263": ("a.3gp", H263, True),
+    "mp4_hevc_bframes": ("a.mp4", {"codec": "libx265", "options": {"x265-params": X265}}, True),
+    "mkv_hevc_bframes": ("a.mkv", {"codec": "libx265", "options": {"x265-params": X265}}, True),
+    "mov_mpeg4_bframes": ("a.mov", {"codec": "mpeg4", "max_b_frames": 2}, True),
+    "mp4_mpeg2_bframes": ("a.mp4", {"codec": "mpeg2video", "max_b_frames": 2}, True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EVERY_PACKET_KEY))
+def test_keyframe_flags_on_every_packet_are_checked_by_decoding(tmp_path: Path, name: str) -> None:
+    """H.263 in AVI as FFmpeg writes it flags every packet a keyframe, and so does an MP4 or MOV
+    without a sync-sample table, or a remux that flags every packet. A seek to a picture that is
+    not one decoded a wrong picture (H.263) or failed (HEVC, MPEG-4 and MPEG-2 in MP4, MOV and
+    MKV); the real keyframes are found by decoding the file once."""
+    file_name, kwargs, remux = EVERY_PACKET_KEY[name]
+    path = write_video(tmp_path / file_name, num_frames=FRAMES, gop=GOP, **kwargs)
+    if remux:
+        path = remux_every_packet_key(path, tmp_path / f"every_key{path.suffix}")
+    with av.open(str(path)) as container:
+        assert all(p.is_keyframe for p in container.demux(video=0) if p.size)
+    reader = assert_exact(path)
+    assert reader.num_frames == FRAMES
+    assert reader.seek_mode == "pts, keyframes decoded"
+    assert 1 < len(reader._index.key_pos) <= FRAMES // 4
+
+
+def test_keyframe_flags_are_trusted_where_they_can_be() -> None:
+    """Only doubtful flags cost a decode: those of intra-only codecs and sparse ones are kept."""
+    h264, mjpeg = av.Codec("h264", "r"), av.Codec("mjpeg", "r")
+    assert keyframe_flags_doubtful([True] * 10, h264)
+    assert not keyframe_flags_doubtful([True] * 10, mjpeg)
+    assert not keyframe_flags_doubtful([True, False, False, True, False, False], h264)
 
 
 def remux_from(source: Path, target: Path, skip: int) -> Path:

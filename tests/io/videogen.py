@@ -149,3 +149,18 @@ def trim_without_reencoding(source: Path, target: Path, first_frame: int, gop: i
             packet.stream = out
             writer.mux(packet)
     return target
+
+
+def remux_every_packet_key(source: Path, target: Path) -> Path:
+    """``source`` remuxed without re-encoding, every packet flagged a keyframe, as some AVI
+    muxers and DVR exports write their index: the flags then say nothing about the pictures."""
+    with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
+        stream = reader.streams.video[0]
+        out = writer.add_stream_from_template(stream)
+        for packet in reader.demux(stream):
+            if packet.size == 0:
+                continue
+            packet.is_keyframe = True
+            packet.stream = out
+            writer.mux(packet)
+    return target

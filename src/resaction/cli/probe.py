@@ -76,7 +76,7 @@ def probe(
         elif result.exact is False:
             message = f"{result.path}: random reads differ from a sequential decode"
             bar.console.print(message, highlight=False, soft_wrap=True)
-        elif result.seek_mode and result.seek_mode.endswith("from start"):
+        elif result.seek_mode and "from start" in result.seek_mode:
             message = (
                 f"{result.path}: its timestamps cannot be trusted after a seek, so every read "
                 "demuxes from the start (exact, slower on long files); for fast random access "

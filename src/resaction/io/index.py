@@ -72,7 +72,8 @@ class VideoIndex:
     keyframe ``k`` (at packet ``key_pos[k]``), -1 where it is not a frame. Matching by packet,
     ``pos_slot[p]`` is the frame number of the picture packet ``p`` puts out (-1: none).
     ``guessed_order`` marks B-frame streams whose container stores no pts; ``packet_times`` is
-    False where ``packet_ts`` are positions because the dts were unusable.
+    False where ``packet_ts`` are positions because the dts were unusable; ``keys_decoded`` that
+    the keyframes were found by decoding, the container's flags being doubtful.
     """
 
     path: str
@@ -94,6 +95,7 @@ class VideoIndex:
     pos_slot: np.ndarray | None = None
     truncated: bool = False
     packet_times: bool = True
+    keys_decoded: bool = False
 
     @property
     def num_frames(self) -> int:

@@ -16,10 +16,11 @@ from av.video.frame import PictureType
 from av.video.stream import VideoStream
 
 from resaction.errors import VideoOpenError
-from resaction.io.container import av_reason
+from resaction.io.container import av_reason, open_container
 from resaction.io.decoding import ForwardDecode, decode, packet_position, packets_from_key
 from resaction.io.index import (
     VideoIndex,
+    decode_packet,
     display_rotation,
     guesses_pts,
     header_claims_more,
@@ -50,9 +51,13 @@ def build_index(container: InputContainer, stream: VideoStream, path: Path) -> V
         "time_base": Fraction(stream.time_base) if stream.time_base else Fraction(1, 1),
         "average_rate": Fraction(stream.average_rate) if stream.average_rate else None,
     }
+    keys_decoded = keyframe_flags_doubtful(packets.key, codec.codec)
+    if keys_decoded:
+        packets = replace(packets, key=_decoded_keyframes(path, stream, len(packets.key)))
     guessed = guesses_pts(container.format.name)
     by_pts = identify_by_pts(packets, guessed, path, codec.codec)
     index = index_from_packets(packets, base, guessed, by_pts, first.pts)
+    index = replace(index, keys_decoded=keys_decoded)
     if not seeks_exactly(container.format.name):
         index = replace(index, seekable=False)
     if not by_pts:
@@ -62,6 +67,44 @@ def build_index(container: InputContainer, stream: VideoStream, path: Path) -> V
     if not index.num_frames:
         raise VideoOpenError(f"{path}: no decodable frames")
     return index
+
+
+def keyframe_flags_doubtful(flags: list[bool], codec: av.Codec) -> bool:
+    """Whether a container's keyframe flags must be checked by decoding: more than half the
+    packets of a codec whose pictures may refer to others are flagged. Some files flag every
+    packet (H.263 in AVI as FFmpeg writes it; an MP4 or MOV without a sync-sample table, which
+    says every sample is one; remuxes by some DVRs), and a seek to a picture that is not a
+    keyframe decodes a wrong picture or none."""
+    return not codec.intra_only and len(flags) > 2 and 2 * sum(flags) > len(flags)
+
+
+def _decoded_keyframes(path: Path, stream: VideoStream, count: int) -> list[bool]:
+    """Which of the first ``count`` kept packets (as ``read_packets`` keeps them) hold a picture
+    that the decoder calls a keyframe, by one decode of the stream from its start."""
+    keys = [False] * count
+
+    def mark(frames: list) -> None:
+        for frame in frames:
+            tag = packet_position(frame)
+            if tag is not None and frame.key_frame:
+                keys[tag] = True
+
+    container, fresh = open_container(path, stream.codec_context.thread_count)
+    with container:
+        position = 0
+        for packet in container.demux(fresh):
+            if packet.size == 0:
+                continue
+            if position == count:
+                break
+            packet.opaque = (position,)
+            position += 1
+            mark(decode_packet(fresh.codec_context, packet))
+        mark(decode_packet(fresh.codec_context, None))
+    log.info(
+        "%s: most packets are flagged keyframes; %d of %d decode as ones", path, sum(keys), count
+    )
+    return keys
 
 
 def _number_by_decoding(

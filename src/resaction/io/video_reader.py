@@ -105,9 +105,12 @@ class VideoReader(FrameReader):
         from, numbered by one full decode when the file was opened; for containers whose
         timestamps are guessed and wrong, such as H.264 with B-frames in AVI); "from start" is
         added where a read demuxes from the start of the file instead of seeking (MPEG program
-        streams, whose timestamps shift after a seek; streams with no timestamps to seek by)."""
+        streams, whose timestamps shift after a seek; streams with no timestamps to seek by), and
+        ", keyframes decoded" where the container flags most packets as keyframes and the real
+        ones were found by decoding the file once."""
         mode = "pts" if self._index.by_pts else "packet"
-        return mode if self._index.seekable else f"{mode} from start"
+        mode = mode if self._index.seekable else f"{mode} from start"
+        return f"{mode}, keyframes decoded" if self._index.keys_decoded else mode
 
     def get_frames(self, indices: IndexLike) -> torch.Tensor:
         """Frames ``indices`` (any order, repeats allowed) as uint8 ``(T, H, W, 3)`` RGB."""
