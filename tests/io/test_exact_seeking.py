@@ -59,6 +59,10 @@ COMBINATIONS: dict[str, tuple[str, dict, str]] = {
     "vob_mpeg2_no_bframes": ("a.vob", {"codec": "mpeg2video"}, "pts from start"),
     "mpg_h264_bframes": ("a.mpg", x264("bframes=2"), "packet from start"),
     "m4v_raw_mpeg4": ("a.m4v", {"codec": "mpeg4", "max_b_frames": 2}, "pts"),
+    # Periodic intra refresh (low-latency cameras): the keyframes are recovery points, after
+    # which the decoder shows nothing until the picture is refreshed; reads decode from earlier.
+    "mp4_h264_intra_refresh": ("a.mp4", x264("bframes=0:intra-refresh=1"), "pts"),
+    "ts_h264_intra_refresh": ("a.ts", x264("bframes=0:intra-refresh=1"), "pts"),
 }
 
 
@@ -313,3 +317,24 @@ def test_a_later_clip_continues_decoding_without_a_new_seek(
 
 def frame_numbers_of(reader: VideoReader, indices) -> list[int]:
     return [read_code(frame) for frame in reader.get_frames(list(indices)).numpy()]
+
+
+def test_intra_refresh_reads_just_after_a_recovery_point(tmp_path: Path) -> None:
+    """With periodic intra refresh the decoder shows nothing for a while after a seek to a
+    flagged keyframe (a recovery point); the frames just after one still read, one at a time
+    from fresh readers and streamed, from an earlier keyframe."""
+    path = write_video(
+        tmp_path / "a.mp4", num_frames=FRAMES, gop=GOP, **x264("bframes=0:intra-refresh=1")
+    )
+    with VideoReader(path) as reader:
+        keys = reader._index.key_slot
+        assert len(keys) > 3
+        after = [int(keys[3]) + 1, int(keys[3]) + 2, int(keys[-1]) + 1]
+    for frame in after:
+        with VideoReader(path) as reader:
+            assert frame_numbers_of(reader, [frame]) == [frame]
+        with VideoReader(path) as reader:
+            streamed = [
+                (i, read_code(image)) for i, _, image in reader.iter_frames(frame, frame + 3)
+            ]
+            assert streamed == [(i, i) for i in range(frame, frame + 3)]

@@ -149,12 +149,12 @@ class VideoIndex:
         known = np.flatnonzero(self.key_slot >= 0)
         return known, self.key_slot[known]
 
-    def seek_point(self, frame: int) -> int:
+    def seek_point(self, frame: int, back: int = 0) -> int:
         """The keyframe (index into ``key_pos``) to decode from to reach ``frame``: the last one
-        at or before it that is a frame."""
+        at or before it that is a frame, or the one ``back`` such keyframes before that."""
         known, slots = self._seek_keys
         at = int(np.searchsorted(slots, frame, side="right")) - 1
-        return int(known[max(at, 0)])
+        return int(known[max(at - back, 0)])
 
 
 @dataclass

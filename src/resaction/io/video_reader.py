@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from av.video.frame import VideoFrame
 
 from resaction.errors import VideoOpenError
 from resaction.io.base import FrameReader, IndexLike
@@ -28,6 +29,7 @@ from resaction.io.metadata import VideoMetadata, frame_rate
 log = logging.getLogger(__name__)
 
 FRAMES_A_SEEK_COSTS = 4
+KEYFRAMES_BACK_ON_A_MISS = 2
 
 
 class VideoReader(FrameReader):
@@ -128,15 +130,16 @@ class VideoReader(FrameReader):
             frames = frames[inverse.reshape(-1)]
         return torch.from_numpy(frames)
 
-    def _frames_from(self, first: int) -> ForwardDecode:
+    def _frames_from(self, first: int, back: int = 0) -> ForwardDecode:
         """Decoding that reaches frame ``first``: the one left running by the last read when
         ``first`` lies ahead of it and no keyframe well past it would be closer (as clips of one
-        video read in order do), else a new one from the keyframe before ``first``."""
+        video read in order do), else a new one from the keyframe before ``first`` (or ``back``
+        keyframes before that one)."""
         index = self._index
-        key = index.seek_point(first)
+        key = index.seek_point(first, back)
         running = self._decoding
         last = None if running is None or running.finished else running.last
-        if last is not None and last < first and not self._worth_seeking(last, first):
+        if back == 0 and last is not None and last < first and not self._worth_seeking(last, first):
             running.first_wanted = first
             return running
         if running is not None:
@@ -153,12 +156,35 @@ class VideoReader(FrameReader):
         key = self._index.seek_point(wanted)
         return int(self._index.key_slot[key]) - decoded > FRAMES_A_SEEK_COSTS
 
+    def _frames_reaching(self, first: int) -> Iterator[tuple[int, VideoFrame]]:
+        """Decoded ``(frame number, frame)`` from frame ``first`` on. Where frame ``first`` does
+        not come out of the decoding that should reach it, decoding starts again from up to
+        ``KEYFRAMES_BACK_ON_A_MISS`` keyframes earlier: in H.264 with periodic intra refresh
+        (low-latency cameras) the flagged keyframes are recovery points, and after a seek to one
+        the decoder shows nothing until the refresh has swept the whole picture. (The frames are
+        passed on in a loop, not with ``yield from``, which would close the decoding kept for the
+        next read to go on with.)"""
+        index = self._index
+        for back in range(KEYFRAMES_BACK_ON_A_MISS + 1):
+            frames = iter(self._frames_from(first, back))
+            found = next(((slot, frame) for slot, frame in frames if slot >= first), None)
+            last_try = back == KEYFRAMES_BACK_ON_A_MISS or (
+                index.seek_point(first, back) == index.seek_point(first, back + 1)
+            )
+            if found is not None and (found[0] == first or last_try):
+                yield found
+                for item in frames:  # noqa: UP028 (see the docstring)
+                    yield item
+                return
+            if last_try:
+                return
+
     def _decode_run(self, wanted: list[int], first: int, out: np.ndarray) -> int:
         """Decode forward from one position, filling ``out[first:]`` until the next wanted
         frame is better reached by a new seek (``_worth_seeking``) or all are done. Returns the
         number of wanted frames filled so far."""
         filled = first
-        for slot, frame in self._frames_from(wanted[first]):
+        for slot, frame in self._frames_reaching(wanted[first]):
             if slot < wanted[filled]:
                 continue
             if slot > wanted[filled]:
@@ -186,7 +212,7 @@ class VideoReader(FrameReader):
             return
         timestamps = self._index.timestamps
         last = start - 1
-        for slot, frame in self._frames_from(start):
+        for slot, frame in self._frames_reaching(start):
             if slot < start:
                 continue
             if slot >= stop:
