@@ -20,7 +20,7 @@ from resaction.io.exactness import check_exactness
 from resaction.io.index_build import keyframe_flags_doubtful
 from tests.io.videogen import (
     read_code,
-    remux_every_packet_key,
+    remux_flagging_keyframes,
     trim_without_reencoding,
     write_video,
 )
@@ -115,13 +115,31 @@ def test_keyframe_flags_on_every_packet_are_checked_by_decoding(tmp_path: Path, 
     file_name, kwargs, remux = EVERY_PACKET_KEY[name]
     path = write_video(tmp_path / file_name, num_frames=FRAMES, gop=GOP, **kwargs)
     if remux:
-        path = remux_every_packet_key(path, tmp_path / f"every_key{path.suffix}")
+        path = remux_flagging_keyframes(path, tmp_path / f"every_key{path.suffix}")
     with av.open(str(path)) as container:
         assert all(p.is_keyframe for p in container.demux(video=0) if p.size)
     reader = assert_exact(path)
     assert reader.num_frames == FRAMES
     assert reader.seek_mode == "pts, keyframes decoded"
     assert 1 < len(reader._index.key_pos) <= FRAMES // 4
+
+
+@pytest.mark.parametrize("name", ["mov_mpeg4_bframes", "mov_h263"])
+def test_a_few_packets_wrongly_flagged_keyframes_are_not_decoded_from(
+    tmp_path: Path, name: str
+) -> None:
+    """Every 7th packet flagged a keyframe, too few to doubt the flags as a whole. MPEG-4 Part 2
+    and H.263 decoders show a picture over grey references after a seek to one that is not: a
+    wrong frame without an error. A seek whose first picture is not a keyframe now goes on to
+    the keyframe before it."""
+    kwargs = H263 if name == "mov_h263" else {"codec": "mpeg4", "max_b_frames": 2}
+    source = write_video(tmp_path / "source.mov", num_frames=FRAMES, gop=GOP, **kwargs)
+    path = remux_flagging_keyframes(source, tmp_path / "a.mov", every=7)
+    with av.open(str(path)) as container:
+        flags = [p.is_keyframe for p in container.demux(video=0) if p.size]
+    assert FRAMES // 7 < sum(flags) < FRAMES // 2
+    reader = assert_exact(path)
+    assert reader.seek_mode == "pts"
 
 
 def test_keyframe_flags_are_trusted_where_they_can_be() -> None:

@@ -151,16 +151,17 @@ def trim_without_reencoding(source: Path, target: Path, first_frame: int, gop: i
     return target
 
 
-def remux_every_packet_key(source: Path, target: Path) -> Path:
-    """``source`` remuxed without re-encoding, every packet flagged a keyframe, as some AVI
-    muxers and DVR exports write their index: the flags then say nothing about the pictures."""
+def remux_flagging_keyframes(source: Path, target: Path, every: int = 1) -> Path:
+    """``source`` remuxed without re-encoding, every ``every``-th packet flagged a keyframe
+    besides the real ones, as some AVI muxers and DVR exports write their index (``every=1``:
+    all of them): the flags then say little or nothing about the pictures."""
     with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
         stream = reader.streams.video[0]
         out = writer.add_stream_from_template(stream)
-        for packet in reader.demux(stream):
-            if packet.size == 0:
-                continue
-            packet.is_keyframe = True
+        packets = (packet for packet in reader.demux(stream) if packet.size)
+        for number, packet in enumerate(packets):
+            if number % every == 0:
+                packet.is_keyframe = True
             packet.stream = out
             writer.mux(packet)
     return target

@@ -19,6 +19,12 @@ from resaction.io.index import VideoIndex
 
 log = logging.getLogger(__name__)
 
+# Codecs whose decoder shows a picture whose references it never saw (over grey ones) rather
+# than dropping it: after a seek to a packet wrongly flagged a keyframe they give a wrong frame.
+SHOWN_WITHOUT_REFERENCES = frozenset(
+    {"mpeg4", "h263", "h263p", "h263i", "flv", "msmpeg4v1", "msmpeg4v2", "msmpeg4", "wmv1", "wmv2"}
+)
+
 
 def _seek_attempts(index: VideoIndex, key: int) -> list[int | None]:
     """Timestamps to seek to, best first; ``None`` means the start of the file."""
@@ -165,7 +171,9 @@ class ForwardDecode:
     may raise ``first_wanted`` between frames to go on to a later frame without a new seek.
     ``last`` is the frame number last decoded, ``finished`` whether the stream ended. Decoding
     stops at a packet that fails to decode: the pictures after it until the next keyframe would
-    be damaged.
+    be damaged. With ``check_key``, it also stops before the first picture when that is not a
+    keyframe and the codec would show it anyway, over grey references (see
+    ``SHOWN_WITHOUT_REFERENCES``): the container flagged a picture that is not one.
     """
 
     def __init__(
@@ -175,8 +183,10 @@ class ForwardDecode:
         index: VideoIndex,
         key: int,
         first_wanted: int = 0,
+        check_key: bool = False,
     ) -> None:
         self.first_wanted = first_wanted
+        self._check_key = check_key and key > 0 and index.codec in SHOWN_WITHOUT_REFERENCES
         self.last: int | None = None
         self.finished = False
         self._frames = self._decode(container, stream, index, key)
@@ -221,6 +231,11 @@ class ForwardDecode:
                     slot = _slot(index, frame, last)
                     if slot is None or slot < min_slot:
                         continue
+                    if self._check_key:
+                        if not frame.key_frame:
+                            log.debug("%s: keyframe %d is not one", index.path, key)
+                            return
+                        self._check_key = False
                     if slot >= count:
                         return
                     last = self.last = slot

@@ -144,7 +144,9 @@ class VideoReader(FrameReader):
             return running
         if running is not None:
             running.close()
-        self._decoding = ForwardDecode(self._container, self._stream, index, key, first)
+        self._decoding = ForwardDecode(
+            self._container, self._stream, index, key, first, check_key=True
+        )
         return self._decoding
 
     def _worth_seeking(self, decoded: int, wanted: int) -> bool:
