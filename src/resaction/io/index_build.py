@@ -92,14 +92,17 @@ def _decoded_keyframes(path: Path, stream: VideoStream, count: int) -> list[bool
     container, fresh = open_container(path, stream.codec_context.thread_count)
     with container:
         position = 0
-        for packet in container.demux(fresh):
-            if packet.size == 0:
-                continue
-            if position == count:
-                break
-            packet.opaque = (position,)
-            position += 1
-            mark(decode_packet(fresh.codec_context, packet))
+        try:
+            for packet in container.demux(fresh):
+                if packet.size == 0:
+                    continue
+                if position == count:
+                    break
+                packet.opaque = (position,)
+                position += 1
+                mark(decode_packet(fresh.codec_context, packet))
+        except av.FFmpegError:
+            pass  # the demuxing stops where ``read_packets`` stopped it: a cut file
         mark(decode_packet(fresh.codec_context, None))
     log.info(
         "%s: most packets are flagged keyframes; %d of %d decode as ones", path, sum(keys), count
