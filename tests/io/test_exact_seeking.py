@@ -179,6 +179,23 @@ def test_stream_recording_starting_mid_gop(tmp_path: Path, params: str, skip: in
     assert reader.num_frames == FRAMES - first_number
 
 
+@pytest.mark.parametrize("skip", [5, 2 * GOP + 3])
+def test_intra_refresh_recording_starting_mid_stream(tmp_path: Path, skip: int) -> None:
+    """A recording of a periodic-intra-refresh stream cut anywhere has no IDR picture: decoding
+    shows its first picture only once the first refresh after the cut completes, and the pictures
+    after the last recovery point come out only when decoding started before it (they used to be
+    taken for lost at the end of the file and dropped: 70 frames of 74)."""
+    full = write_video(
+        tmp_path / "full.ts", num_frames=FRAMES, gop=GOP, **x264("bframes=0:intra-refresh=1")
+    )
+    path = remux_from(full, tmp_path / "cut.ts", skip)
+    with av.open(str(path)) as container:
+        first_number = read_code(next(container.decode(video=0)).to_ndarray(format="rgb24"))
+    assert first_number > (skip // GOP + 1) * GOP
+    reader = assert_exact(path, first_number)
+    assert reader.num_frames == FRAMES - first_number
+
+
 def test_variable_frame_rate_with_bframes(tmp_path: Path) -> None:
     """Variable frame rate with B-frames in MP4: times come from the stored pts."""
     gaps = np.random.default_rng(2).choice([20, 40, 100], size=FRAMES - 1)

@@ -159,9 +159,11 @@ def _drop_undecodable_tail(
     container: InputContainer, stream: VideoStream, index: VideoIndex
 ) -> VideoIndex:
     """Decode the last group of pictures of a pts-matched index and drop the frames of it that
-    do not decode."""
-    key = index.seek_point(index.num_frames - 1)
-    start = int(index.key_slot[key])
+    do not decode. Decoding starts a keyframe earlier: after a seek to a recovery point of H.264
+    with periodic intra refresh, the decoder shows nothing until the refresh completes, and those
+    pictures would be taken for lost."""
+    start = int(index.key_slot[index.seek_point(index.num_frames - 1)])
+    key = index.seek_point(index.num_frames - 1, back=1)
     decoded: list[int] = []
     last_is_b = False
     for slot, frame in ForwardDecode(container, stream, index, key):
