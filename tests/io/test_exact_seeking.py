@@ -20,6 +20,7 @@ from resaction.io.exactness import check_exactness
 from resaction.io.index_build import keyframe_flags_doubtful
 from tests.io.videogen import (
     read_code,
+    remux_dropping_frames,
     remux_flagging_keyframes,
     trim_without_reencoding,
     write_video,
@@ -219,6 +220,24 @@ def test_h264_in_avi_keyframes_known_without_decoding_from_start(tmp_path: Path)
         keys = reader._index.key_slot
         assert keys.tolist() == list(range(0, FRAMES, GOP))
         assert reader.timestamps[-1] == pytest.approx((FRAMES - 1) / 25)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [x264("bframes=0"), x264("bframes=2"), {"codec": "mpeg4", "max_b_frames": 2}]
+)
+def test_avi_with_dropped_frames_keeps_every_picture(tmp_path: Path, kwargs: dict) -> None:
+    """A recorder that drops frames writes empty chunks in their place: the header counts 97
+    frames, the file holds 90 pictures. H.264 (numbered by packet) took the difference for a cut
+    end and dropped the last picture; the frames' times keep the gaps."""
+    source = write_video(tmp_path / "source.avi", num_frames=FRAMES, gop=GOP, **kwargs)
+    path = remux_dropping_frames(source, tmp_path / "dropped.avi", every=13)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == FRAMES + (FRAMES - 1) // 13
+    reader = assert_exact(path)
+    assert reader.num_frames == FRAMES
+    gaps = np.flatnonzero(np.round(np.diff(reader.timestamps) * 25) > 1)
+    assert len(gaps) == (FRAMES - 1) // 13
+    assert reader.timestamps[-1] == pytest.approx((FRAMES - 1 + (FRAMES - 1) // 13) / 25)
 
 
 def test_raw_stream_that_cannot_seek_says_what_to_do(tmp_path: Path) -> None:

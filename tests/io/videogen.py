@@ -165,3 +165,20 @@ def remux_flagging_keyframes(source: Path, target: Path, every: int = 1) -> Path
             packet.stream = out
             writer.mux(packet)
     return target
+
+
+def remux_dropping_frames(source: Path, target: Path, every: int) -> Path:
+    """``source`` (AVI) remuxed with a frame's time left empty after every ``every``-th packet,
+    as a recorder that drops frames writes it: the AVI muxer fills each gap with an empty chunk,
+    which the header's frame count includes and the demuxer passes over."""
+    with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
+        stream = reader.streams.video[0]
+        out = writer.add_stream_from_template(stream)
+        packets = (packet for packet in reader.demux(stream) if packet.size)
+        for number, packet in enumerate(packets):
+            shift = number // every
+            packet.pts += shift
+            packet.dts += shift
+            packet.stream = out
+            writer.mux(packet)
+    return target

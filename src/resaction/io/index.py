@@ -372,9 +372,24 @@ def _presentation_times(
     return known[1] + (np.arange(len(positions), dtype=np.int64) - known[0]) * step
 
 
+def _frames_packets_span(container: InputContainer, index: VideoIndex) -> int:
+    """How many frames a container header counts for the packets read: one a packet, but in AVI
+    one a chunk, and a recorder that drops a frame writes an empty chunk, which the header counts
+    and the demuxer passes over (its time stays in the next packets' timestamps)."""
+    count = len(index.packet_ts)
+    if count and index.packet_times and "avi" in container.format.name.split(","):
+        return max(count, int(index.packet_ts.max()) + 1)
+    return count
+
+
+def header_counts_more(container: InputContainer, stream: VideoStream, index: VideoIndex) -> bool:
+    """Whether the container header counts clearly more frames than the packets hold."""
+    return bool(stream.frames) and stream.frames > _frames_packets_span(container, index) + 1
+
+
 def header_claims_more(container: InputContainer, stream: VideoStream, index: VideoIndex) -> bool:
     """Whether the container header promises clearly more video than the packets hold."""
-    if stream.frames and stream.frames > index.num_frames + 1:
+    if header_counts_more(container, stream, index):
         return True
     if index.num_frames < 2:
         return False

@@ -24,6 +24,7 @@ from resaction.io.index import (
     display_rotation,
     guesses_pts,
     header_claims_more,
+    header_counts_more,
     identify_by_pts,
     index_from_packets,
     numbered_by_packet,
@@ -143,9 +144,8 @@ def _number_by_decoding(
     if not positions:
         raise VideoOpenError(f"{index.path}: no decodable frames")
     numbered = numbered_by_packet(index, positions, pts, complete)
-    packets_missing = stream.frames > len(index.packet_ts) + 1
     if (
-        (numbered.truncated or packets_missing)
+        (numbered.truncated or header_counts_more(container, stream, index))
         and codec.codec.reorder
         and not last_is_b
         and len(positions) > 1
