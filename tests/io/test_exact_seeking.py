@@ -22,6 +22,7 @@ from tests.io.videogen import (
     read_code,
     remux_dropping_frames,
     remux_flagging_keyframes,
+    remux_with_decode_times_as_pts,
     trim_without_reencoding,
     write_video,
 )
@@ -238,6 +239,34 @@ def test_avi_with_dropped_frames_keeps_every_picture(tmp_path: Path, kwargs: dic
     gaps = np.flatnonzero(np.round(np.diff(reader.timestamps) * 25) > 1)
     assert len(gaps) == (FRAMES - 1) // 13
     assert reader.timestamps[-1] == pytest.approx((FRAMES - 1 + (FRAMES - 1) // 13) / 25)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "kwargs"),
+    [
+        (".mp4", x264("bframes=2")),
+        (".flv", x264("bframes=2")),
+        (".mkv", x264("bframes=2")),
+        (".mxf", x264("bframes=2")),
+        (".mov", {"codec": "mpeg4", "max_b_frames": 2}),
+    ],
+)
+def test_pts_written_in_decode_order_are_not_trusted(
+    tmp_path: Path, suffix: str, kwargs: dict
+) -> None:
+    """A muxer that writes no composition offsets (MP4 without ``ctts``, FLV without composition
+    times, H.264 in MXF as FFmpeg writes it) leaves B-frame pictures with pts that rise in decode
+    order. Every read failed ("frame 1 of 90 could not be decoded"); the pictures are now named
+    by the packet they come from, as in AVI."""
+    source = write_video(tmp_path / "source.mp4", num_frames=FRAMES, gop=GOP, **kwargs)
+    path = remux_with_decode_times_as_pts(source, tmp_path / f"a{suffix}")
+    with av.open(str(path)) as container:
+        pts = [packet.pts for packet in container.demux(video=0) if packet.size]
+    assert pts == sorted(pts)
+    reader = assert_exact(path)
+    assert reader.num_frames == FRAMES
+    assert reader.seek_mode.startswith("packet")
+    assert reader.timestamps[-1] == pytest.approx((FRAMES - 1) / 25)
 
 
 def test_raw_stream_that_cannot_seek_says_what_to_do(tmp_path: Path) -> None:

@@ -182,3 +182,21 @@ def remux_dropping_frames(source: Path, target: Path, every: int) -> Path:
             packet.stream = out
             writer.mux(packet)
     return target
+
+
+def remux_with_decode_times_as_pts(source: Path, target: Path) -> Path:
+    """``source`` (with B-frames, in a container that stores dts) remuxed with each packet's pts
+    set to its dts, as a muxer that writes no composition offsets leaves it: the pts rise in
+    decode order, not in the order the pictures are shown."""
+    with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
+        stream = reader.streams.video[0]
+        out = writer.add_stream_from_template(stream)
+        first_dts = None
+        for packet in reader.demux(stream):
+            if not packet.size:
+                continue
+            first_dts = packet.dts if first_dts is None else first_dts
+            packet.pts = packet.dts = packet.dts - first_dts
+            packet.stream = out
+            writer.mux(packet)
+    return target

@@ -37,6 +37,7 @@ from pathlib import Path
 import av
 import numpy as np
 from av.container import InputContainer
+from av.video.codeccontext import VideoCodecContext
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
@@ -235,6 +236,14 @@ def strictly_increasing(values: list[int | None]) -> bool:
 
 def guesses_pts(format_name: str) -> bool:
     return any(name in _GUESSED_PTS_FORMATS for name in format_name.split(","))
+
+
+def pts_in_decode_order(packets: _Packets, decoder: VideoCodecContext) -> bool:
+    """Whether stored pts rise in decode order although the decoder reorders pictures: the muxer
+    wrote decode times as pts (an MP4 without ``ctts``, an FLV without composition times, an MKV
+    remuxed from one, H.264 in MXF as FFmpeg writes it), so they say nothing of the display
+    order and are treated as guesses. (With pictures reordered, true pts go back somewhere.)"""
+    return bool(decoder.has_b_frames) and strictly_increasing(packets.pts)
 
 
 def seeks_exactly(format_name: str) -> bool:

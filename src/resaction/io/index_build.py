@@ -28,6 +28,7 @@ from resaction.io.index import (
     identify_by_pts,
     index_from_packets,
     numbered_by_packet,
+    pts_in_decode_order,
     read_packets,
     seeks_exactly,
     without_packets,
@@ -55,7 +56,7 @@ def build_index(container: InputContainer, stream: VideoStream, path: Path) -> V
     keys_decoded = keyframe_flags_doubtful(packets.key, codec.codec)
     if keys_decoded:
         packets = replace(packets, key=_decoded_keyframes(path, stream, len(packets.key)))
-    guessed = guesses_pts(container.format.name)
+    guessed = guesses_pts(container.format.name) or pts_in_decode_order(packets, codec)
     by_pts = identify_by_pts(packets, guessed, path, codec.codec)
     index = index_from_packets(packets, base, guessed, by_pts, first.pts)
     index = replace(index, keys_decoded=keys_decoded)
