@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from resaction.cli import run_app
-from tests.io.videogen import write_video
+from tests.io.videogen import cut_at, write_video
 
 FAST = ["--clips", "2", "--clip-len", "4", "--short-side", "32", "--no-progress"]
 
@@ -113,3 +113,30 @@ def test_probe_says_a_program_stream_is_read_from_the_start_and_how_to_remux(
     assert video["exact"] is True and video["error"] is None
     assert "export.mpg: its timestamps cannot be trusted after a seek" in captured.err
     assert "ffmpeg -i export.mpg -c copy out.mkv" in captured.err
+
+
+def test_probe_names_pictures_damaged_in_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recording cut mid-picture reads exactly, and probe says that a picture is damaged in
+    the file itself rather than calling the reads wrong."""
+    root = tmp_path / "videos" / "dvr"
+    root.mkdir(parents=True)
+    options = {"x264-params": "keyint=12:min-keyint=12:scenecut=0:bframes=2"}
+    full = write_video(
+        tmp_path / "full.ts",
+        "libx264",
+        num_frames=90,
+        gop=12,
+        width=160,
+        height=96,
+        options=options,
+    )
+    cut_at(full, root / "cut.ts", 0.5)
+    out = tmp_path / "probe.json"
+    code = run_app(["probe", str(root.parent), *FAST, "--verify", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0 and "1/1" in captured.out
+    (video,) = json.loads(out.read_text())["videos"]
+    assert video["exact"] is True and video["damaged"] >= 1
+    assert "cut.ts: 1 picture(s) damaged in the file itself" in captured.err

@@ -19,6 +19,7 @@ from resaction.io import VideoReader
 from resaction.io.exactness import check_exactness
 from resaction.io.index_build import keyframe_flags_doubtful
 from tests.io.videogen import (
+    cut_at,
     read_code,
     remux_dropping_frames,
     remux_flagging_keyframes,
@@ -28,6 +29,7 @@ from tests.io.videogen import (
 )
 
 FRAMES = 90
+FRAGMENTED = "frag_keyframe+empty_moov+default_base_moof"
 GOP = 12
 X264 = f"keyint={GOP}:min-keyint={GOP}:scenecut=0"
 
@@ -319,6 +321,53 @@ def test_a_recording_that_lost_packets_reads_every_picture_a_plain_decode_shows(
     assert report.error is None and report.exact, report.wrong
     with VideoReader(damaged) as reader:
         assert reader.num_frames == 60
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("a.flv", x264("bframes=2")),
+        ("frag.mp4", {**x264("bframes=2"), "container_options": {"movflags": FRAGMENTED}}),
+    ],
+)
+@pytest.mark.parametrize("fraction", [0.31, 0.77])
+def test_a_cut_recording_reads_the_pictures_before_the_cut(
+    tmp_path: Path, name: str, kwargs: dict, fraction: float
+) -> None:
+    """A recording cut mid-write (FLV, fragmented MP4 as a camera writes it): its last packet is
+    incomplete and fails to decode. The reader leaves it out and keeps every picture before it,
+    the ones the decoder still held included; so does the reference decode now (it stopped at the
+    failing packet, and the check reported 24 frames against the reader's 26)."""
+    full = write_video(
+        tmp_path / f"full_{name}", num_frames=FRAMES, gop=GOP, width=160, height=96, **kwargs
+    )
+    path = cut_at(full, tmp_path / name, fraction)
+    report = check_exactness(path, reads=9, seed=3)
+    assert report.error is None and report.exact, report.wrong
+    with VideoReader(path) as reader:
+        numbers = frame_numbers(reader)
+    assert FRAMES * fraction * 0.5 < len(numbers) < FRAMES * fraction
+    assert numbers == sorted(set(numbers)) and numbers[0] == 0
+    assert numbers[-2] == len(numbers) - 2  # only B-pictures whose packets were cut are missing
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.93])
+def test_a_picture_damaged_by_the_cut_is_counted_but_not_compared(
+    tmp_path: Path, fraction: float
+) -> None:
+    """An MPEG-TS recording cut mid-picture: the decoder conceals what is missing and flags the
+    picture corrupt. It is a frame, as in a plain decode, but its pixels depend on the decoder's
+    threads and on which pictures it decoded before (they differed between a random read and a
+    sequential decode), so the check reports it as damaged rather than wrong."""
+    full = write_video(
+        tmp_path / "full.ts", num_frames=FRAMES, gop=GOP, width=160, height=96, **x264("bframes=2")
+    )
+    path = cut_at(full, tmp_path / "cut.ts", fraction)
+    report = check_exactness(path, reads=9, seed=3)
+    assert report.error is None and report.exact, report.wrong
+    assert report.damaged and max(report.damaged) >= report.frames - 3
+    with VideoReader(path) as reader:
+        assert reader.num_frames == report.frames
 
 
 @pytest.mark.parametrize("first_frame", [30, 26])

@@ -127,8 +127,14 @@ def write_audio_only(path: Path, seconds: float = 0.5) -> Path:
 
 def cut_in_half(source: Path, target: Path) -> Path:
     """A copy of ``source`` with only its first half of bytes (a truncated download)."""
+    return cut_at(source, target, 0.5)
+
+
+def cut_at(source: Path, target: Path, fraction: float) -> Path:
+    """A copy of ``source`` with only the first ``fraction`` of its bytes (a recording stopped
+    mid-write, a truncated download)."""
     data = source.read_bytes()
-    target.write_bytes(data[: len(data) // 2])
+    target.write_bytes(data[: int(len(data) * fraction)])
     return target
 
 

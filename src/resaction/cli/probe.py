@@ -76,6 +76,13 @@ def probe(
         elif result.exact is False:
             message = f"{result.path}: random reads differ from a sequential decode"
             bar.console.print(message, highlight=False, soft_wrap=True)
+        elif result.damaged:
+            message = (
+                f"{result.path}: {result.damaged} picture(s) damaged in the file itself (the "
+                "decoder concealed lost data; their pixels depend on the decoder's threads and "
+                "history, so they were not compared)"
+            )
+            bar.console.print(message, highlight=False, soft_wrap=True)
         elif result.seek_mode and "from start" in result.seek_mode:
             message = (
                 f"{result.path}: its timestamps cannot be trusted after a seek, so every read "

@@ -1,19 +1,27 @@
 """Whether random access returns exactly the frames a plain decode from the start shows.
 
 The reference is PyAV's own sequential decode, converted to a small size by the reader's own
-converter (and without reduced-size decoding), so equal frames are equal to the byte. The reader
-is then asked for random, unsorted, repeated frame lists and runs across keyframes, each from a
-fresh seek, and ``iter_frames`` reads every frame.
+converter (and without reduced-size decoding), so equal frames are equal to the byte. Like
+FFmpeg's own tools it passes over a packet that fails to decode (the incomplete last packet of a
+cut FLV or fragmented MP4) and goes on. The reader is then asked for random, unsorted, repeated
+frame lists and runs across keyframes, each from a fresh seek, and ``iter_frames`` reads every
+frame. Pictures the decoder flags corrupt (lost data it concealed, as at the end of a cut
+MPEG-TS recording) are counted but not compared: their pixels depend on what was decoded before
+them and with how many threads, so no reader can promise them.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
+from av.container import InputContainer
+from av.video.stream import VideoStream
 
 from resaction.errors import VideoError
 from resaction.io.container import av_reason, open_container
@@ -22,16 +30,20 @@ from resaction.io.video_reader import VideoReader
 
 CHECK_SIZE = (24, 32)
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class ExactnessReport:
-    """``exact`` is True when every frame asked for equalled the sequential decode's."""
+    """``exact`` is True when every frame asked for equalled the sequential decode's (``damaged``
+    frames, flagged corrupt by the decoder, are not compared)."""
 
     path: str
     seek_mode: str
     frames: int
     reads: int
     wrong: list[int] = field(default_factory=list)
+    damaged: list[int] = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -42,24 +54,63 @@ class ExactnessReport:
         return {**asdict(self), "exact": self.exact}
 
 
-def sequential_frames(
+@dataclass
+class SequentialDecode:
+    """A plain decode's frames (N, H, W, 3) and the numbers of those flagged corrupt."""
+
+    frames: np.ndarray
+    damaged: list[int]
+
+
+def sequential_decode(
     path: str | Path, size: tuple[int, int] = CHECK_SIZE, rotation: int = 0
-) -> np.ndarray:
-    """Every frame PyAV's plain decode puts out, in order, as (N, H, W, 3) uint8 at ``size``
-    (the display size, after ``rotation`` counter-clockwise degrees)."""
+) -> SequentialDecode:
+    """Every frame PyAV's plain decode puts out, in order, as uint8 RGB at ``size`` (the display
+    size, after ``rotation`` counter-clockwise degrees). One decoder thread: with frame threads a
+    packet that fails is reported late and the pictures queued behind it are lost."""
     height, width = size
     turns = rotation // 90 % 4
     convert = FrameConverter(size[::-1] if turns % 2 else size, turns, "BILINEAR", 0)
-    container, stream = open_container(path)
-    frames = []
+    container, stream = open_container(path, threads=1)
+    frames: list[np.ndarray] = []
+    damaged: list[int] = []
+
+    def keep(pictures: list[av.VideoFrame]) -> None:
+        for picture in pictures:
+            if picture.is_corrupt:
+                damaged.append(len(frames))
+            frames.append(convert(picture))
+
     try:
-        for frame in container.decode(stream):
-            frames.append(convert(frame))
+        for packet in _packets_until_demuxing_fails(container, stream):
+            try:
+                keep(stream.codec_context.decode(packet))
+            except av.FFmpegError as error:
+                log.info("%s: a packet failed to decode (%s); going on", path, av_reason(error))
+        keep(stream.codec_context.decode(None))
     except av.FFmpegError as error:
         raise VideoError(f"{path}: sequential decoding failed ({av_reason(error)})") from error
     finally:
         container.close()
-    return np.stack(frames) if frames else np.zeros((0, height, width, 3), np.uint8)
+    if not frames:
+        return SequentialDecode(np.zeros((0, height, width, 3), np.uint8), [])
+    return SequentialDecode(np.stack(frames), damaged)
+
+
+def _packets_until_demuxing_fails(
+    container: InputContainer, stream: VideoStream
+) -> Iterator[av.Packet]:
+    try:
+        yield from (packet for packet in container.demux(stream) if packet.size)
+    except av.FFmpegError as error:
+        log.info("%s: demuxing stopped early (%s)", container.name, av_reason(error))
+
+
+def sequential_frames(
+    path: str | Path, size: tuple[int, int] = CHECK_SIZE, rotation: int = 0
+) -> np.ndarray:
+    """The frames of ``sequential_decode``."""
+    return sequential_decode(path, size, rotation).frames
 
 
 def read_plan(num_frames: int, rng: np.random.Generator, reads: int = 12) -> list[np.ndarray]:
@@ -87,7 +138,7 @@ def read_plan(num_frames: int, rng: np.random.Generator, reads: int = 12) -> lis
 
 
 def check_exactness(
-    path: str | Path, *, reads: int = 12, seed: int = 0, reference: np.ndarray | None = None
+    path: str | Path, *, reads: int = 12, seed: int = 0, reference: SequentialDecode | None = None
 ) -> ExactnessReport:
     """Compare random reads of ``path`` (each from a fresh reader) with its sequential decode."""
     report = ExactnessReport(path=str(path), seek_mode="-", frames=0, reads=0)
@@ -95,7 +146,9 @@ def check_exactness(
         with VideoReader(path, size=CHECK_SIZE, reduced_decoding=False) as reader:
             report.seek_mode = reader.seek_mode
             count, rotation = reader.num_frames, reader.metadata.rotation
-        expected = sequential_frames(path, rotation=rotation) if reference is None else reference
+        if reference is None:
+            reference = sequential_decode(path, rotation=rotation)
+        expected, report.damaged = reference.frames, reference.damaged
         report.frames = len(expected)
         rng = np.random.default_rng(seed)
         wrong: set[int] = set()
@@ -117,7 +170,7 @@ def check_exactness(
         else:
             same = (streamed == expected).reshape(len(expected), -1).all(axis=1)
             wrong.update(int(i) for i in np.flatnonzero(~same))
-        report.wrong = sorted(wrong)
+        report.wrong = sorted(wrong - set(report.damaged))
     except VideoError as error:
         report.error = str(error)
     return report

@@ -41,6 +41,7 @@ class VideoProbe:
     clip_ms: list[float] = field(default_factory=list)
     seek_mode: str | None = None
     exact: bool | None = None
+    damaged: int = 0
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,6 +120,7 @@ def probe_video(
         if verify:
             report = check_exactness(path, seed=seed)
             result.exact = report.exact
+            result.damaged = len(report.damaged)
             if report.error:
                 result.error = report.error
     except VideoError as error:
