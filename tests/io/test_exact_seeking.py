@@ -63,6 +63,12 @@ COMBINATIONS: dict[str, tuple[str, dict, str]] = {
     "vob_mpeg2_no_bframes": ("a.vob", {"codec": "mpeg2video"}, "pts from start"),
     "mpg_h264_bframes": ("a.mpg", x264("bframes=2"), "packet from start"),
     "m4v_raw_mpeg4": ("a.m4v", {"codec": "mpeg4", "max_b_frames": 2}, "pts"),
+    # ASF/WMV (older DVR exports): with H.264 the first packets after a seek to the start got
+    # other pts than a read from the start, and frames 0-24 could not be read.
+    "asf_h264_no_bframes": ("a.asf", x264("bframes=0"), "packet"),
+    "wmv_h264_bframes": ("a.wmv", x264("bframes=2"), "packet"),
+    "wmv_mpeg4_bframes": ("a.wmv", {"codec": "mpeg4", "max_b_frames": 2}, "pts"),
+    "wmv_wmv2": ("a.wmv", {"codec": "wmv2"}, "pts"),
     # Periodic intra refresh (low-latency cameras): the keyframes are recovery points, after
     # which the decoder shows nothing until the picture is refreshed; reads decode from earlier.
     "mp4_h264_intra_refresh": ("a.mp4", x264("bframes=0:intra-refresh=1"), "pts"),

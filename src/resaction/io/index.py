@@ -47,9 +47,11 @@ from resaction.io.geometry import normalise_rotation
 
 log = logging.getLogger(__name__)
 
-# Demuxers whose pts FFmpeg guesses rather than reads (dts are reliable there).
+# Demuxers whose pts FFmpeg guesses rather than reads (dts are reliable there). ASF stores pts,
+# but with H.264 the first packets read after a seek to the start get others (a frame later, or
+# none), so they are trusted no more than guesses.
 _GUESSED_PTS_FORMATS = frozenset(
-    {"avi", "h264", "hevc", "m4v", "mpegvideo", "rawvideo", "cavsvideo", "vc1", "h263"}
+    {"avi", "asf", "h264", "hevc", "m4v", "mpegvideo", "rawvideo", "cavsvideo", "vc1", "h263"}
 )
 # Demuxers whose timestamps after a seek differ from those read from the start. An MPEG program
 # stream (.mpg, .vob, camcorders' .mod/.tod) stamps only the picture that starts a PES packet and
