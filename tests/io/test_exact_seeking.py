@@ -161,9 +161,9 @@ def test_keyframe_flags_are_trusted_where_they_can_be() -> None:
 
 
 def remux_from(source: Path, target: Path, skip: int) -> Path:
-    """``source``'s video packets from the ``skip``-th on, as MPEG-TS: a recording of a live
-    stream that starts in the middle of a group of pictures."""
-    with av.open(str(source)) as reader, av.open(str(target), "w", format="mpegts") as writer:
+    """``source``'s video packets from the ``skip``-th on: a recording of a live stream that
+    starts in the middle of a group of pictures."""
+    with av.open(str(source)) as reader, av.open(str(target), "w") as writer:
         stream = reader.streams.video[0]
         out = writer.add_stream_from_template(stream)
         packets = (packet for packet in reader.demux(stream) if packet.size)
@@ -176,17 +176,37 @@ def remux_from(source: Path, target: Path, skip: int) -> Path:
 
 @pytest.mark.parametrize("params", ["bframes=2", "bframes=3:open-gop=1"])
 @pytest.mark.parametrize("skip", [5, 2 * GOP + 3])
-def test_stream_recording_starting_mid_gop(tmp_path: Path, params: str, skip: int) -> None:
+@pytest.mark.parametrize("suffix", [".ts", ".mp4"])
+def test_stream_recording_starting_mid_gop(
+    tmp_path: Path, params: str, skip: int, suffix: str
+) -> None:
     """The first packets are not a keyframe (and with an open GOP, the pictures shown before the
-    first keyframe cannot be decoded): the video starts at the first keyframe's picture."""
-    full = write_video(tmp_path / "full.ts", num_frames=FRAMES, gop=GOP, **x264(params))
-    path = remux_from(full, tmp_path / "cut.ts", skip)
+    first keyframe cannot be decoded): the video starts at the first keyframe's picture. In MP4,
+    once a read had reached the end of such a file, the demuxer's seek to the first keyframe
+    stayed at the end, and ``iter_frames`` gave nothing; an earlier seek is tried now."""
+    full = write_video(tmp_path / f"full{suffix}", num_frames=FRAMES, gop=GOP, **x264(params))
+    path = remux_from(full, tmp_path / f"cut{suffix}", skip)
     with av.open(str(path)) as container:
         first = next(p for p in container.demux(video=0) if p.size)
         assert not first.is_keyframe
     first_number = (skip // GOP + 1) * GOP
     reader = assert_exact(path, first_number)
     assert reader.num_frames == FRAMES - first_number
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_mpeg4_recording_starting_mid_gop_starts_at_its_first_keyframe(
+    tmp_path: Path, suffix: str
+) -> None:
+    """MPEG-4 Part 2 with B-frames, cut mid-GOP: the B-pictures decoded after the first keyframe
+    but shown before it refer to a picture before the cut, and this decoder shows them anyway,
+    over grey (a plain decode put out 9 such pictures first). They are not frames: the video
+    starts at the first keyframe's picture, as with H.264 (every read failed with "frame 0 of 56
+    could not be decoded")."""
+    source = write_video(tmp_path / "full.mkv", "mpeg4", num_frames=FRAMES, gop=GOP, max_b_frames=2)
+    path = remux_from(source, tmp_path / f"cut{suffix}", 2 * GOP + 3)
+    reader = assert_exact(path, 3 * GOP)
+    assert reader.num_frames == FRAMES - 3 * GOP
 
 
 @pytest.mark.parametrize("skip", [5, 2 * GOP + 3])

@@ -90,10 +90,12 @@ def packets_from_key(
     end of the stream (flush the decoder).
 
     The demuxer may land before the keyframe (its seek index differs from ours): the packets up to
-    it are skipped without decoding. If it lands after, an earlier seek is tried.
+    it are skipped without decoding. If it lands after, or at the end of the file (MP4's demuxer,
+    once it has read to the end of a file whose first packets are not keyframes), an earlier seek
+    is tried.
     """
     target = int(index.key_pos[key])
-    refused = 0
+    refused = ended = 0
     for seek_ts in _seek_attempts(index, key):
         try:
             if seek_ts is None:
@@ -108,11 +110,15 @@ def packets_from_key(
         packets = container.demux(stream)
         landing = _landing(packets, index, seek_ts is None and not index.seekable)
         if landing is None:
-            return
+            log.debug("%s: seek to %s found nothing after it; seeking earlier", index.path, seek_ts)
+            ended += 1
+            continue
         if landing[0] <= target:
             yield from _from_landing(packets, index, landing, target)
             return
         log.debug("%s: seek for keyframe %d landed after it; seeking earlier", index.path, key)
+    if ended and refused + ended == len(_seek_attempts(index, key)):
+        return
     if refused == len(_seek_attempts(index, key)):
         raise VideoOpenError(
             f"{index.path}: its container cannot seek (a raw {index.codec} stream?); remux it "

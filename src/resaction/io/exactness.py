@@ -67,22 +67,35 @@ def sequential_decode(
 ) -> SequentialDecode:
     """Every frame PyAV's plain decode puts out, in order, as uint8 RGB at ``size`` (the display
     size, after ``rotation`` counter-clockwise degrees). One decoder thread: with frame threads a
-    packet that fails is reported late and the pictures queued behind it are lost."""
+    packet that fails is reported late and the pictures queued behind it are lost. Where the
+    stream starts with packets that are not keyframes (a recording started mid-GOP), the frames
+    start at the first keyframe's picture: those put out before it refer to pictures before the
+    start (an MPEG-4 Part 2 decoder shows them anyway, over grey; others drop them)."""
     height, width = size
     turns = rotation // 90 % 4
     convert = FrameConverter(size[::-1] if turns % 2 else size, turns, "BILINEAR", 0)
     container, stream = open_container(path, threads=1)
     frames: list[np.ndarray] = []
     damaged: list[int] = []
+    first_key: tuple[str, int] | None = None
+    seen_key = False
+    start = 0  # where the frames start: the first keyframe's picture, if packets came before it
 
     def keep(pictures: list[av.VideoFrame]) -> None:
+        nonlocal start
         for picture in pictures:
+            if first_key is not None and picture.opaque == first_key:
+                start = len(frames)
             if picture.is_corrupt:
                 damaged.append(len(frames))
             frames.append(convert(picture))
 
     try:
-        for packet in _packets_until_demuxing_fails(container, stream):
+        for number, packet in enumerate(_packets_until_demuxing_fails(container, stream)):
+            if packet.is_keyframe and not seen_key:
+                seen_key = True
+                if number:  # a tuple made here, not a constant: PyAV keys opaque by id()
+                    first_key = packet.opaque = ("first keyframe", number)
             try:
                 keep(stream.codec_context.decode(packet))
             except av.FFmpegError as error:
@@ -92,9 +105,9 @@ def sequential_decode(
         raise VideoError(f"{path}: sequential decoding failed ({av_reason(error)})") from error
     finally:
         container.close()
-    if not frames:
+    if len(frames) <= start:
         return SequentialDecode(np.zeros((0, height, width, 3), np.uint8), [])
-    return SequentialDecode(np.stack(frames), damaged)
+    return SequentialDecode(np.stack(frames[start:]), [i - start for i in damaged if i >= start])
 
 
 def _packets_until_demuxing_fails(

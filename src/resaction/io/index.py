@@ -282,8 +282,10 @@ def index_from_packets(
     """Order the packets into frames and pick the seek points.
 
     Packets before the first keyframe stay in ``packet_ts`` (so packet positions count every
-    packet) but are not frames: they cannot be decoded, nor can pictures shown before the first
-    decoded one (``first_pts``: leading pictures of an open GOP). Matching by packet, frames and
+    packet) but are not frames: they cannot be decoded, nor can pictures shown before that
+    keyframe (they refer to pictures before the start; an MPEG-4 Part 2 decoder shows them
+    anyway, over grey) or before the first decoded one (``first_pts``: leading pictures of an
+    open GOP). Matching by packet, frames and
     keyframe numbers are provisional until the decode-order scan.
     """
     is_key = np.asarray(packets.key, dtype=bool)
@@ -294,6 +296,8 @@ def index_from_packets(
     if by_pts:
         packet_ts = np.asarray(packets.pts, dtype=np.int64)
         frame_ts = np.sort(packet_ts[first_key:], kind="stable")
+        if first_key:
+            frame_ts = frame_ts[frame_ts >= packet_ts[first_key]]
         if first_pts is not None and first_pts in frame_ts:
             frame_ts = frame_ts[frame_ts >= first_pts]
         key_slot = _key_slots(frame_ts, packet_ts[key_pos])
