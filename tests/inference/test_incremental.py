@@ -10,12 +10,8 @@ import torch
 from resaction.data.spec import ClipSpec
 from resaction.inference.incremental import LiveScorer, supports_incremental
 from resaction.inference.predictor import Predictor
-from resaction.inference.timeline import (
-    TimelineConfig,
-    run_timeline,
-    window_cache,
-    window_sampler,
-)
+from resaction.inference.timeline import TimelineConfig, run_timeline, window_sampler
+from resaction.inference.window_run import window_cache
 from resaction.io.live import CapturedFrame
 from resaction.models import create_model
 from resaction.runtime.backends import TorchBackend

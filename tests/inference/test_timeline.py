@@ -15,12 +15,13 @@ from resaction.engine.evaluate import entries_from_paths, evaluate
 from resaction.inference import Predictor
 from resaction.inference.annotate import annotate_timeline
 from resaction.inference.timeline import (
-    FrameRing,
     TimelineConfig,
     run_timeline,
     window_sampler,
     write_timeline,
 )
+from resaction.inference.window_run import FrameRing
+from tests.io.videogen import replace_packet
 
 from .conftest import CLASSES, brightness_predictor, make_checkpoint, write_video
 
@@ -100,6 +101,27 @@ def test_segments_follow_what_happens_in_the_video(steps_video: Path) -> None:
     assert all(segment.confidence > 0.5 for segment in result.segments)
     assert result.probs.shape == (len(result.starts), 3)
     np.testing.assert_allclose(result.smoothed.sum(axis=1), 1.0)
+
+
+def test_a_damaged_stretch_is_left_out_and_the_rest_is_scored(
+    tmp_path: Path, steps_video: Path
+) -> None:
+    """Garbage in one packet of the first dark part: the windows that need a frame lost to it
+    are left out (and counted) and the timeline goes on to the end; it used to stop there."""
+    with av.open(str(steps_video)) as container:
+        size = [p.size for p in container.demux(video=0) if p.size][12]
+    damaged = replace_packet(
+        steps_video, tmp_path / "damaged.mp4", 12, np.random.default_rng(0).bytes(size)
+    )
+    config = TimelineConfig(stride=2, smooth="mean", smooth_window=3, min_duration=0.3)
+    whole = run_timeline(brightness_predictor(), steps_video, config)
+    result = run_timeline(brightness_predictor(), damaged, config)
+    assert 0 < result.extra["windows_skipped"] == len(whole.starts) - len(result.starts)
+    assert whole.extra["windows_skipped"] == 0
+    assert result.ends[-1] == pytest.approx(whole.ends[-1])
+    assert [segment.label for segment in result.segments][-2:] == ["bright", "dark"]
+    kept = np.isin(whole.starts, result.starts)
+    np.testing.assert_allclose(result.probs, whole.probs[kept], atol=1e-6)
 
 
 def test_outputs_agree_with_the_timeline(tmp_path: Path, steps_video: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -16,7 +17,7 @@ from resaction.errors import (
 )
 from resaction.io import VideoReader
 from tests.io.conftest import CODECS
-from tests.io.videogen import write_audio_only, write_video
+from tests.io.videogen import read_code, replace_packet, write_audio_only, write_video
 
 
 def assert_one_line(error: pytest.ExceptionInfo, path: Path, reason: str) -> None:
@@ -117,3 +118,31 @@ def test_corrupt_middle_never_crashes(tmp_path: Path, name: str) -> None:
                 assert str(path) in str(error)
             else:
                 assert clip.shape[1:] == (64, 96, 3)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "kwargs"),
+    [(".avi", {"codec": "mjpeg", "pix_fmt": "yuvj420p"}), (".mp4", {"codec": "mpeg4"})],
+)
+def test_iter_frames_goes_on_after_a_damaged_packet(
+    tmp_path: Path, suffix: str, kwargs: dict
+) -> None:
+    """One packet of garbage (a disk error, a camera's broken JPEG): the frames from it up to
+    the next keyframe are skipped (a plain MPEG-4 decode shows wrong pictures there) and the
+    rest of the recording is read; ``iter_frames`` used to end at the damage, and a long
+    video's timeline with it. A read that needs a lost frame says so."""
+    source = write_video(tmp_path / f"source{suffix}", num_frames=90, gop=10, **kwargs)
+    with av.open(str(source)) as container:
+        size = [p.size for p in container.demux(video=0) if p.size][40]
+    garbage = np.random.default_rng(0).bytes(size)
+    path = replace_packet(source, tmp_path / f"damaged{suffix}", 40, garbage)
+    with VideoReader(path) as reader:
+        resume = min(int(k) for k in reader._index.key_slot if k > 40)
+        lost = list(range(40, resume))
+        streamed = [(index, read_code(frame)) for index, _, frame in reader.iter_frames()]
+        assert [index for index, _ in streamed] == [i for i in range(90) if i not in lost]
+        assert all(index == code for index, code in streamed)
+        with pytest.raises(VideoError, match="frame 40 of 90 could not be decoded"):
+            reader.get_frames([40])
+        assert read_code(reader.get_frames([resume]).numpy()[0]) == resume
+    assert (len(lost) == 1) == (suffix == ".avi")

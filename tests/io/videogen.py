@@ -206,3 +206,19 @@ def remux_with_decode_times_as_pts(source: Path, target: Path) -> Path:
             packet.stream = out
             writer.mux(packet)
     return target
+
+
+def replace_packet(source: Path, target: Path, number: int, data: bytes) -> Path:
+    """``source`` remuxed with packet ``number``'s bytes replaced (a damaged recording)."""
+    with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
+        stream = reader.streams.video[0]
+        out = writer.add_stream_from_template(stream)
+        for position, packet in enumerate(p for p in reader.demux(stream) if p.size):
+            if position == number:
+                damaged = av.Packet(data)
+                damaged.pts, damaged.dts = packet.pts, packet.dts
+                damaged.time_base, damaged.is_keyframe = packet.time_base, packet.is_keyframe
+                packet = damaged
+            packet.stream = out
+            writer.mux(packet)
+    return target

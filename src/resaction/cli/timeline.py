@@ -119,6 +119,10 @@ def _print_segments(result: Any, video: Path) -> None:
         f"{len(result.starts)} windows over {result.duration:.1f} s in {result.seconds:.1f} s "
         f"({result.realtime_factor:.1f}x real time)"
     )
+    if skipped := result.extra.get("windows_skipped"):
+        console.print(
+            f"{skipped} window(s) left out: a damaged stretch of the video could not be decoded"
+        )
 
 
 def _say_alarms(result: Any, given: bool) -> None:

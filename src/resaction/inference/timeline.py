@@ -20,17 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from resaction.data.sampling import SlidingWindowSampler, Window, unit_step
 from resaction.detection.decisions import DecidedEvent
 from resaction.errors import ConfigError, VideoError
 from resaction.inference.alarms import alarm_rows, alarm_settings, replay_windows, settings_rows
-from resaction.inference.incremental import (
-    TorchFrames,
-    WindowCache,
-    supports_incremental,
-)
 from resaction.inference.plots import plot_timeline
 from resaction.inference.segments import (
     SMOOTH_METHODS,
@@ -38,9 +32,9 @@ from resaction.inference.segments import (
     extract_segments,
     smooth_probs,
 )
+from resaction.inference.window_run import score_windows, window_cache
 from resaction.inference.windows import check_window, window_spread
 from resaction.io import VideoReader
-from resaction.progress import progress_bar
 from resaction.runtime.scores import softmax
 
 if TYPE_CHECKING:
@@ -129,43 +123,6 @@ class Timeline:
         return self.duration / self.seconds if self.seconds > 0 else float("inf")
 
 
-class FrameRing:
-    """Frames by index, kept only while a window still to be run needs them.
-
-    Frames arrive as decoded (uint8 HxWx3) and are transformed together when a window asks
-    for them: one transform call per window's worth of new frames rather than one per frame,
-    which matters on a busy CPU where every small torch call pays for waking its threads. The
-    evaluation transform treats frames independently, so the result is the same.
-    """
-
-    def __init__(self, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        self._transform = transform
-        self._frames: dict[int, torch.Tensor] = {}
-        self._raw: list[tuple[int, np.ndarray]] = []
-        self.peak = 0
-
-    def add(self, index: int, image: np.ndarray) -> None:
-        self._raw.append((index, image))
-        self.peak = max(self.peak, len(self))
-
-    def clip(self, indices: np.ndarray) -> torch.Tensor:
-        """The window's frames joined along time into (C, T, H, W)."""
-        if self._raw:
-            raw = torch.from_numpy(np.stack([image for _, image in self._raw]))
-            done = self._transform(raw)
-            for position, (index, _) in enumerate(self._raw):
-                self._frames[index] = done[:, position : position + 1]
-            self._raw.clear()
-        return torch.cat([self._frames[int(i)] for i in indices], dim=1)
-
-    def release_before(self, index: int) -> None:
-        for old in [i for i in self._frames if i < index]:
-            del self._frames[old]
-
-    def __len__(self) -> int:
-        return len(self._frames) + len(self._raw)
-
-
 def window_sampler(
     preprocess: dict[str, Any], config: TimelineConfig, fps: float
 ) -> SlidingWindowSampler:
@@ -189,30 +146,6 @@ def window_sampler(
     )
 
 
-def window_cache(predictor: Predictor, sampler: SlidingWindowSampler) -> WindowCache | None:
-    """Per-unit output caching for a PyTorch model that pools stateless per-frame outputs
-    (TSN, the difference models, LRCN): overlapping windows then share their units' work, which
-    happens when the stride moves windows by whole units."""
-    module = getattr(predictor.backend, "model", None)
-    if not supports_incremental(module):
-        return None
-    runner = TorchFrames(module)
-    unit = sampler.unit_step or predictor.spec.segment_len * predictor.spec.frame_interval
-    if runner.stateful or sampler.stride % unit:
-        return None
-    return WindowCache(runner, predictor.spec.segment_len)
-
-
-def _window_logits(
-    predictor: Predictor,
-    cache: WindowCache | None,
-    batch: list[tuple[np.ndarray, torch.Tensor]],
-) -> np.ndarray:
-    if cache is None:
-        return predictor.logits(torch.stack([clip for _, clip in batch]))
-    return cache.logits(batch)
-
-
 def run_timeline(
     predictor: Predictor,
     video: str | Path,
@@ -225,66 +158,39 @@ def run_timeline(
     config = config or TimelineConfig()
     config.check()
     started = time.perf_counter()
-    transform = predictor.clip_transform()
-    with VideoReader(video, **transform.decode_hint()) as reader:
+    with VideoReader(video, **predictor.clip_transform().decode_hint()) as reader:
         num_frames, fps = reader.num_frames, float(reader.fps)
         sampler = window_sampler(predictor.preprocess, config, fps)
-        timestamps = np.asarray(reader.timestamps, dtype=np.float64)
+        windows = sampler.windows(num_frames, np.asarray(reader.timestamps, np.float64), fps)
         duration = float(reader.duration)
-        windows = sampler.windows(num_frames, timestamps, fps)
-        needed = np.zeros(num_frames, dtype=bool)
-        for window in windows:
-            needed[window.indices] = True
-        ring = FrameRing(transform)
         cache = window_cache(predictor, sampler) if config.incremental else None
-        batch: list[tuple[np.ndarray, torch.Tensor]] = []
-        logits: list[np.ndarray] = []
-        done = 0
-        bar = progress_bar(total=len(windows), desc="timeline", unit="window", disable=not progress)
-        try:
-            for index, _, image in reader.iter_frames():
-                if index >= num_frames:
-                    break
-                if needed[index]:
-                    ring.add(index, image)
-                while done < len(windows) and int(windows[done].indices.max()) <= index:
-                    indices = windows[done].indices
-                    batch.append((indices, ring.clip(indices)))
-                    done += 1
-                    if len(batch) == config.batch_size:
-                        logits.append(_window_logits(predictor, cache, batch))
-                        batch.clear()
-                    if done < len(windows):
-                        first = int(windows[done].indices.min())
-                        ring.release_before(first)
-                        if cache is not None and not batch:
-                            cache.release_before(first)
-                    bar.update(1)
-                    if on_window is not None:
-                        on_window(done, len(windows))
-            if batch:
-                logits.append(_window_logits(predictor, cache, batch))
-        finally:
-            bar.close()
-    if done < len(windows):
-        log.warning("%s: decoding stopped early; %d of %d windows", video, done, len(windows))
-        windows = windows[:done]
-    if not windows:
+        scored = score_windows(
+            reader,
+            predictor,
+            windows,
+            cache,
+            batch_size=config.batch_size,
+            progress=progress,
+            on_window=on_window,
+        )
+    if not scored.windows:
         raise VideoError(f"{video}: no frames could be decoded for a timeline")
-    return _assemble(
+    timeline = _assemble(
         predictor,
         str(video),
-        windows,
-        np.concatenate(logits),
+        scored.windows,
+        scored.logits,
         config,
         {
             "fps": fps,
-            "duration": duration or float(windows[-1].end),
+            "duration": duration or float(scored.windows[-1].end),
             "num_frames": num_frames,
             "seconds": time.perf_counter() - started,
-            "peak": ring.peak,
+            "peak": scored.peak,
         },
     )
+    timeline.extra["windows_skipped"] = scored.skipped
+    return timeline
 
 
 def _assemble(
@@ -361,6 +267,7 @@ def write_timeline(
         "duration": round(timeline.duration, 4),
         "num_frames": timeline.num_frames,
         "num_windows": len(timeline.starts),
+        "windows_skipped": timeline.extra.get("windows_skipped", 0),
         "config": asdict(timeline.config),
         "preprocess": timeline.extra.get("preprocess"),
         "seconds": round(timeline.seconds, 3),

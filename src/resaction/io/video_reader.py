@@ -207,22 +207,29 @@ class VideoReader(FrameReader):
         self, start: int = 0, stop: int | None = None
     ) -> Iterator[tuple[int, float, np.ndarray]]:
         """Yield ``(index, seconds, HxWx3 uint8 RGB)`` for frames ``start..stop-1``, decoding
-        forward once; memory stays bounded however long the video. A frame that fails to decode
-        ends the iteration (logged)."""
+        forward once; memory stays bounded however long the video. Where a packet fails to
+        decode (a damaged recording), the frames up to the next keyframe are skipped (logged)
+        and the iteration goes on from there, as a player does: one bad packet does not end a
+        two-hour recording."""
         stop = self.check_start(start, stop)
-        if start >= stop:
-            return
         timestamps = self._index.timestamps
-        last = start - 1
-        for slot, frame in self._frames_reaching(start):
-            if slot < start:
-                continue
-            if slot >= stop:
+        first = start
+        while first < stop:
+            last = first - 1
+            for slot, frame in self._frames_reaching(first):
+                if slot < first:
+                    continue
+                if slot >= stop:
+                    return
+                last = slot
+                yield slot, float(timestamps[slot]), self._to_rgb(frame)
+            if last >= stop - 1:
                 return
-            last = slot
-            yield slot, float(timestamps[slot]), self._to_rgb(frame)
-        if last < stop - 1:
-            log.warning("%s: frames %d..%d could not be decoded", self.path, last + 1, stop - 1)
+            later_keys = self._index.key_slot[self._index.key_slot > last + 1]
+            first = int(later_keys.min()) if later_keys.size else stop
+            log.warning(
+                "%s: frames %d..%d could not be decoded", self.path, last + 1, min(first, stop) - 1
+            )
 
     def close(self) -> None:
         if self._decoding is not None:
