@@ -16,6 +16,7 @@ from resaction.errors import (
     VideoOpenError,
 )
 from resaction.io import VideoReader
+from resaction.io.exactness import check_exactness
 from tests.io.conftest import CODECS
 from tests.io.videogen import read_code, replace_packet, write_audio_only, write_video
 
@@ -146,3 +147,5 @@ def test_iter_frames_goes_on_after_a_damaged_packet(
             reader.get_frames([40])
         assert read_code(reader.get_frames([resume]).numpy()[0]) == resume
     assert (len(lost) == 1) == (suffix == ".avi")
+    report = check_exactness(path, reads=2)
+    assert "1 packet(s) fail to decode: the file is damaged there" in str(report.error)

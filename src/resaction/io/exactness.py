@@ -56,10 +56,12 @@ class ExactnessReport:
 
 @dataclass
 class SequentialDecode:
-    """A plain decode's frames (N, H, W, 3) and the numbers of those flagged corrupt."""
+    """A plain decode's frames (N, H, W, 3), the numbers of those flagged corrupt, and how many
+    packets failed to decode (their pictures are missing from ``frames``)."""
 
     frames: np.ndarray
     damaged: list[int]
+    failed_packets: int = 0
 
 
 def sequential_decode(
@@ -79,6 +81,7 @@ def sequential_decode(
     damaged: list[int] = []
     first_key: tuple[str, int] | None = None
     seen_key = False
+    failed = 0
     start = 0  # where the frames start: the first keyframe's picture, if packets came before it
 
     def keep(pictures: list[av.VideoFrame]) -> None:
@@ -99,6 +102,7 @@ def sequential_decode(
             try:
                 keep(stream.codec_context.decode(packet))
             except av.FFmpegError as error:
+                failed += 1
                 log.info("%s: a packet failed to decode (%s); going on", path, av_reason(error))
         keep(stream.codec_context.decode(None))
     except av.FFmpegError as error:
@@ -106,8 +110,9 @@ def sequential_decode(
     finally:
         container.close()
     if len(frames) <= start:
-        return SequentialDecode(np.zeros((0, height, width, 3), np.uint8), [])
-    return SequentialDecode(np.stack(frames[start:]), [i - start for i in damaged if i >= start])
+        return SequentialDecode(np.zeros((0, height, width, 3), np.uint8), [], failed)
+    damaged = [i - start for i in damaged if i >= start]
+    return SequentialDecode(np.stack(frames[start:]), damaged, failed)
 
 
 def _packets_until_demuxing_fails(
@@ -168,6 +173,7 @@ def check_exactness(
         if count != len(expected):
             report.error = (
                 f"{path}: the index counts {count} frames, a plain decode {len(expected)}"
+                + _failed_packets_hint(reference.failed_packets)
             )
             return report
         for wanted in read_plan(len(expected), rng, reads):
@@ -187,3 +193,12 @@ def check_exactness(
     except VideoError as error:
         report.error = str(error)
     return report
+
+
+def _failed_packets_hint(failed: int) -> str:
+    if not failed:
+        return ""
+    return (
+        f" ({failed} packet(s) fail to decode: the file is damaged there; the reader names frames"
+        " by their timestamps and raises for a lost one, a plain decode drops it)"
+    )
