@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import resaction.io.index_build as index_module
-from resaction.io import VideoReader
+from resaction.io import VideoReader, VideoWriter, open_video
 from tests.io.conftest import CODECS
 from tests.io.videogen import code_image, cut_in_half, read_code, write_video
 
@@ -186,3 +186,23 @@ def test_a_thumbnail_stream_before_the_recording_is_not_the_video(tmp_path: Path
     with VideoReader(path) as reader:
         assert (reader.metadata.width, reader.metadata.height) == (96, 64)
         assert all_codes(reader) == list(range(30))
+
+
+@pytest.mark.parametrize("name", ["12:30:00.mp4", "cam1:front door.mp4"])
+def test_a_file_name_with_a_colon_is_not_taken_for_a_protocol(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Recorders name files by the time ("12:30:00.mp4"); given by a relative path, FFmpeg took
+    the part before the colon for a protocol and every reader failed ("Protocol not found")."""
+    monkeypatch.chdir(tmp_path)
+    write_video(tmp_path / "source.mp4", "libx264", num_frames=20).rename(tmp_path / name)
+    with VideoReader(name) as reader:
+        assert all_codes(reader) == list(range(20))
+    with open_video(name, backend="opencv") as reader:
+        assert reader.num_frames == 20
+    written = f"copy {name}"
+    with VideoWriter(written, fps=25) as writer:
+        for _ in range(3):
+            writer.write(np.zeros((32, 48, 3), np.uint8))
+    with VideoReader(written) as reader:
+        assert reader.num_frames == 3

@@ -18,7 +18,7 @@ import torch
 
 from resaction.errors import ConfigError, SourceError, VideoOpenError
 from resaction.io.base import FrameReader, IndexLike
-from resaction.io.container import check_video_path
+from resaction.io.container import check_video_path, ffmpeg_path
 from resaction.io.geometry import normalise_rotation, output_size
 from resaction.io.metadata import VideoMetadata
 from resaction.io.video_reader import VideoReader
@@ -60,7 +60,7 @@ class OpenCVReader(NominalTimeReader):
         short_side: int | None = None,
     ) -> None:
         self.live = _is_live(source)
-        target: str | int = source if self.live else str(check_video_path(source))
+        target: str | int = source if self.live else ffmpeg_path(check_video_path(source))
         self.source = str(source)
         self._capture = cv2.VideoCapture(target)
         if not self._capture.isOpened():
@@ -171,7 +171,10 @@ class TorchCodecReader(NominalTimeReader):
         self.source = str(check_video_path(path))
         try:
             self._decoder = VideoDecoder(
-                self.source, dimension_order="NHWC", num_ffmpeg_threads=threads, seek_mode="exact"
+                ffmpeg_path(self.source),
+                dimension_order="NHWC",
+                num_ffmpeg_threads=threads,
+                seek_mode="exact",
             )
         except (RuntimeError, ValueError) as error:
             raise VideoOpenError(f"{path}: torchcodec cannot open it ({error})") from error

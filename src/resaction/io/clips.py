@@ -27,7 +27,7 @@ from av.container import InputContainer
 from av.video.stream import VideoStream
 
 from resaction.errors import ConfigError, VideoError, first_line
-from resaction.io.container import open_container
+from resaction.io.container import ffmpeg_path, open_container
 from resaction.io.decoding import packets_from_key
 from resaction.io.index import VideoIndex
 from resaction.io.index_build import cached_index
@@ -123,7 +123,9 @@ def remux_packets(
     part = path.with_name(f".{path.name}.part")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with av.open(str(part), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+        with av.open(
+            ffmpeg_path(part), "w", format="mp4", options={"movflags": "+faststart"}
+        ) as out:
             stream = out.add_stream_from_template(template)
             times = packet_timestamps(packets, time_base)
             for packet, (pts, dts) in zip(packets, times, strict=True):

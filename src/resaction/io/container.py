@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +18,13 @@ def av_reason(error: BaseException) -> str:
     """The human part of a PyAV/FFmpeg error, without errno numbers or the repeated file name."""
     text = getattr(error, "strerror", None) or str(error) or type(error).__name__
     return " ".join(str(text).split())
+
+
+def ffmpeg_path(path: str | Path) -> str:
+    """A local file's path as FFmpeg (and OpenCV) must be given it: absolute, so that a name
+    whose first part holds a colon ("12:30:00.mp4", "cam1:front.mp4", as recorders name files)
+    is not taken for a protocol ("Protocol not found")."""
+    return os.path.abspath(path)
 
 
 def check_video_path(path: str | Path) -> Path:
@@ -45,7 +53,7 @@ def open_container(
     """
     path = check_video_path(path)
     try:
-        container = av.open(str(path), mode="r")
+        container = av.open(ffmpeg_path(path), mode="r")
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as error:
         raise VideoOpenError(f"{path}: cannot be opened as a video ({av_reason(error)})") from error
     try:

@@ -42,7 +42,7 @@ from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from resaction.errors import VideoOpenError
-from resaction.io.container import av_reason
+from resaction.io.container import av_reason, ffmpeg_path
 from resaction.io.geometry import normalise_rotation
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ def _first_decoded_pts(path: Path, count: int) -> list[int | None]:
     """The pts of the first ``count`` frames a fresh decoder puts out, in its output order."""
     seen: list[int | None] = []
     try:
-        with av.open(str(path)) as container:
+        with av.open(ffmpeg_path(path)) as container:
             for frame in container.decode(container.streams.best("video")):
                 seen.append(frame.pts)
                 if len(seen) == count:

@@ -25,6 +25,7 @@ from resaction.errors import (
     VideoOpenError,
     first_line,
 )
+from resaction.io.container import ffmpeg_path
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,8 @@ def open_stream(
     import av
 
     try:
-        container = av.open(target, timeout=timeout, options=options or {})
+        name = ffmpeg_path(target) if file else target
+        container = av.open(name, timeout=timeout, options=options or {})
     except Exception as error:
         if file:
             raise VideoOpenError(f"cannot open video {target}: {first_line(error)}") from None

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from resaction.errors import VideoError
+from resaction.io.container import ffmpeg_path
 
 CONTAINER_FORMATS = {
     ".mp4": "mp4",
@@ -110,11 +111,14 @@ class VideoWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._container = av.open(
-                str(self._partial), mode="w", format=container_format, options=options
+                ffmpeg_path(self._partial), mode="w", format=container_format, options=options
             )
         except (OSError, av.FFmpegError) as error:
             reason = getattr(error, "strerror", None) or error
-            if getattr(error, "filename", None) and str(error.filename) != str(self._partial):
+            if getattr(error, "filename", None) and str(error.filename) not in (
+                str(self._partial),
+                ffmpeg_path(self._partial),
+            ):
                 reason = f"{reason} ({error.filename})"
             raise VideoError(f"cannot write video {self.path}: {reason}") from error
         if self.size is not None:
