@@ -285,8 +285,8 @@ def index_from_packets(
     packet) but are not frames: they cannot be decoded, nor can pictures shown before that
     keyframe (they refer to pictures before the start; an MPEG-4 Part 2 decoder shows them
     anyway, over grey) or before the first decoded one (``first_pts``: leading pictures of an
-    open GOP). Matching by packet, frames and
-    keyframe numbers are provisional until the decode-order scan.
+    open GOP). Matching by packet, frames and keyframe numbers are provisional until the
+    decode-order scan.
     """
     is_key = np.asarray(packets.key, dtype=bool)
     if not is_key.any():
