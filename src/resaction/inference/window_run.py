@@ -69,7 +69,8 @@ class FrameRing:
 @dataclass
 class ScoredWindows:
     """The windows that ran (in order), their logits, how many were left out for lack of
-    frames, and the most frames the ring held at once."""
+    frames (after a damaged stretch, or at an end that did not decode), and the most frames the
+    ring held at once."""
 
     windows: list[Window]
     logits: np.ndarray
@@ -147,10 +148,9 @@ def score_windows(
             logits.append(_window_logits(predictor, cache, batch))
     finally:
         bar.close()
-    skipped = done - len(ran)
-    if skipped:
-        log.warning("%s: %d window(s) left out: frames missing", reader.path, skipped)
+    if done > len(ran):
+        log.warning("%s: %d window(s) left out: frames missing", reader.path, done - len(ran))
     if done < len(windows):
         log.warning("%s: decoding stopped early; %d of %d windows", reader.path, done, len(windows))
     stacked = np.concatenate(logits) if logits else np.zeros((0, len(predictor.classes)))
-    return ScoredWindows(ran, stacked, skipped, ring.peak)
+    return ScoredWindows(ran, stacked, len(windows) - len(ran), ring.peak)
