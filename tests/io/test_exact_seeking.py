@@ -34,6 +34,10 @@ GOP = 12
 X264 = f"keyint={GOP}:min-keyint={GOP}:scenecut=0"
 
 
+X265_GOP = f"keyint={GOP}:min-keyint={GOP}:scenecut=0:log-level=error"
+PTS_NEAR_WRAP = [2**33 - 3600 * 40 + 3600 * i for i in range(FRAMES)]
+
+
 def x264(params: str = "") -> dict:
     return {"codec": "libx264", "options": {"x264-params": f"{X264}:{params}".rstrip(":")}}
 
@@ -69,6 +73,21 @@ COMBINATIONS: dict[str, tuple[str, dict, str]] = {
     "wmv_h264_bframes": ("a.wmv", x264("bframes=2"), "packet"),
     "wmv_mpeg4_bframes": ("a.wmv", {"codec": "mpeg4", "max_b_frames": 2}, "pts"),
     "wmv_wmv2": ("a.wmv", {"codec": "wmv2"}, "pts"),
+    # A live recording whose 33-bit MPEG clock wraps around in the middle.
+    "ts_h264_pts_wrap": (
+        "a.ts",
+        {**x264("bframes=2"), "pts": PTS_NEAR_WRAP, "time_base": Fraction(1, 90000)},
+        "pts",
+    ),
+    "ts_h264_interlaced": ("a.ts", x264("bframes=2:interlaced=1:tff=1"), "pts"),
+    "mkv_hevc_open_gop": (
+        "a.mkv",
+        {"codec": "libx265", "options": {"x265-params": f"{X265_GOP}:open-gop=1:bframes=4"}},
+        "pts",
+    ),
+    "mxf_mpeg2_bframes": ("a.mxf", {"codec": "mpeg2video", "max_b_frames": 2}, "pts"),
+    "mov_mjpeg": ("a.mov", {"codec": "mjpeg", "pix_fmt": "yuvj420p"}, "pts"),
+    "avi_dv": ("a.avi", {"codec": "dvvideo", "width": 720, "height": 576}, "pts"),
     # Periodic intra refresh (low-latency cameras): the keyframes are recovery points, after
     # which the decoder shows nothing until the picture is refreshed; reads decode from earlier.
     "mp4_h264_intra_refresh": ("a.mp4", x264("bframes=0:intra-refresh=1"), "pts"),
@@ -103,14 +122,13 @@ def test_random_reads_equal_sequential_decoding(tmp_path: Path, name: str) -> No
     assert reader.fps == pytest.approx(25, rel=1e-3)
 
 
-X265 = f"keyint={GOP}:min-keyint={GOP}:scenecut=0:log-level=error"
 H263 = {"codec": "h263", "width": 128, "height": 96}
 # name -> (file name, write_video arguments, remuxed with every packet flagged a keyframe)
 EVERY_PACKET_KEY: dict[str, tuple[str, dict, bool]] = {
     "avi_h263": ("a.avi", H263, False),
     "3gp_h263": ("a.3gp", H263, True),
-    "mp4_hevc_bframes": ("a.mp4", {"codec": "libx265", "options": {"x265-params": X265}}, True),
-    "mkv_hevc_bframes": ("a.mkv", {"codec": "libx265", "options": {"x265-params": X265}}, True),
+    "mp4_hevc_bframes": ("a.mp4", {"codec": "libx265", "options": {"x265-params": X265_GOP}}, True),
+    "mkv_hevc_bframes": ("a.mkv", {"codec": "libx265", "options": {"x265-params": X265_GOP}}, True),
     "mov_mpeg4_bframes": ("a.mov", {"codec": "mpeg4", "max_b_frames": 2}, True),
     "mp4_mpeg2_bframes": ("a.mp4", {"codec": "mpeg2video", "max_b_frames": 2}, True),
 }
