@@ -158,7 +158,8 @@ def run_timeline(
     config = config or TimelineConfig()
     config.check()
     started = time.perf_counter()
-    with VideoReader(video, **predictor.clip_transform().decode_hint()) as reader:
+    transform = predictor.clip_transform()
+    with VideoReader(video, **transform.decode_hint()) as reader:
         num_frames, fps = reader.num_frames, float(reader.fps)
         sampler = window_sampler(predictor.preprocess, config, fps)
         windows = sampler.windows(num_frames, np.asarray(reader.timestamps, np.float64), fps)
@@ -169,6 +170,7 @@ def run_timeline(
             predictor,
             windows,
             cache,
+            transform,
             batch_size=config.batch_size,
             progress=progress,
             on_window=on_window,

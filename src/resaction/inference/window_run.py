@@ -107,17 +107,18 @@ def score_windows(
     predictor: Predictor,
     windows: list[Window],
     cache: WindowCache | None,
+    transform: Callable[[torch.Tensor], torch.Tensor],
     *,
     batch_size: int,
     progress: bool = False,
     on_window: Callable[[int, int], None] | None = None,
 ) -> ScoredWindows:
     """Decode ``reader`` once, in order, and score each of ``windows`` when its last frame has
-    arrived."""
+    arrived; ``transform`` is the predictor's clip transform, applied to frames as they come."""
     needed = np.zeros(reader.num_frames, dtype=bool)
     for window in windows:
         needed[window.indices] = True
-    ring = FrameRing(predictor.clip_transform())
+    ring = FrameRing(transform)
     batch: list[tuple[np.ndarray, torch.Tensor]] = []
     ran: list[Window] = []
     logits: list[np.ndarray] = []
