@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from resaction.io import VideoReader
-from resaction.io.exactness import check_exactness, sequential_frames
+from resaction.io.exactness import check_exactness, sequential_decode
 
 CLIP = 16
 CLIPS = 10
@@ -98,7 +98,7 @@ def test_frames_equal_a_plain_full_decode(videos_dir: Path, relative: str) -> No
     """Random clips are pixel-identical to the same frames of a decode from the start, in the
     decoder's output (presentation) order."""
     path = videos_dir / relative
-    reference = sequential_frames(path, size=(48, 64))
+    reference = sequential_decode(path, size=(48, 64)).frames
     with VideoReader(path, size=(48, 64), reduced_decoding=False) as reader:
         assert reader.num_frames == len(reference)
         rng = np.random.default_rng(7)
@@ -116,7 +116,7 @@ def test_reads_start_anywhere_in_a_run_of_packed_b_frames(
     """DivX packed B-frames (PS7: I B B P B B P ...): a read may start at any picture of a run
     of B-pictures, and the B-pictures before it, which nothing refers to, are not decoded."""
     path = videos_dir / "gt_cs4495_ps7/A2_one_hand_wave/PS7A2P1T1.avi"
-    reference = sequential_frames(path, size=(24, 32))
+    reference = sequential_decode(path, size=(24, 32)).frames
     with VideoReader(path, size=(24, 32), reduced_decoding=False) as reader:
         assert reader.seek_mode == "packet"
         for start in range(36, -1, -1):  # each read lies behind the last: a new seek

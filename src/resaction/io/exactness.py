@@ -124,13 +124,6 @@ def _packets_until_demuxing_fails(
         log.info("%s: demuxing stopped early (%s)", container.name, av_reason(error))
 
 
-def sequential_frames(
-    path: str | Path, size: tuple[int, int] = CHECK_SIZE, rotation: int = 0
-) -> np.ndarray:
-    """The frames of ``sequential_decode``."""
-    return sequential_decode(path, size, rotation).frames
-
-
 def read_plan(num_frames: int, rng: np.random.Generator, reads: int = 12) -> list[np.ndarray]:
     """Index lists to ask for, in turn from one reader: single frames, unsorted lists with
     repeats, runs that cross keyframes (long runs, backwards runs) and clips a little after the
