@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from resaction.cli import run_app
-from tests.io.videogen import cut_at, write_video
+from tests.io.videogen import cut_at, replace_packet, write_video
 
 FAST = ["--clips", "2", "--clip-len", "4", "--short-side", "32", "--no-progress"]
 
@@ -140,3 +140,28 @@ def test_probe_names_pictures_damaged_in_the_file(
     (video,) = json.loads(out.read_text())["videos"]
     assert video["exact"] is True and video["damaged"] >= 1
     assert "cut.ts: 1 picture(s) damaged in the file itself" in captured.err
+
+
+def test_probe_calls_a_damaged_file_damaged_not_unreadable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One packet of garbage in a 90-frame recording: the file reads but for the frames up to
+    the next keyframe. Probe used to count it unreadable when a timed clip hit them; it now says
+    which clips failed and why the check differs, and counts it readable but not exact."""
+    root = tmp_path / "videos" / "dvr"
+    root.mkdir(parents=True)
+    source = write_video(tmp_path / "source.avi", "mpeg4", num_frames=90, gop=10)
+    garbage = bytes(range(256)) * 8
+    replace_packet(source, root / "damaged.avi", 40, garbage)
+    out = tmp_path / "probe.json"
+    options = ["--clips", "20", "--clip-len", "8", "--short-side", "32", "--no-progress"]
+    code = run_app(["probe", str(root.parent), *options, "--verify", "--json", str(out)])
+    captured = capsys.readouterr()
+    (video,) = json.loads(out.read_text())["videos"]
+    (summary,) = json.loads(out.read_text())["datasets"]
+    assert code == 0 and summary["unreadable"] == 0 and summary["exact"] == 0
+    assert video["error"] is None and video["exact"] is False
+    assert "damaged.avi: damaged, " in video["problem"]
+    assert "clips could not be read (frame 4" in video["problem"]
+    assert "not exact, the index counts 90 frames, a plain decode 89" in video["problem"]
+    assert video["problem"] in captured.err.replace("\n", "")

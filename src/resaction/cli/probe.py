@@ -73,6 +73,8 @@ def probe(
         bar.advance(task)
         if result.error and not single_file:
             bar.console.print(f"unreadable: {result.error}", highlight=False, soft_wrap=True)
+        elif result.problem:
+            bar.console.print(result.problem, highlight=False, soft_wrap=True)
         elif result.exact is False:
             message = f"{result.path}: random reads differ from a sequential decode"
             bar.console.print(message, highlight=False, soft_wrap=True)

@@ -32,7 +32,8 @@ VIDEO_SUFFIXES = frozenset(
 
 @dataclass
 class VideoProbe:
-    """What probing one video found; ``error`` is set (and the rest empty) if it is unreadable."""
+    """What probing one video found; ``error`` is set (and the rest empty) if it is unreadable,
+    ``problem`` where it reads but not all of it, or not exactly (``exact`` False)."""
 
     path: str
     dataset: str
@@ -42,6 +43,7 @@ class VideoProbe:
     seek_mode: str | None = None
     exact: bool | None = None
     damaged: int = 0
+    problem: str | None = None
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,7 +105,9 @@ def probe_video(
     verify: bool = False,
 ) -> VideoProbe:
     """Open ``path`` and time ``clips`` random clips; with ``verify``, compare random reads with a
-    sequential decode. Decoding errors are recorded, not raised."""
+    sequential decode. Decoding errors are recorded, not raised: ``error`` where the file cannot be
+    read at all, ``problem`` where it opens but some frames cannot be read (a damaged stretch) or
+    the check finds random reads that differ."""
     result = VideoProbe(path=str(path), dataset=dataset)
     rng = np.random.default_rng(seed)
     try:
@@ -112,20 +116,41 @@ def probe_video(
             result.open_ms = 1000 * (time.perf_counter() - started)
             result.metadata = reader.metadata
             result.seek_mode = reader.seek_mode
-            for start in clip_starts(reader.num_frames, clips, clip_len, rng):
-                indices = (start + np.arange(clip_len)) % reader.num_frames
-                started = time.perf_counter()
-                reader.get_frames(indices)
-                result.clip_ms.append(1000 * (time.perf_counter() - started))
-        if verify:
-            report = check_exactness(path, seed=seed)
-            result.exact = report.exact
-            result.damaged = len(report.damaged)
-            if report.error:
-                result.error = report.error
+            starts = clip_starts(reader.num_frames, clips, clip_len, rng)
+            failed = _time_clips(reader, starts, clip_len, result)
     except VideoError as error:
         result.error = str(error)
+        return result
+    problems = []
+    if failed:
+        reason = failed[0].removeprefix(f"{path}: ")
+        problems.append(f"damaged, {len(failed)} of {clips} clips could not be read ({reason})")
+    if verify:
+        report = check_exactness(path, seed=seed)
+        result.exact = report.exact
+        result.damaged = len(report.damaged)
+        if report.error:
+            problems.append(f"not exact, {report.error.removeprefix(f'{path}: ')}")
+    if problems:
+        result.problem = f"{path}: " + "; ".join(problems)
     return result
+
+
+def _time_clips(
+    reader: VideoReader, starts: np.ndarray, clip_len: int, result: VideoProbe
+) -> list[str]:
+    """Read a clip from each start into ``result.clip_ms``; the errors of those that fail."""
+    failed = []
+    for start in starts:
+        indices = (start + np.arange(clip_len)) % reader.num_frames
+        started = time.perf_counter()
+        try:
+            reader.get_frames(indices)
+        except VideoError as error:
+            failed.append(str(error))
+            continue
+        result.clip_ms.append(1000 * (time.perf_counter() - started))
+    return failed
 
 
 def probe_videos(
