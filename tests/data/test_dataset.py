@@ -15,6 +15,7 @@ from resaction.data.manifests import VideoEntry, read_manifest
 from resaction.data.sampling import UniformClipSampler, build_sampler
 from resaction.data.transforms import build_transform
 from resaction.io import VideoReader
+from tests.io.videogen import replace_packet, write_video
 
 PREPROCESS = {"clip_len": 4, "resize": 64, "crop": 56, "mean": [0.5] * 3, "std": [0.25] * 3}
 
@@ -147,3 +148,28 @@ def test_real_videos_of_every_shared_dataset_give_clips(videos_dir: Path) -> Non
         assert views.shape == (2, 3, 4, 56, 56) and torch.isfinite(views).all()
         assert (label, index) == (entries[i].label, i)
     assert len(dataset.skipped) == 0
+
+
+def test_a_damaged_stretch_draws_other_clips_before_skipping_the_video(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One packet of garbage in a 90-frame recording loses the frames up to the next keyframe.
+    A training clip that needs them is drawn again elsewhere in the video (the whole video used
+    to be skipped for the rest of the run); a clip that every draw puts there (evaluation's
+    fixed clips) still skips the video, naming the lost frame."""
+    source = write_video(tmp_path / "source.avi", "mpeg4", num_frames=90, gop=10)
+    damaged = replace_packet(source, tmp_path / "damaged.avi", 40, bytes(range(256)) * 8)
+    preprocess = {**PREPROCESS, "clip_len": 8}
+    train = VideoClipDataset(
+        [VideoEntry(damaged, 0)],
+        build_sampler(preprocess, train=True),
+        build_transform(preprocess, train=True),
+    )
+    with caplog.at_level(logging.INFO, logger="resaction.data.dataset"):
+        items = [train[(0, draw_key)] for draw_key in range(30)]
+    assert all(isinstance(item, tuple) for item in items)
+    assert any("drawing again" in record.getMessage() for record in caplog.records)
+    assert not train.skipped.paths
+    fixed = VideoClipDataset([VideoEntry(damaged, 0)], UniformClipSampler(8, num_clips=9), None)
+    skipped = fixed[0]
+    assert isinstance(skipped, SkippedVideo) and "could not be decoded" in skipped.reason

@@ -24,12 +24,23 @@ from torch.utils.data import Dataset, get_worker_info
 from resaction.data.manifests import Manifest, VideoEntry
 from resaction.data.spans import SegmentFitError, frame_window, segment_name
 from resaction.data.transforms import ClipTransform
-from resaction.errors import ResactionError
+from resaction.errors import ResactionError, VideoError
 from resaction.io import VideoReader
 
 log = logging.getLogger(__name__)
 
 ClipSampler = Callable[[int, float, np.random.Generator], list[np.ndarray]]
+# Draws of an item's clips when one needs frames a damaged stretch of the video lost: the video
+# itself opened and reads elsewhere, so other clips are drawn before it is skipped.
+CLIP_DRAWS = 4
+
+
+class _FramesLost(Exception):
+    """A clip of an opened video needed frames that cannot be decoded (``error`` says which)."""
+
+    def __init__(self, error: VideoError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -145,17 +156,19 @@ class VideoClipDataset(Dataset):
         entry = self.entries[index]
         if index in self._failed:
             return self._failed[index]
-        rng = np.random.default_rng([self.seed, int(draw_key), index])
-        clips = self._read_clips(entry, rng)
-        views: list[Tensor] = []
-        while True:
+        for draw in range(CLIP_DRAWS):
+            extra = [draw] if draw else []
+            rng = np.random.default_rng([self.seed, int(draw_key), index, *extra])
             try:
-                frames = next(clips, None)
-            except Exception as error:  # a broken file must not stop a run: report it, go on
-                return self._fail(index, entry, error)
-            if frames is None:
+                views = self._read_views(entry, rng)
                 break
-            views += self._views(frames, rng)
+            except _FramesLost as lost:
+                error: BaseException = lost.error
+                log.info("%s: a clip hit frames that cannot be decoded; drawing again", entry.path)
+            except Exception as failure:  # a broken file must not stop a run: report it, go on
+                return self._fail(index, entry, failure)
+        else:
+            return self._fail(index, entry, error)
         if not views:
             return self._fail(index, entry, ValueError("the sampler gave no clips"))
         if self.multi_view or (self.multi_view is None and len(views) > 1):
@@ -164,13 +177,19 @@ class VideoClipDataset(Dataset):
             raise ValueError(f"{len(views)} views per item but multi_view=False")
         return views[0], entry.label, index
 
-    def _read_clips(self, entry: VideoEntry, rng: np.random.Generator) -> Iterator[Tensor]:
-        """Each sampled clip as uint8 ``(T, H, W, 3)``, decoded one at a time to bound memory."""
+    def _read_views(self, entry: VideoEntry, rng: np.random.Generator) -> list[Tensor]:
+        """The views of every sampled clip, decoded one clip at a time to bound memory."""
         threads = 1 if get_worker_info() is not None else None
+        views: list[Tensor] = []
         with VideoReader(entry.path, threads=threads, **self.reader_options) as reader:
             first, count = self._window(entry, reader)
             for indices in self.sampler(count, reader.fps, rng):
-                yield reader.get_frames(np.asarray(indices) + first if first else indices)
+                try:
+                    frames = reader.get_frames(np.asarray(indices) + first if first else indices)
+                except VideoError as error:
+                    raise _FramesLost(error) from error
+                views += self._views(frames, rng)
+        return views
 
     def _window(self, entry: VideoEntry, reader: Any) -> tuple[int, int]:
         """The frames the sampler sees: all of them, or a segment's (see ``frame_window``)."""
