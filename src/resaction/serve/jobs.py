@@ -183,11 +183,13 @@ def remove_job_files(job: Job, results_dir: Path) -> None:
 
 
 def sweep_expired(store: JobStore, results_dir: Path, retention_s: float) -> int:
-    """Delete finished jobs (row and files) older than ``retention_s``; how many went."""
+    """Delete finished jobs (files, then row) older than ``retention_s``; how many went. Files
+    first: once a job answers 404 its files are gone (the other order left a moment where they
+    were not, and a crash between the two leaves a row that the next sweep removes)."""
     expired = store.finished_before(time.time() - retention_s)
     for job in expired:
-        store.delete(job.id)
         remove_job_files(job, results_dir)
+        store.delete(job.id)
     return len(expired)
 
 
