@@ -23,6 +23,7 @@ from tests.io.videogen import (
     read_code,
     remux_dropping_frames,
     remux_flagging_keyframes,
+    remux_from,
     remux_with_decode_times_as_pts,
     trim_without_reencoding,
     write_video,
@@ -176,20 +177,6 @@ def test_keyframe_flags_are_trusted_where_they_can_be() -> None:
     assert keyframe_flags_doubtful([True] * 10, h264)
     assert not keyframe_flags_doubtful([True] * 10, mjpeg)
     assert not keyframe_flags_doubtful([True, False, False, True, False, False], h264)
-
-
-def remux_from(source: Path, target: Path, skip: int) -> Path:
-    """``source``'s video packets from the ``skip``-th on: a recording of a live stream that
-    starts in the middle of a group of pictures."""
-    with av.open(str(source)) as reader, av.open(str(target), "w") as writer:
-        stream = reader.streams.video[0]
-        out = writer.add_stream_from_template(stream)
-        packets = (packet for packet in reader.demux(stream) if packet.size)
-        for number, packet in enumerate(packets):
-            if number >= skip:
-                packet.stream = out
-                writer.mux(packet)
-    return target
 
 
 @pytest.mark.parametrize("params", ["bframes=2", "bframes=3:open-gop=1"])

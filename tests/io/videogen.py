@@ -8,7 +8,7 @@ makes every frame cost real bits, like camera footage, so cutting a file loses f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -138,87 +138,95 @@ def cut_at(source: Path, target: Path, fraction: float) -> Path:
     return target
 
 
+def remux(source: Path, target: Path, edit: Callable[[int, av.Packet], av.Packet | None]) -> Path:
+    """``source``'s video stream copied into ``target`` without re-encoding, each non-empty
+    packet (numbered in decode order) passed through ``edit``, which may change it, replace it
+    or drop it (``None``)."""
+    with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
+        stream = reader.streams.video[0]
+        out = writer.add_stream_from_template(stream)
+        packets = (packet for packet in reader.demux(stream) if packet.size)
+        for number, packet in enumerate(packets):
+            edited = edit(number, packet)
+            if edited is not None:
+                edited.stream = out
+                writer.mux(edited)
+    return target
+
+
 def trim_without_reencoding(source: Path, target: Path, first_frame: int, gop: int) -> Path:
     """``source`` (25 fps) from ``first_frame`` on, as ``ffmpeg -ss`` with ``-c copy`` or a
     phone's trim writes it: the packets from the keyframe before it, shifted so that it is shown
     at 0, and an MP4 edit list that hides the pictures before it."""
-    with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
-        stream = reader.streams.video[0]
-        out = writer.add_stream_from_template(stream)
-        step = round(1 / (25 * stream.time_base))
-        keep_from = first_frame // gop * gop * step
-        for packet in reader.demux(stream):
-            if packet.dts is None or packet.pts < keep_from:
-                continue
-            packet.pts -= first_frame * step
-            packet.dts -= first_frame * step
-            packet.stream = out
-            writer.mux(packet)
-    return target
+    with av.open(str(source)) as reader:
+        step = round(1 / (25 * reader.streams.video[0].time_base))
+    keep_from = first_frame // gop * gop * step
+
+    def shift(_: int, packet: av.Packet) -> av.Packet | None:
+        if packet.dts is None or packet.pts < keep_from:
+            return None
+        packet.pts -= first_frame * step
+        packet.dts -= first_frame * step
+        return packet
+
+    return remux(source, target, shift)
 
 
 def remux_flagging_keyframes(source: Path, target: Path, every: int = 1) -> Path:
     """``source`` remuxed without re-encoding, every ``every``-th packet flagged a keyframe
     besides the real ones, as some AVI muxers and DVR exports write their index (``every=1``:
     all of them): the flags then say little or nothing about the pictures."""
-    with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
-        stream = reader.streams.video[0]
-        out = writer.add_stream_from_template(stream)
-        packets = (packet for packet in reader.demux(stream) if packet.size)
-        for number, packet in enumerate(packets):
-            if number % every == 0:
-                packet.is_keyframe = True
-            packet.stream = out
-            writer.mux(packet)
-    return target
+
+    def flag(number: int, packet: av.Packet) -> av.Packet:
+        if number % every == 0:
+            packet.is_keyframe = True
+        return packet
+
+    return remux(source, target, flag)
 
 
 def remux_dropping_frames(source: Path, target: Path, every: int) -> Path:
     """``source`` (AVI) remuxed with a frame's time left empty after every ``every``-th packet,
     as a recorder that drops frames writes it: the AVI muxer fills each gap with an empty chunk,
     which the header's frame count includes and the demuxer passes over."""
-    with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
-        stream = reader.streams.video[0]
-        out = writer.add_stream_from_template(stream)
-        packets = (packet for packet in reader.demux(stream) if packet.size)
-        for number, packet in enumerate(packets):
-            shift = number // every
-            packet.pts += shift
-            packet.dts += shift
-            packet.stream = out
-            writer.mux(packet)
-    return target
+
+    def delay(number: int, packet: av.Packet) -> av.Packet:
+        packet.pts += number // every
+        packet.dts += number // every
+        return packet
+
+    return remux(source, target, delay)
 
 
 def remux_with_decode_times_as_pts(source: Path, target: Path) -> Path:
     """``source`` (with B-frames, in a container that stores dts) remuxed with each packet's pts
     set to its dts, as a muxer that writes no composition offsets leaves it: the pts rise in
     decode order, not in the order the pictures are shown."""
-    with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
-        stream = reader.streams.video[0]
-        out = writer.add_stream_from_template(stream)
-        first_dts = None
-        for packet in reader.demux(stream):
-            if not packet.size:
-                continue
-            first_dts = packet.dts if first_dts is None else first_dts
-            packet.pts = packet.dts = packet.dts - first_dts
-            packet.stream = out
-            writer.mux(packet)
-    return target
+    first_dts: list[int] = []
+
+    def decode_times(_: int, packet: av.Packet) -> av.Packet:
+        first_dts[:] = first_dts or [packet.dts]
+        packet.pts = packet.dts = packet.dts - first_dts[0]
+        return packet
+
+    return remux(source, target, decode_times)
+
+
+def remux_from(source: Path, target: Path, skip: int) -> Path:
+    """``source``'s video packets from the ``skip``-th on: a recording of a live stream that
+    starts in the middle of a group of pictures."""
+    return remux(source, target, lambda number, packet: packet if number >= skip else None)
 
 
 def replace_packet(source: Path, target: Path, number: int, data: bytes) -> Path:
     """``source`` remuxed with packet ``number``'s bytes replaced (a damaged recording)."""
-    with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
-        stream = reader.streams.video[0]
-        out = writer.add_stream_from_template(stream)
-        for position, packet in enumerate(p for p in reader.demux(stream) if p.size):
-            if position == number:
-                damaged = av.Packet(data)
-                damaged.pts, damaged.dts = packet.pts, packet.dts
-                damaged.time_base, damaged.is_keyframe = packet.time_base, packet.is_keyframe
-                packet = damaged
-            packet.stream = out
-            writer.mux(packet)
-    return target
+
+    def damage(position: int, packet: av.Packet) -> av.Packet:
+        if position != number:
+            return packet
+        damaged = av.Packet(data)
+        damaged.pts, damaged.dts = packet.pts, packet.dts
+        damaged.time_base, damaged.is_keyframe = packet.time_base, packet.is_keyframe
+        return damaged
+
+    return remux(source, target, damage)
