@@ -21,8 +21,11 @@ from resaction.errors import CheckpointError
 from resaction.models.factory import create_model
 from resaction.models.fusion import FUSION_NAME, build_fusion
 from resaction.models.pruned import shrink_to_state_dict
+from resaction.models.torch_files import is_torch_file, torch_load_failure
 
 FORMAT_VERSION = 1
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
+"""Suffixes of torch files: one that does not start as a checkpoint is corrupt, not foreign."""
 
 
 @dataclass
@@ -85,17 +88,33 @@ def save_checkpoint(
     return atomic_save(payload, path)
 
 
+def _foreign_file(path: Path) -> str | None:
+    """What is wrong with ``path`` when it cannot be a torch checkpoint at all (an ONNX model,
+    a common mix-up in ``prune model.onnx``, a CSV given for ``-c``); None otherwise."""
+    if path.suffix.lower() == ".onnx":
+        return "is an ONNX model, not a PyTorch checkpoint: give the .pt it was exported from"
+    if is_torch_file(path):
+        return None
+    if not path.stat().st_size:
+        return "is empty, not a PyTorch checkpoint"
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES or not path.suffix:
+        return "is not a PyTorch checkpoint (its first bytes are not one: corrupt or truncated?)"
+    return f"is a {path.suffix} file, not a PyTorch checkpoint (.pt)"
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint's raw dictionary safely; one-line errors for missing or corrupt files."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    foreign = _foreign_file(path)
+    if foreign:
+        raise CheckpointError(f"{path} {foreign}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for corrupt or foreign files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(
-            f"checkpoint {path} cannot be read (corrupt or not a torch file): {reason[:200]}"
+            f"checkpoint {path} cannot be read: {torch_load_failure(error)}"
         ) from None
     if not isinstance(payload, dict) or "state_dict" not in payload or "model_name" not in payload:
         raise CheckpointError(

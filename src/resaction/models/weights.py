@@ -38,6 +38,7 @@ from resaction.models.catalog import (
 )
 from resaction.models.hub import fetch_state_dict, first_line, kinetics400_classes
 from resaction.models.layers import module_name
+from resaction.models.torch_files import torch_load_failure
 
 __all__ = [
     "WEIGHTS",
@@ -176,16 +177,19 @@ def read_weights_file(path: str | Path) -> CheckpointContents:
     path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors":
+        try:
             payload: Any = load_file(path, device="cpu")
-        else:
+        except Exception as error:  # safetensors raises several types for foreign files
+            raise WeightsError(
+                f"{path} cannot be read as safetensors: {first_line(error)}"
+            ) from None
+    else:
+        try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch and safetensors raise many types for foreign files
-        raise WeightsError(
-            f"{path} cannot be read as weights (corrupt, or not a torch/safetensors file): "
-            f"{first_line(error)}"
-        ) from None
+        except Exception as error:  # torch raises many types for corrupt or foreign files
+            reason = torch_load_failure(error)
+            raise WeightsError(f"{path} cannot be read as weights: {reason}") from None
     model_name, classes = None, None
     if isinstance(payload, Mapping):
         for key in ("state_dict", "model"):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from resaction.errors import CheckpointError, ConfigError, ModelError
+from resaction.models.torch_files import is_torch_file
 
 METADATA_FORMAT = "1"
 FORMAT_KEY = "resaction_format"
@@ -213,6 +214,11 @@ def _open_session(
             disabled_optimizers=["QDQPropagationTransformer"],
         )
     except Exception as error:  # ORT raises its own types for bad protobufs and graphs
+        if model is None and is_torch_file(Path(path)):
+            raise CheckpointError(
+                f"{path} is a PyTorch checkpoint, not an ONNX model: export it first "
+                f"(resaction export {path})"
+            ) from None
         text = str(error).strip().splitlines()
         reason = text[0][:200] if text else type(error).__name__
         raise CheckpointError(f"{path} is not a usable ONNX model: {reason}") from None
