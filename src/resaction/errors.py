@@ -68,6 +68,19 @@ def first_line(error: BaseException, limit: int = 200) -> str:
     return text.splitlines()[0][:limit] if text else type(error).__name__
 
 
+def parse_error_line(error: BaseException) -> str:
+    """A parser's error as one line that says where: PyYAML's marked errors give
+    "line 3, column 7: <problem>" (its own first line names only the construct it was in)."""
+    mark, problem = getattr(error, "problem_mark", None), getattr(error, "problem", None)
+    if mark is None or not problem:
+        return first_line(error)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, start = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context and start is not None and start.line != mark.line:
+        where += f" ({context.removeprefix('while ')} that starts on line {start.line + 1})"
+    return where
+
+
 def last_line(error: BaseException, limit: int = 300) -> str:
     """An error's last non-empty line (where Ray and other wrappers put the cause), at most
     ``limit`` characters, or the error's type name when it has no message."""

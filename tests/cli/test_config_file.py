@@ -51,6 +51,7 @@ def test_commands_with_their_own_config_and_argv_without_one_are_untouched(tmp_p
         ("video: a.mp4\n", "'video' is a positional argument"),
         ("- 4\n", "must be a mapping"),
         ("stride: [4\n", "is not valid YAML"),
+        ("stride: [4\nsmooth: ema\n", "line 2, column 7: expected ',' or ']', but got"),
         ("progress: maybe\n", "'progress' takes true or false"),
     ],
 )

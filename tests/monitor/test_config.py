@@ -77,6 +77,7 @@ def test_calibrated_thresholds_apply_where_the_file_gives_none(tmp_path: Path) -
         (GOOD.replace("name: hall", "name: gate"), r"cameras\.1\.name: .*used twice"),
         (GOOD.replace("stdout", "email"), r"sinks\.1: a sink is"),
         ("cameras: [\n", r"is not valid YAML"),
+        ("cameras:\n  - name: a\n   url: b\n", r"YAML: line 3, column 4: .*starts on line 2\)"),
     ],
 )
 def test_a_mistake_is_one_line_naming_line_and_key(

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from resaction.errors import ConfigError, first_line
+from resaction.errors import ConfigError, parse_error_line
 
 
 def expand_config(command: Any, argv: list[str]) -> list[str]:
@@ -64,7 +64,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {first_line(error)}") from None
+        reason = parse_error_line(error)
+        raise ConfigError(f"config file {path} is not valid YAML: {reason}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must be a mapping of option names to values")
     return values

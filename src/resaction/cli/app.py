@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 import typer
 from rich.console import Console
@@ -19,7 +20,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+LOG_WIDTH = 200
+"""Columns of output that goes to a log or a pipe: wide tables stay whole there rather than
+squeezed into 80 columns with every cell cut to "ts…"."""
 console = Console()
+if not console.is_terminal:
+    console = Console(width=max(console.width, LOG_WIDTH))
 err_console = Console(stderr=True)
 
 
@@ -29,6 +35,12 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more 
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    warnings.formatwarning = _warning_line
+
+
+def _warning_line(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
+    """A warning as one line for a person at a terminal, not the source line that raised it."""
+    return f"warning: {message}\n"
 
 
 def _usage_error_types() -> tuple[type[BaseException], ...]:

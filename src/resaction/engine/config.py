@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from resaction.errors import ConfigError
+from resaction.errors import ConfigError, parse_error_line
 
 OPTIMIZERS = ("sgd", "adamw")
 BALANCE_MODES = ("none", "sampler", "loss")
@@ -255,8 +255,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"config file {path} is not valid YAML: {first}") from None
+        reason = parse_error_line(error)
+        raise ConfigError(f"config file {path} is not valid YAML: {reason}") from None
     if values is None:
         return {}
     if not isinstance(values, dict):

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from resaction.detection.decisions import Thresholds
-from resaction.errors import ConfigError, first_line
+from resaction.errors import ConfigError, parse_error_line
 
 THRESHOLD_KEYS = {
     "threshold": "enter",
@@ -109,7 +109,7 @@ def load_watch_config(path: str | Path) -> WatchConfig:
     except FileNotFoundError:
         raise ConfigError(f"cameras file {path} does not exist") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {first_line(error)}") from None
+        raise ConfigError(f"{path} is not valid YAML: {parse_error_line(error)}") from None
     lines: dict[Path_, int] = {}
     data = _plain(node, (), lines) if node is not None else None
     return _Reader(path, lines).config(data)
