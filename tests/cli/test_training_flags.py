@@ -9,6 +9,7 @@ import pytest
 
 from resaction.cli.options import flags_as, training_config
 from resaction.cli.train import train
+from resaction.errors import ConfigError
 from resaction.inference.timeline import TimelineConfig
 
 
@@ -49,6 +50,19 @@ def test_resuming_reads_the_run_folder_s_config_under_the_flags(tmp_path: Path) 
     )
 
     assert config.epochs == 7 and config.lr == 0.05 and config.resume is True
+
+
+def test_resuming_where_there_is_no_run_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError, match=r"no run to resume in .*nothere \(no config.yaml\)"):
+        training_config({"config": None, "out": str(tmp_path / "nothere"), "resume": True})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="no run to resume in runs/default"):
+        training_config({"config": None, "out": None, "resume": True})
+    (tmp_path / "runs" / "default").mkdir(parents=True)
+    (tmp_path / "runs" / "default" / "config.yaml").write_text("data: videos/\nepochs: 7\n")
+    assert training_config({"config": None, "out": None, "resume": True}).epochs == 7
 
 
 def test_fixed_values_win_and_left_flags_are_not_the_config_s() -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import re
 import shutil
 import statistics
 import warnings
@@ -271,6 +273,46 @@ def test_bad_datasets_give_one_line_errors(dataset: Path, tmp_path: Path) -> Non
         with pytest.raises(DatasetError) as error:
             train(tiny(data, tmp_path / f"out-{data.name}"))
         assert "\n" not in str(error.value)
+
+
+def test_a_run_that_reads_no_clip_or_has_one_class_stops_without_a_checkpoint(
+    dataset: Path, tmp_path: Path
+) -> None:
+    """Without a validation set nothing else would notice: an epoch of undecodable videos, or a
+    single class, must not end in a saved "trained" model."""
+    fake = tmp_path / "fake"
+    for label in CLASSES[:2]:
+        (fake / label).mkdir(parents=True)
+        (fake / label / "clip.mp4").write_text("not a video")
+    with pytest.raises(DatasetError, match=r"epoch 1 read no training clip: none of the 2 "):
+        train(tiny(fake, tmp_path / "fake-run"))
+    assert not (tmp_path / "fake-run" / "best.pt").exists()
+    one = tmp_path / "one"
+    shutil.copytree(dataset / CLASSES[0], one / CLASSES[0])
+    with pytest.raises(DatasetError, match=rf"has one class \('{CLASSES[0]}'\)"):
+        train(tiny(one, tmp_path / "one-run"))
+    with pytest.raises(DatasetError, match=r"^validation: none of the 2 videos"):
+        train(tiny(dataset, tmp_path / "val-run", val_data=str(fake), max_steps_per_epoch=1))
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"crop": "foo"}, "crop='foo'"),
+        ({"resize": -5}, "resize=-5"),
+        ({"clip_len": 5, "segment_len": 2}, "clip_len=5"),
+        ({"mean": [0.5, 0.5]}, "mean=[0.5, 0.5]"),
+        ({"sampling": "random"}, "sampling='random'"),
+    ],
+)
+def test_a_bad_preprocessing_value_is_refused_before_training(
+    dataset: Path, tmp_path: Path, override: dict, named: str
+) -> None:
+    config = tiny(dataset, tmp_path / "run")
+    config = dataclasses.replace(config, preprocess={**config.preprocess, **override})
+    with pytest.raises(ConfigError, match=re.escape(f"preprocess {named}")):
+        train(config)
+    assert not (tmp_path / "run" / "last.pt").exists()
 
 
 def test_weights_of_another_model_are_refused(dataset: Path, tmp_path: Path) -> None:

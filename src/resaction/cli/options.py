@@ -147,12 +147,15 @@ def training_config(
     outright. A flag that is neither a field nor left is a ``TypeError``, so a new flag is never
     dropped silently.
     """
-    from resaction.engine.config import FIELD_NAMES, load_config
+    from resaction.engine.config import FIELD_NAMES, TrainConfig, load_config
 
     values = {name: value for name, value in flags.items() if name not in leave}
     config = values.pop("config", None)
     if "resume" in values:
-        config = run_config_file(config, values.get("out"), bool(values["resume"]))
+        out = values.get("out") or TrainConfig.out
+        config = run_config_file(config, out, bool(values["resume"]))
+        if values["resume"] and config is None and not values.get("data"):
+            raise ConfigError(f"--resume: no run to resume in {out} (no config.yaml)")
     overrides = {
         "protocol": view_protocol(values.pop("clips", None), values.pop("crops", None)) or None,
         "preprocess": key_values(values.pop("preprocess", None), "--preprocess") or None,

@@ -75,6 +75,32 @@ class ViewProtocol:
 
 
 DEFAULT_VIEWS = ViewProtocol()
+SAMPLINGS = ("dense", "segments")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
+
+
+def _is_positive(value: Any) -> bool:
+    return _is_number(value) and value > 0
+
+
+def _is_positive_int(value: Any) -> bool:
+    return _is_positive(value) and value == int(value)
+
+
+def _is_sequence_of(value: Any, length: int, kind: type, allow_zero: bool = False) -> bool:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != length:
+        return False
+    if kind is int:
+        return all(_is_positive_int(v) for v in value)
+    return all(_is_number(v) and (v > 0 or (allow_zero and v >= 0)) for v in value)
+
+
+def _check(key: str, value: Any, ok: bool, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"preprocess {key}={value!r} is not valid: give {expected}")
 
 
 @dataclass(frozen=True)
@@ -99,6 +125,30 @@ class ClipSpec:
     window_s: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Refuse values no sampler or transform can use, naming the key (``-p crop=foo``
+        would otherwise fail deep in the first batch, ``resize=-5`` in every video read)."""
+        for key in ("clip_len", "frame_interval", "segment_len"):
+            _check(key, getattr(self, key), _is_positive_int(getattr(self, key)), "an integer >= 1")
+        if self.clip_len % self.segment_len:
+            raise ConfigError(
+                f"preprocess clip_len={self.clip_len} is not a whole number of segments of "
+                f"segment_len={self.segment_len} frames"
+            )
+        _check("sampling", self.sampling, self.sampling in SAMPLINGS, "'dense' or 'segments'")
+        fps = self.target_fps
+        _check("target_fps", fps, fps is None or _is_positive(fps), "a number > 0, or null")
+        for key in ("resize", "crop"):
+            value = getattr(self, key)
+            ok = value is None or _is_positive_int(value) or _is_sequence_of(value, 2, int)
+            _check(key, value, ok, "an integer >= 1 (short side) or [height, width]")
+        for key in ("mean", "std"):
+            value = getattr(self, key)
+            ok = value is None or _is_sequence_of(value, 3, float, allow_zero=key == "mean")
+            _check(key, value, ok, "three numbers (R, G, B)" + (" > 0" if key == "std" else ""))
+        flip = self.options.get("flip", 0.5)
+        _check("flip", flip, _is_number(flip) and 0 <= flip <= 1, "a probability in [0, 1]")
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | ClipSpec) -> ClipSpec:
         """The spec of a preprocessing dict (as stored in checkpoints and ONNX metadata)."""
@@ -107,11 +157,11 @@ class ClipSpec:
         typed = {f.name for f in fields(cls)} - {"options"}
         values = {key: value for key, value in data.items() if key in typed}
         for key in ("clip_len", "frame_interval", "segment_len"):
-            if values.get(key) is not None:
+            if values.get(key) is None:
+                values.pop(key, None)
+            elif _is_number(values[key]) and values[key] == int(values[key]):
                 values[key] = int(values[key])
-            elif key in values:
-                del values[key]
-        if values.get("window_s") is not None:
+        if _is_number(values.get("window_s")):
             values["window_s"] = float(values["window_s"])
         options = {key: value for key, value in data.items() if key not in typed}
         return cls(**values, options=options)

@@ -9,7 +9,6 @@ dealt to the sides so that each class keeps about the asked proportion (stratifi
 
 from __future__ import annotations
 
-import logging
 import re
 import warnings
 from collections.abc import Callable, Sequence
@@ -18,8 +17,6 @@ import numpy as np
 
 from resaction.data.manifests import Manifest, VideoEntry
 from resaction.errors import DatasetError
-
-log = logging.getLogger(__name__)
 
 GroupBy = str | re.Pattern[str] | Callable[[VideoEntry], str] | None
 
@@ -43,14 +40,14 @@ def entry_groups(manifest: Manifest, group_by: GroupBy = None) -> list[str] | No
     try:
         pattern = re.compile(group_by) if isinstance(group_by, str) else group_by
     except re.error as error:
-        raise DatasetError(f"group_by pattern {group_by!r} is not a valid regex: {error}") from None
+        raise DatasetError(f"group_by pattern '{group_by}' is not a valid regex: {error}") from None
     groups = []
     for entry in manifest:
         match = pattern.search(entry.path.name)
         group = None if match is None else match.group(1) if pattern.groups else match.group(0)
         if group is None:
             raise DatasetError(
-                f"group_by pattern {pattern.pattern!r} gives no group for file {entry.path.name}: "
+                f"group_by pattern '{pattern.pattern}' gives no group for file {entry.path.name}: "
                 "fix the pattern so every file name has one (a capture group that always matches)"
             )
         groups.append(group)
@@ -152,11 +149,10 @@ def _warn_if_names_look_grouped(manifest: Manifest) -> None:
             message = (
                 f"splitting without groups, but file names like {names[0]!r} look grouped: "
                 "clips of one group on both sides inflate accuracy; "
-                f'pass group_by=r"{suggestion}"'
+                f"pass --group-by '{suggestion}' (in Python: group_by=r\"{suggestion}\")"
             )
             if message not in _warned:
                 _warned.add(message)
-                log.warning(message)
                 warnings.warn(message, UserWarning, stacklevel=4)
             return
 

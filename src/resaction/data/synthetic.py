@@ -362,7 +362,7 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
         if not overwrite:
             raise ConfigError(
                 f"output folder {out} already holds a synthetic dataset: choose another folder "
-                "or replace it with --overwrite (overwrite=True)"
+                "or replace it with --overwrite"
             )
         _remove_previous(out)
     try:

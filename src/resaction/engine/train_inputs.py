@@ -43,6 +43,12 @@ def load_training_data(
     manifest = read(config.data)
     if not manifest.entries:
         raise DatasetError(f"dataset {config.data} has no videos")
+    if len(manifest.classes) < 2:
+        raise DatasetError(
+            f"dataset {config.data} has one class ({manifest.classes[0]!r}): a classifier "
+            "learns to tell classes apart, so add videos of another (for example of the scene "
+            "when nothing happens)"
+        )
     val = None
     if config.val_data:
         found = read(config.val_data)
@@ -89,6 +95,7 @@ def training_pipeline(
     preprocess = {**defaults, **config.preprocess}
     if "segment_len" in config.model_kwargs and "segment_len" not in config.preprocess:
         preprocess["segment_len"] = int(config.model_kwargs["segment_len"])
+    ClipSpec.from_dict(preprocess)
     window = training_window(preprocess, entries)
     if window is not None:
         preprocess["window_s"] = round(window, 3)
@@ -153,17 +160,20 @@ def validation_row(
     class accuracy) and the validation videos that could not be decoded."""
     device = next(model.parameters()).device
     devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        result = evaluate(
-            model,
-            entries,
-            classes,
-            preprocess=preprocess,
-            protocol=protocol,
-            batch_size=config.batch_size,
-            num_workers=config.num_workers,
-            progress=config.progress,
-        )
+    try:
+        with torch.random.fork_rng(devices=devices):
+            result = evaluate(
+                model,
+                entries,
+                classes,
+                preprocess=preprocess,
+                protocol=protocol,
+                batch_size=config.batch_size,
+                num_workers=config.num_workers,
+                progress=config.progress,
+            )
+    except DatasetError as error:
+        raise DatasetError(f"validation: {error}") from None
     probs = torch.as_tensor(result.video_probs, dtype=torch.float64)
     labels = torch.as_tensor(result.labels, dtype=torch.int64)
     picked = probs[torch.arange(len(labels)), labels].clamp_min(1e-12)
@@ -174,3 +184,14 @@ def validation_row(
         "val_mean_class_accuracy": float(result.metrics["mean_class_accuracy"]),
     }
     return row, list(result.skipped)
+
+
+def nothing_trained(dataset: Any, epoch: int) -> DatasetError:
+    """The error for an epoch that read no clip at all: a run must not save a model it never
+    trained (with no validation set nothing else would notice)."""
+    rows = dataset.skipped.as_dicts() if hasattr(dataset, "skipped") else []
+    first = f" (first: {rows[0]['path']}: {rows[0]['reason']})" if rows else ""
+    return DatasetError(
+        f"epoch {epoch + 1} read no training clip: none of the {len(dataset)} training videos "
+        f"could be decoded{first}"
+    )

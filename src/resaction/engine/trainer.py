@@ -42,6 +42,7 @@ from resaction.engine.train_forward import ForwardPath
 from resaction.engine.train_inputs import (
     LabelledVideos,
     TrainingTask,
+    nothing_trained,
     training_pipeline,
     validation_row,
 )
@@ -321,6 +322,8 @@ class Trainer:
             del batches
         timed = run_totals.reduced(self.context)
         summed = totals + timed
+        if not summed.count:
+            raise nothing_trained(self.dataset, epoch)
         return {
             "train_loss": summed.loss_sum / max(summed.count, 1),
             "train_top1": summed.correct / max(summed.count, 1),
@@ -387,7 +390,6 @@ class Trainer:
         return distributed.broadcast(self.context, row)
 
     def _evaluate(self) -> dict[str, Any]:
-
         row, skipped = validation_row(
             self.model,
             self.val_entries,
@@ -402,7 +404,6 @@ class Trainer:
     # ------------------------------------------------------------------ files
 
     def _save(self, path: Path, position: Position, totals: EpochTotals) -> None:
-
         save_checkpoint(
             path,
             self.model,
