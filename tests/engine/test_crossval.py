@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from resaction.cli import run_app
 from resaction.data.manifests import read_manifest
@@ -17,6 +18,7 @@ from resaction.engine.crossval import (
     CrossValResult,
     FoldResult,
     _write_crossval_files,
+    crossval_table,
     run_crossval,
 )
 from resaction.engine.metrics import classification_metrics
@@ -108,6 +110,10 @@ def test_a_finished_fold_is_read_back_however_its_weights_file_is_spelled(
     absolute = dataclasses.replace(relative, weights=str(start))
     again = run_crossval(absolute, 2, None, out, only_folds=[1])
     assert again.summary["top1"] == first.summary["top1"]
+    console = Console(width=200, record=True)
+    console.print(crossval_table(again))
+    text = console.export_text()
+    assert text.count("(one fold)") == 3 and "± 0.0" not in text
     other = tmp_path / "other.pt"
     save_checkpoint(other, model, model_name="tsn_resnet18", classes=CLASSES)
     with pytest.raises(AssertionError, match="trained again"):  # another file: another run

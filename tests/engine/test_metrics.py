@@ -89,6 +89,16 @@ def test_absent_class_has_no_average_precision_and_many_classes_no_roc_auc() -> 
     assert "roc_auc" not in metrics
 
 
+def test_a_class_without_negatives_has_no_average_precision() -> None:
+    """Scored on videos of one class only, that class's AP is 1 whatever the scores (every
+    video is a positive), so it is no evidence: mAP is undefined rather than 100%."""
+    scores = np.array([[0.2, 0.8], [0.9, 0.1], [0.4, 0.6], [0.3, 0.7]])
+    metrics = classification_metrics(scores, np.array([0, 0, 0, 0]))
+    assert metrics["top1"] == pytest.approx(0.25)
+    assert np.isnan(metrics["average_precision"][0]) and np.isnan(metrics["average_precision"][1])
+    assert np.isnan(metrics["mean_average_precision"])
+
+
 def test_top5_with_fewer_classes_is_capped_and_says_so() -> None:
     scores = np.array([[0.9, 0.1], [0.8, 0.2]])
     metrics = classification_metrics(scores, np.array([1, 1]))

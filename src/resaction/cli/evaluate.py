@@ -90,7 +90,7 @@ def evaluate(
     console.print(f"[dim]{protocol_line(result.protocol)}[/]")
     for row in result.skipped:
         console.print(f"[yellow]skipped[/] {row['path']}: {row['reason']}")
-    written = [files.results, files.confusion_csv, files.confusion_png, files.per_class]
+    written = files.paths()
     if kinds:
         written += _stress_test(
             result, bundle, entries, kinds, severity, loading, out_dir, show_order=order_test
@@ -184,6 +184,7 @@ def crossval(
     from resaction.cli.options import training_config
     from resaction.cli.train import say_scratch_advice
     from resaction.engine.crossval import crossval_table, run_crossval
+    from resaction.engine.metrics import mean_and_spread
     from resaction.errors import ConfigError
 
     crossval_flags = ("folds", "group_by", "exclude_groups", "only_folds", "resume")
@@ -207,7 +208,7 @@ def crossval(
     console.print(crossval_table(result))
     top1 = result.summary["top1"]
     console.print(
-        f"video top-1: {100 * top1['mean']:.1f} ± {100 * top1['std']:.1f}% over "
+        f"video top-1: {mean_and_spread(top1)}% over "
         f"{len(result.folds)} fold(s); pooled {100 * result.pooled['top1']:.1f}%"
     )
     console.print(

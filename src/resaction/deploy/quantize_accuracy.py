@@ -95,8 +95,10 @@ def held_out_entries(
     exclude: set[str],
     max_videos: int | None,
     seed: int,
+    remedy: str = "give held-out videos with --eval",
 ) -> list[Any]:
-    """``data``'s videos labelled in the model's class order, minus ``exclude``d paths."""
+    """``data``'s videos labelled in the model's class order, minus ``exclude``d paths;
+    ``remedy`` is what the error says to do when none are left."""
     found = read_manifest(data)
     unknown = [name for name in found.classes if name not in classes]
     if unknown:
@@ -112,7 +114,7 @@ def held_out_entries(
     if not entries:
         raise DatasetError(
             f"{data} has no videos left for the accuracy check after removing the "
-            "calibration videos; give held-out videos with --eval"
+            f"calibration videos; {remedy}"
         )
     if max_videos is not None and len(entries) > max_videos:
         order = np.random.default_rng(seed).permutation(len(entries))[:max_videos]

@@ -29,7 +29,7 @@ from resaction.data.splits import entry_groups, kfold, without_groups
 from resaction.engine import trainer
 from resaction.engine.config import TrainConfig
 from resaction.engine.evaluate import evaluate
-from resaction.engine.metrics import classification_metrics, mean_and_std
+from resaction.engine.metrics import classification_metrics, mean_and_spread, mean_and_std
 from resaction.engine.report import (
     ensure_output_dir,
     plot_confusion,
@@ -406,7 +406,8 @@ def plot_folds(result: CrossValResult, path: Path) -> Path:
     values = [100 * fold.metrics["top1"] for fold in result.folds]
     axes.bar(names, values, color="tab:blue")
     mean, std = 100 * result.mean_top1, 100 * result.std_top1
-    axes.axhline(mean, color="black", linewidth=1, label=f"mean {mean:.1f} ± {std:.1f}")
+    label = f"mean {mean_and_spread(result.summary['top1'])}"
+    axes.axhline(mean, color="black", linewidth=1, label=label)
     axes.axhspan(mean - std, mean + std, color="grey", alpha=0.2)
     axes.set_ylim(0, 105)
     axes.set_ylabel("video top-1 (%)")
@@ -440,10 +441,7 @@ def crossval_table(result: CrossValResult) -> Table:
         "mean ± std",
         "",
         "",
-        f"{100 * s['top1']['mean']:.1f} ± {100 * s['top1']['std']:.1f}",
-        f"{100 * s['mean_class_accuracy']['mean']:.1f} ± "
-        f"{100 * s['mean_class_accuracy']['std']:.1f}",
-        f"{100 * s['clip_top1']['mean']:.1f} ± {100 * s['clip_top1']['std']:.1f}",
+        *(mean_and_spread(s[name]) for name in ("top1", "mean_class_accuracy", "clip_top1")),
         style="bold",
     )
     return table

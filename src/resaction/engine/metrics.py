@@ -57,9 +57,10 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, 
     ``scores`` is ``(N, num_classes)`` (probabilities or logits; only their order matters) and
     ``labels`` is ``(N,)`` class indices. ``mean_class_accuracy`` and ``balanced_accuracy`` are the
     same number (the mean recall over the classes present), kept under both names.
-    ``average_precision`` is one-vs-rest per class and ``mean_average_precision`` its mean over the
-    classes present. With two classes, ``roc_auc`` ranks by the score of class
-    ``roc_auc_positive`` (index 1). Everything returned is JSON-serialisable (NaN aside).
+    ``average_precision`` is one-vs-rest per class (NaN for a class without both positives and
+    negatives, where it says nothing) and ``mean_average_precision`` its mean over the others.
+    With two classes, ``roc_auc`` ranks by the score of class ``roc_auc_positive`` (index 1).
+    Everything returned is JSON-serialisable (NaN aside).
     """
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -77,6 +78,8 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, 
     present = support > 0
     balanced = float(recall[present].mean()) if present.any() else float("nan")
     ap = np.asarray(one_vs_rest_average_precision(scores, labels))
+    ranked = present & (support < len(labels))  # AP is 1 by definition without negatives
+    ap[~ranked] = np.nan
     metrics = {
         "num_samples": len(labels),
         "num_classes": num_classes,
@@ -86,7 +89,7 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, 
         "mean_class_accuracy": balanced,
         "balanced_accuracy": balanced,
         "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
-        "mean_average_precision": float(ap[present].mean()) if present.any() else float("nan"),
+        "mean_average_precision": float(ap[ranked].mean()) if ranked.any() else float("nan"),
         "precision": precision.tolist(),
         "recall": recall.tolist(),
         "f1": f1.tolist(),
@@ -107,3 +110,11 @@ def mean_and_std(values: list[float]) -> tuple[float, float]:
         return float("nan"), float("nan")
     std = float(array.std(ddof=1)) if array.size > 1 else 0.0
     return float(array.mean()), std
+
+
+def mean_and_spread(entry: dict[str, Any]) -> str:
+    """A summary entry (``mean``, ``std`` and its ``folds``) as "mean ± std" in percent; one
+    fold has no spread to show (its sample standard deviation is undefined)."""
+    if len(entry["folds"]) < 2:
+        return f"{100 * entry['mean']:.1f} (one fold)"
+    return f"{100 * entry['mean']:.1f} ± {100 * entry['std']:.1f}"

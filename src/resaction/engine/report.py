@@ -36,6 +36,10 @@ class ReportFiles:
     pr_curves_png: Path
     roc_png: Path | None = None
 
+    def paths(self) -> list[Path]:
+        """Every file written, in the order they are listed to a user."""
+        return [value for value in vars(self).values() if value is not None]
+
 
 def ensure_output_dir(path: str | Path) -> Path:
     """Create ``path`` if needed and check that files can be written there."""

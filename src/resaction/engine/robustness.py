@@ -163,7 +163,7 @@ def plot_robustness(rows: list[dict[str, Any]], path: Path, severity: float) -> 
 
 def robustness_table(result: RobustnessResult) -> Table:
     table = Table(title=f"Robustness (severity {result.severity:g}, video level)")
-    for column in ("condition", "videos", "top-1", "drop", "mean class acc.", "drop "):
+    for column in ("condition", "videos", "top-1", "change", "mean class acc.", "change "):
         table.add_column(column, justify="left" if column == "condition" else "right")
     for row in result.rows():
         table.add_row(
