@@ -87,6 +87,19 @@ def test_bench_unknown_backend(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert "unknown backend 'gpu'" in one_line(stderr)
 
 
+def test_a_quick_bench_of_a_difference_model_reads_whole_segments(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """--quick's 4-frame clip is 6 frames for a model that reads runs of 3 (it used to fail
+    with "not a whole number of segments"); a table in a log keeps its cells whole."""
+    args = ["bench", "tsn_diff_resnet18", "--quick", "--backends", "eager", "--out", tmp_path]
+    code, stdout, stderr = cli([*args, "--no-progress"], capsys)
+    assert code == 0, stderr
+    (row,) = json.loads((tmp_path / "bench.json").read_text())["rows"]
+    assert row["backend"] == "eager" and row["ms_p50"] > 0
+    assert "tsn_diff_resnet18 │ eager" in stdout and "ms/clip p50" in stdout
+
+
 @pytest.mark.slow
 def test_quantize_and_bench_commands(
     r3d_onnx: Path, gt_videos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -107,9 +107,16 @@ def quantize(
             f"{score.size_mb:.1f}",
         )
     console.print(table)
+    drop = comparison.accuracy_drop
+    change = (
+        "the same"
+        if abs(drop) < 1e-9
+        else f"{abs(drop):.1f} points {'lower' if drop > 0 else 'higher'}"
+    )
     console.print(
-        f"int8 is {comparison.speedup:.2f}x as fast, {comparison.accuracy_drop:+.1f} points of "
-        f"top-1 lost, same top-1 label on {100 * comparison.agreement:.0f}% of videos"
+        f"int8 is {comparison.speedup:.2f}x as fast, its top-1 {change} (one video is "
+        f"{100 / comparison.num_videos:.1f} points), the same top-1 label on "
+        f"{100 * comparison.agreement:.0f}% of videos"
     )
     warning = comparison.warning()
     if warning:

@@ -132,7 +132,7 @@ def bench(
         spec = resolve_model(spec_text)
         overridden = bool(input_override) and spec.onnx_path is None
         if overridden:
-            spec.preprocess = {**spec.preprocess, **(input_override or {})}
+            spec.preprocess = overridden_input(spec.preprocess, input_override or {})
         work = out_dir / "artifacts" / _slug(spec.label)
         work.mkdir(parents=True, exist_ok=True)
         prepared = prepare_model(
@@ -223,6 +223,15 @@ def _run_backend(
     if measured.get("note"):
         row.note = "; ".join(n for n in (row.note, measured["note"]) if n)
     return row
+
+
+def overridden_input(preprocess: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``preprocess`` with ``override``'s keys, its ``clip_len`` rounded up to whole segments
+    for models that read runs of frames (a 4-frame quick clip is 6 frames for segments of 3)."""
+    merged = {**preprocess, **override}
+    segment = int(merged.get("segment_len", 1))
+    merged["clip_len"] = -(-int(merged["clip_len"]) // segment) * segment
+    return merged
 
 
 def _slug(text: str) -> str:

@@ -222,7 +222,8 @@ def _cache_eval_views(
     """Decode the held-out videos' views once; every backend then reads the same arrays."""
 
     used = {str(Path(entry.path).resolve()) for entry in calibration_entries}
-    entries = held_out_entries(data, spec.classes, used, max_videos, seed)
+    remedy = "calibrate on other videos with --calibrate, or on fewer with --calib-videos"
+    entries = held_out_entries(data, spec.classes, used, max_videos, seed, remedy)
     clip_spec = ClipSpec.from_dict(spec.preprocess)
     dataset = clip_spec.dataset(entries, train=False, views=ViewProtocol.from_dict(spec.protocol))
     views, owners, labels = [], [], []
