@@ -122,3 +122,37 @@ def test_bad_annotations_and_targets_are_one_line(
     code = run_app(["evaluate-events", "-c", str(tiny_checkpoint), "--data", str(unknown)])
     error = capsys.readouterr().err.strip()
     assert code != 0 and "unknown.csv" in error and "fight" in error
+
+
+def test_calibrating_on_too_little_footage_warns_before_writing(
+    tiny_checkpoint: Path, annotated: tuple[Path, Path], tmp_path: Path, capsys
+) -> None:
+    """40 s of footage cannot show a budget of 100 false alarms per hour (the 95% interval of
+    one false alarm reaches 500 per hour), nor is a threshold that catches nothing worth
+    trusting: calibrate says both rather than writing silently."""
+    _, table = annotated
+    model = tmp_path / "model.pt"
+    shutil.copy(tiny_checkpoint, model)
+    args = ["calibrate", str(model), "--data", str(table), "--background", "dark"]
+    code = run_app([*args, "--false-alarms-per-hour", "100", "--out", str(tmp_path / "c")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "min of footage cannot show 100 false alarm(s) per hour" in captured.err
+    assert "the threshold catches none of its 2 incident(s)" in captured.err
+    assert f"thresholds written into {model} (see the warnings)" in captured.out
+
+
+def test_timeline_refuses_a_truth_file_of_other_videos_and_an_unknown_background(
+    tiny_checkpoint: Path, annotated: tuple[Path, Path], tmp_path: Path, capsys
+) -> None:
+    video, table = annotated
+    other = shutil.copy(video, tmp_path / "other.mp4")
+    code = run_app(["timeline", str(other), "-c", str(tiny_checkpoint), "--truth", str(table)])
+    error = capsys.readouterr().err.strip()
+    assert code != 0 and "has no segments of" in error and "(it annotates gate.mp4)" in error
+    not_a_video = tmp_path / "notes.mp4"
+    not_a_video.write_text("not a video")
+    args = ["timeline", str(not_a_video), "-c", str(tiny_checkpoint), "--background", "darkk"]
+    code = run_app(args)
+    error = capsys.readouterr().err.strip()
+    assert code != 0 and "background class 'darkk' is not one of the model's classes" in error

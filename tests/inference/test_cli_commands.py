@@ -152,7 +152,12 @@ def test_timeline_command_writes_everything(
     assert summary["segments"] and summary["segments"][-1]["end"] == pytest.approx(4.0)
     assert summary["config"]["smooth"] == "ema"
     assert annotated.stat().st_size > 0
-    assert "segments" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "segments" in printed
+    assert "(--threshold sets where segments are cut; alarms use their own thresholds)" in printed
+    alarms = json.loads((out / "alarms.json").read_text())["alarms"]
+    hint = "every class raises alarms: if one means nothing is happening, pass --background"
+    assert (hint in printed) == bool(alarms)
 
 
 def test_timeline_bad_smoothing_is_one_line(

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from resaction.cli.app import app, console
+from resaction.cli.app import app, console, err_console
 from resaction.cli.options import (
     ALARM_BACKGROUND_OPTION,
     CLASSES_OPTION,
@@ -95,9 +95,14 @@ def calibrate(
     _print_operating_points(result.record, target.describe())
     for video, reason in result.skipped:
         console.print(f"[yellow]skipped[/] {video}: {reason}")
+    points, hours = result.record["classes"], result.record["hours"]
+    doubts = [line for label, p in points.items() for line in target.doubts(label, p, hours)]
+    for line in doubts:
+        err_console.print(f"warning: {line}", highlight=False, soft_wrap=True)
     if write:
         _write_into(checkpoint, result)
-        console.print(f"thresholds written into {checkpoint}")
+        note = " (see the warnings)" if doubts else ""
+        console.print(f"thresholds written into {checkpoint}{note}")
     for name, path in files.items():
         console.print(f"  {name}: {path}")
 

@@ -23,6 +23,7 @@ from resaction.cli.options import (
     flags_as,
 )
 from resaction.cli.predict import load_predictor
+from resaction.errors import ConfigError
 
 
 @app.command()
@@ -45,7 +46,7 @@ def timeline(
         None, "--truth", help="Annotated segments of this video: measure the alarms as events."
     ),
     export_clips: Path | None = typer.Option(
-        None, "--export-clips", help="Cut every alarm (remuxed, not re-encoded) into this folder."
+        None, "--export-clips", help="Cut every segment (remuxed, not re-encoded) into this folder."
     ),
     smooth: str = typer.Option(
         "mean", "--smooth", help="Temporal smoothing: mean (centred), ema (causal) or none."
@@ -81,7 +82,7 @@ def timeline(
     from resaction.cli.alarms import print_event_metrics
     from resaction.inference.annotate import annotate_timeline
     from resaction.inference.clips import cut_segments
-    from resaction.inference.event_eval import write_events
+    from resaction.inference.event_eval import video_key, write_events
     from resaction.inference.timeline import TimelineConfig, run_timeline, write_timeline
     from resaction.inference.truth import read_truth
 
@@ -89,6 +90,9 @@ def timeline(
     config.check()
     predictor = load_predictor(checkpoint, model, weights, classes=classes, compile=compile)
     facts = read_truth(truth, predictor.classes) if truth is not None else None
+    if facts is not None and video_key(video) not in facts[1]:
+        named = ", ".join(path.name for path in facts[0][:3]) + ", ..." * (len(facts[0]) > 3)
+        raise ConfigError(f"--truth {truth} has no segments of {video} (it annotates {named})")
     result = run_timeline(predictor, video, config, progress=progress)
     out_dir = out if out is not None else Path(f"{video.stem}_timeline")
     files = write_timeline(result, out_dir)
@@ -131,6 +135,12 @@ def _say_alarms(result: Any, given: bool) -> None:
         why = "--window-seconds" if given else "the span the model's training clips covered"
         console.print(f"windows cover {window:.2f} s ({why})")
     console.print(f"{len(result.alarms)} alarm(s); {result.extra.get('alarm_source')}")
+    if "not calibrated" in str(result.extra.get("alarm_source")) and result.config.threshold != 0.5:
+        console.print("(--threshold sets where segments are cut; alarms use their own thresholds)")
+    if result.alarms and result.extra.get("background") is None:
+        console.print(
+            "every class raises alarms: if one means nothing is happening, pass --background CLASS"
+        )
     for alarm in result.alarms:
         console.print(
             f"  {alarm.label}: {alarm.start:.2f}-{alarm.end:.2f} s, peak {alarm.peak:.0%}, "

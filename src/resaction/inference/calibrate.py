@@ -71,6 +71,26 @@ class Target:
             return f"at most {self.false_alarms_per_hour:g} false alarms per hour"
         return f"precision at least {self.precision:g}"
 
+    def doubts(self, label: str, point: Mapping[str, Any], hours: float) -> list[str]:
+        """Why ``label``'s operating point should not be trusted: it catches no incident, or
+        the footage is too short to show the budget (the false-alarm rate's 95% interval
+        reaches past twice the budget)."""
+        found = []
+        if point["truth"] and not point["caught"]:
+            found.append(
+                f"{label}: the threshold catches none of its {point['truth']} incident(s) "
+                f"within {self.describe()}"
+            )
+        high = point["false_alarms_per_hour_95"][1]
+        budget = self.false_alarms_per_hour
+        if budget is not None and high > max(2 * budget, 1e-9):
+            found.append(
+                f"{label}: {hours * 60:.1f} min of footage cannot show {budget:g} false "
+                f"alarm(s) per hour (its 95% interval reaches {high:.1f}/h); calibrate on "
+                "more footage without incidents"
+            )
+        return found
+
 
 @dataclass
 class Calibration:

@@ -146,6 +146,19 @@ def window_sampler(
     )
 
 
+def check_before_decoding(predictor: Predictor, config: TimelineConfig) -> None:
+    """Refuse now what would fail only after every window was decoded: a background class the
+    model lacks, or a ``--window`` that an exported model's fixed clip length cannot take."""
+    alarm_settings(predictor.classes, predictor.decisions, background=config.background)
+    shape = getattr(predictor.backend, "input_shape", None)
+    frames = shape[2] if shape is not None and len(shape) == 5 else None
+    if isinstance(frames, int) and config.window is not None and config.window != frames:
+        raise ConfigError(
+            f"the model takes clips of {frames} frames (fixed when it was exported), so "
+            f"--window {config.window} cannot be scored: drop --window"
+        )
+
+
 def run_timeline(
     predictor: Predictor,
     video: str | Path,
@@ -157,6 +170,7 @@ def run_timeline(
     """Score every window of ``video`` and cut the smoothed scores into segments."""
     config = config or TimelineConfig()
     config.check()
+    check_before_decoding(predictor, config)
     started = time.perf_counter()
     transform = predictor.clip_transform()
     with VideoReader(video, **transform.decode_hint()) as reader:
