@@ -6,7 +6,14 @@ from pathlib import Path
 import pytest
 
 from resaction.cli import run_app
-from tests.io.videogen import cut_at, replace_packet, write_video
+from resaction.io import VideoReader
+from tests.io.videogen import (
+    cut_at,
+    remux,
+    remux_with_decode_times_as_pts,
+    replace_packet,
+    write_video,
+)
 
 FAST = ["--clips", "2", "--clip-len", "4", "--short-side", "32", "--no-progress"]
 
@@ -165,3 +172,26 @@ def test_probe_calls_a_damaged_file_damaged_not_unreadable(
     assert "clips could not be read (frame 4" in video["problem"]
     assert "not exact, the index counts 90 frames, a plain decode 89" in video["problem"]
     assert video["problem"] in captured.err.replace("\n", "")
+
+
+def test_probe_advises_a_remux_that_makes_an_mkv_with_decode_order_pts_seekable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An MKV remuxed from an MP4 without composition times has pts in decode order and no decode
+    times: remuxing it into MKV again changes nothing, into MP4 (which stores decode times) it
+    becomes seekable, so that is the command probe gives."""
+    root = tmp_path / "videos" / "phone"
+    root.mkdir(parents=True)
+    x264 = {"x264-params": "keyint=12:min-keyint=12:scenecut=0:bframes=2"}
+    source = write_video(tmp_path / "s.mp4", "libx264", num_frames=60, gop=12, options=x264)
+    no_ctts = remux_with_decode_times_as_pts(source, tmp_path / "no_ctts.mp4")
+    clip = remux(no_ctts, root / "clip.mkv", lambda _, packet: packet)
+    code = run_app(["probe", str(root.parent), *FAST])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "clip.mkv: its timestamps cannot be trusted after a seek" in captured.err
+    assert "ffmpeg -i clip.mkv -c copy out.mp4" in captured.err
+    for target in ("again.mkv", "out.mp4"):
+        remux(clip, tmp_path / target, lambda _, packet: packet)
+    with VideoReader(tmp_path / "again.mkv") as again, VideoReader(tmp_path / "out.mp4") as out:
+        assert "from start" in again.seek_mode and "from start" not in out.seek_mode

@@ -74,6 +74,9 @@ def test_cut_starts_at_the_keyframe_covers_the_span_and_is_not_re_encoded(
     kept = [img for t, img in zip(origin_times, originals, strict=True) if t >= keyframe - 1e-6]
     assert len(kept) == len(images)
     assert all(np.array_equal(a, b) for a, b in zip(kept, images, strict=True))
+    # each picture at its source time less the keyframe's (B-frames made them a frame late)
+    kept_times = np.array([t for t in origin_times if t >= keyframe - 1e-6]) - keyframe
+    assert np.array(times) == pytest.approx(kept_times, abs=1e-3)
     assert not list(tmp_path.glob(".*.part"))
 
 

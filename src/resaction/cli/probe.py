@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -16,6 +15,8 @@ from resaction.cli.options import PROGRESS_OPTION
 
 if TYPE_CHECKING:
     from resaction.io.probe import DatasetSummary
+
+MATROSKA_SUFFIXES = frozenset({".mkv", ".mk3d", ".webm"})
 
 
 def _counts(counts: dict[str, int], shown: int = 3) -> str:
@@ -34,6 +35,14 @@ def _span(bounds: tuple[float, float] | None, digits: int = 0) -> str:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def _remux_command(path: Path) -> str:
+    """The stream copy that gives ``path`` timestamps to seek by: into MKV, which stores each
+    picture's own, or from an MKV into MP4, which stores decode times beside them (an MKV whose
+    pts were written in decode order has neither)."""
+    target = "out.mp4" if path.suffix.lower() in MATROSKA_SUFFIXES else "out.mkv"
+    return f"ffmpeg -i {path.name} -c copy {target}"
 
 
 @app.command()
@@ -89,7 +98,7 @@ def probe(
             message = (
                 f"{result.path}: its timestamps cannot be trusted after a seek, so every read "
                 "demuxes from the start (exact, slower on long files); for fast random access "
-                f"remux it: ffmpeg -i {Path(result.path).name} -c copy out.mkv"
+                f"remux it: {_remux_command(Path(result.path))}"
             )
             bar.console.print(message, highlight=False, soft_wrap=True)
 
@@ -103,9 +112,7 @@ def probe(
 
     summaries = summarise(results)
     title = f"{len(results)} videos; {clips} clips of {clip_len} frames each at {short_side} px"
-    # a log or a pipe gets the whole table rather than one squeezed into 80 columns
-    out = console if console.is_terminal else Console(width=max(console.width, 150))
-    out.print(_summary_table(summaries, title, verify))
+    console.print(_summary_table(summaries, title, verify))
 
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -89,9 +89,12 @@ def frame_gap(packets: Sequence[PacketRecord]) -> float:
 def packet_timestamps(
     packets: Sequence[PacketRecord], time_base: Fraction
 ) -> list[tuple[int, int]]:
-    """(pts, dts) per packet, shifted so the first dts is 0, with dts strictly increasing and
-    pts >= dts as MP4 requires. Missing pts come from the packets' times, missing dts from the
-    pts (so B-frames keep their display order)."""
+    """(pts, dts) per packet, shifted so the first packet (a keyframe) is shown at 0, with dts
+    strictly increasing and pts >= dts as MP4 requires. With B-frames the first dts are then
+    negative and the MP4 muxer writes an edit list, so the clip's pictures keep the times they
+    had in the source (shifting by the first dts showed every picture a frame or two late).
+    Missing pts come from the packets' times, missing dts from the pts (so B-frames keep their
+    display order)."""
     if all(p.pts is not None for p in packets):
         pts = [int(p.pts) for p in packets]
     else:
@@ -104,7 +107,7 @@ def packet_timestamps(
         dts = [o - delay for o in order]
     out: list[tuple[int, int]] = []
     previous: int | None = None
-    offset = dts[0]
+    offset = pts[0]
     for p, d in zip(pts, dts, strict=True):
         if previous is not None and d <= previous:
             d = previous + 1
