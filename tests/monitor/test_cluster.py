@@ -22,7 +22,7 @@ from resaction.models.checkpoint import save_checkpoint
 from resaction.monitor.cluster import Cluster, ClusterOptions, keep_assignment, split_cameras
 from resaction.monitor.cluster_group import GroupLock
 from resaction.monitor.config import load_watch_config
-from resaction.monitor.events import RECOVERED, EventLog
+from resaction.monitor.events import RECOVERED, STOPPED, EventLog
 from resaction.monitor.sinks import Backoff
 from resaction.monitor.watcher import WatchOptions
 
@@ -190,7 +190,9 @@ def test_groups_on_actors_deliver_once_per_key_and_survive_a_killed_actor(
     for key, body in bodies.items():
         if body["kind"] == "started":
             assert key.replace(":started", ":ended") in bodies
-    assert [b["event"]["camera"] for b in bodies.values() if b["event"]["reason"]] == ["cam1"]
+    reasons = [(b["event"]["camera"], b["event"]["reason"]) for b in bodies.values()]
+    assert [camera for camera, reason in reasons if reason == RECOVERED] == ["cam1"]
+    assert {reason for _, reason in reasons} <= {None, RECOVERED, STOPPED}
 
 
 @pytest.mark.slow

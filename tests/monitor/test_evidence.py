@@ -140,6 +140,27 @@ def test_reconnect_starts_a_new_segment_and_clips_never_mix_them(
     assert not (tmp_path / "none.mp4").exists()
 
 
+def test_passes_of_a_looped_file_join_into_one_clip(media: dict[str, Path], tmp_path: Path) -> None:
+    """A looped file camera opens each pass anew (a new segment), on a clock that goes on: an
+    event across three passes gets one clip of all three, its pictures the source's, in order."""
+    ring = PacketRing(seconds=60)
+    first = feed(ring, media["ts_h264"])
+    length = first.times[-1] + 1 / FPS  # the reader continues one frame after the last
+    for number in (1, 2):
+        feed(ring, media["ts_h264"], offset=number * length)
+    gc.collect()
+    assert ring.stats()["segments"] == 3
+    facts = ring.write_clip(8.0, 2 * length + 2.0, tmp_path / "loops.mp4")
+    assert facts is not None and facts["complete"] and facts["segment"] == 2
+    times, images = decode_times(tmp_path / "loops.mp4")
+    assert len(images) == facts["packets"]
+    assert np.all(np.diff(times) > 0) and times[-1] - times[0] > length + 3.5
+    pass_one = frames_between(media["ts_h264"], facts["start"], first.times[-1])
+    whole = frames_between(media["ts_h264"], 0.0, first.times[-1])
+    expected = pass_one + whole + whole[: len(images) - len(pass_one) - len(whole)]
+    assert all(np.array_equal(a, b) for a, b in zip(images, expected, strict=True))
+
+
 def test_clips_while_the_reader_adds(media: dict[str, Path], tmp_path: Path) -> None:
     ring = PacketRing(seconds=4)
     feed(ring, media["ts_h264"])

@@ -90,6 +90,10 @@ def test_make_sink_reads_the_specs(tmp_path: Path) -> None:
     jsonl = make_sink("jsonl", tmp_path)
     assert isinstance(jsonl, JsonlSink) and jsonl.path == tmp_path / "events.jsonl"
     assert make_sink("jsonl:out/a.jsonl", tmp_path).path == tmp_path / "out/a.jsonl"
+    assert (tmp_path / "events.jsonl").read_text() == ""  # there before the first event
+    (tmp_path / "taken").write_text("a file where a folder should be")
+    with pytest.raises(ConfigError, match=r"sink jsonl:taken/a.jsonl: cannot write"):
+        make_sink("jsonl:taken/a.jsonl", tmp_path)
     hook = make_sink("webhook:https://example.com/h?x=1", tmp_path, timeout=3)
     assert isinstance(hook, WebhookSink) and hook.url == "https://example.com/h?x=1"
     assert hook.name == "webhook:https://example.com/h?x=1" and hook.timeout == 3

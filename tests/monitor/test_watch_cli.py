@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from resaction.cli import run_app
+from resaction.monitor.events import STOPPED
 
 from .fight_model import clip_path
 from .streams import free_port
@@ -34,6 +35,10 @@ def test_a_mistake_in_the_cameras_file_is_one_line(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert "line 4, cameras.0.treshold: unknown key" in err
+    path = cameras_file(tmp_path, "cameras:\n  - name: gate\n    url: missing.mp4\n")
+    assert run_app(["watch", str(path), "-c", str(tiny_tsn), "--out", str(tmp_path)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: camera gate: stream source missing.mp4 is not"), err
 
 
 def test_an_alert_class_the_model_lacks_lists_its_classes(
@@ -72,3 +77,24 @@ def test_an_unreachable_camera_is_retried_while_the_others_run(
     assert (out / "events.db").exists()
     events = out / "events.jsonl"
     assert not events.exists() or all(json.loads(line) for line in events.read_text().splitlines())
+
+
+def test_an_event_still_open_when_the_run_ends_says_so(
+    tiny_tsn: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], videos_dir: Path
+) -> None:
+    """With a threshold every window passes, the event opens at once and is still open when
+    --duration ends the run: it is closed with the reason the docs give, not as if the rule had
+    closed it."""
+    url = clip_path(videos_dir, "nofi148")
+    text = (
+        "defaults:\n  classes: [fight]\n  threshold: 0.01\n  exit_threshold: 0.005\n"
+        "  min_duration: 0\n"
+        f"cameras:\n  - name: hall\n    url: {url}\n    loop: true\n"
+        "sinks: [jsonl]\n"
+    )
+    out = tmp_path / "out"
+    argv = ["watch", str(cameras_file(tmp_path, text)), "-c", str(tiny_tsn), "--out", str(out)]
+    assert run_app([*argv, "--duration", "4"]) == 0, capsys.readouterr().err
+    lines = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    closed = [line["event"] for line in lines if line["event"]["state"] == "closed"]
+    assert closed and all(event["reason"] == STOPPED for event in closed), closed

@@ -20,11 +20,11 @@ import numpy as np
 from resaction.data.sampling import unit_step, window_seconds
 from resaction.data.spec import ClipSpec
 from resaction.detection.decisions import DecisionTracker, Transition
-from resaction.errors import ResactionError
+from resaction.errors import ResactionError, VideoNotFoundError
 from resaction.inference.incremental import CameraTrack, LiveScorer, WindowScore
 from resaction.io.camera_reader import CameraReader
 from resaction.monitor.config import CameraConfig
-from resaction.monitor.events import Event, EventLog, new_event_id
+from resaction.monitor.events import STOPPED, Event, EventLog, new_event_id
 from resaction.monitor.evidence import PacketRing
 from resaction.monitor.metrics import WatchMetrics
 
@@ -62,16 +62,19 @@ class WatchedCamera:
             {classes.index(c): (c, config.thresholds_for(c, calibrated)) for c in watched},
         )
         self.ring = PacketRing(config.pre + config.post + EVIDENCE_LIMIT_S)
-        self.reader = CameraReader(
-            self.name,
-            config.url,
-            short_side=short_side,
-            loop=config.loop,
-            roi=config.roi,
-            on_packet=self.ring.add,
-            on_state=self._on_state,
-            **reader_options,
-        )
+        try:
+            self.reader = CameraReader(
+                self.name,
+                config.url,
+                short_side=short_side,
+                loop=config.loop,
+                roi=config.roi,
+                on_packet=self.ring.add,
+                on_state=self._on_state,
+                **reader_options,
+            )
+        except VideoNotFoundError as error:
+            raise VideoNotFoundError(f"camera {self.name}: {error}") from None
         self.track: CameraTrack | None = None
         self.half_window = 0.0
         self.last_seq = -1
@@ -181,7 +184,10 @@ class WatchedCamera:
     def flush(self, log: EventLog) -> None:
         """Close open events at the last frame seen (the watcher stops)."""
         for change in self.decisions.flush(self.stream_time):
+            stopped = self.open.get(change.label) if change.kind != "open" else None
             self._transition(change, time.time() - (self.stream_time - change.start), log)
+            if stopped is not None:
+                stopped.reason = STOPPED
         self.finish_due(log, everything=True)
 
     def _close(self, event: Event, log: EventLog) -> None:

@@ -32,6 +32,7 @@ from resaction.storage import immediate_transaction, where
 SCHEMA_VERSION = 1
 KINDS = ("started", "ended")
 RECOVERED = "recovered: the watcher stopped before the event ended"
+STOPPED = "stopped: the watcher stopped while the event was open"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

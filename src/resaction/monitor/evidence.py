@@ -14,6 +14,7 @@ never-written container, the template for ``add_stream_from_template``.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import os
@@ -86,6 +87,20 @@ class _Segment:
         return list(itertools.chain.from_iterable(self.gops))
 
 
+def _alike(a: _Segment, b: _Segment) -> bool:
+    """Whether two connections' packets can share one clip: the same codec, size, extradata and
+    time base (a camera that came back with other settings cannot)."""
+    same = (a.codec, a.width, a.height, a.extradata, a.time_base)
+    return a.template is not None and same == (b.codec, b.width, b.height, b.extradata, b.time_base)
+
+
+def _stamped(packet: PacketRecord, time_base: Fraction) -> PacketRecord:
+    """``packet`` with its pts taken from its stream time (its dts kept as far behind)."""
+    pts = round(packet.time / time_base)
+    delay = None if packet.pts is None or packet.dts is None else packet.pts - packet.dts
+    return dataclasses.replace(packet, pts=pts, dts=None if delay is None else pts - delay)
+
+
 class PacketRing:
     """The last ``seconds`` of one camera's compressed video. Thread-safe.
 
@@ -95,7 +110,7 @@ class PacketRing:
     whole. Segments of earlier connections are kept for ``seconds`` of wall clock after their
     last packet, at most ``max_segments`` of them."""
 
-    def __init__(self, seconds: float, max_bytes: int = 64 * 2**20, max_segments: int = 4) -> None:
+    def __init__(self, seconds: float, max_bytes: int = 64 * 2**20, max_segments: int = 16) -> None:
         self.seconds = float(seconds)
         self.max_bytes = int(max_bytes)
         self.max_segments = max(1, int(max_segments))
@@ -105,7 +120,7 @@ class PacketRing:
 
     def add(self, packet: av.Packet, time: float, stream: av.video.stream.VideoStream) -> None:
         """Keep ``packet`` (shown at ``time``, stream seconds) of ``stream``; a stream other than
-        the last one's starts a new segment (a reconnect: clips never mix two connections)."""
+        the last one's starts a new segment (a reconnect or a file's next pass)."""
         if packet.size == 0:
             return
         record = PacketRecord.of(packet, time)  # time: the camera's stream seconds
@@ -152,20 +167,49 @@ class PacketRing:
                 "error": current.error if current else None,
             }
 
+    def _newest_at(self, start: float, end: float) -> int | None:
+        """Where the newest segment holding part of [start, end] is (the lock held)."""
+        for position in range(len(self._segments) - 1, -1, -1):
+            segment = self._segments[position]
+            if segment.gops and segment.oldest <= end and segment.newest >= start:
+                return position
+        return None
+
     def _find(self, start: float, end: float) -> tuple[_Segment, list[PacketRecord]] | None:
         """The newest segment holding part of [start, end], and a copy of its packets."""
         with self._lock:
-            for segment in reversed(self._segments):
-                if segment.gops and segment.oldest <= end and segment.newest >= start:
-                    return segment, segment.packets()
-        return None
+            position = self._newest_at(start, end)
+            if position is None:
+                return None
+            return self._segments[position], self._segments[position].packets()
+
+    def _find_joined(self, start: float, end: float) -> tuple[_Segment, list[PacketRecord]] | None:
+        """As ``_find``, with the segments before it that continue it joined on: a looped file's
+        passes, or a camera that came back coded alike. A segment joins while it reaches into
+        [start, end] and ends before the next one begins; joined packets are stamped from their
+        stream times, so an outage between them shows as a held picture."""
+        with self._lock:
+            position = self._newest_at(start, end)
+            if position is None:
+                return None
+            newest = self._segments[position]
+            chain = [newest]
+            for segment in reversed(self._segments[:position]):
+                joins = segment.gops and start <= segment.newest < chain[0].oldest
+                if not (joins and _alike(segment, newest)):
+                    break
+                chain.insert(0, segment)
+            packets = [packet for segment in chain for packet in segment.packets()]
+        if len(chain) > 1:
+            packets = [_stamped(packet, newest.time_base) for packet in packets]
+        return newest, packets
 
     def write_clip(self, start: float, end: float, path: Path) -> dict | None:
         """Remux the packets from the last keyframe at or before ``start`` to the last packet
         shown at or before ``end`` into an MP4 at ``path``. Returns the clip's facts (``start`` and
         ``end`` in stream seconds, ``complete``: whether the ring still held all of the span) or
         None when the ring holds nothing of it."""
-        found = self._find(start, end)
+        found = self._find_joined(start, end)
         if found is None:
             return None
         segment, packets = found

@@ -47,9 +47,17 @@ class JsonlSink:
     """Appends one line per message to a file and syncs it before acknowledging."""
 
     def __init__(self, path: Path, name: str = "jsonl") -> None:
+        """The file is created now: a day without events leaves an empty file, not a missing
+        one, and a place that cannot be written fails before any camera opens."""
         self.name = name
         self.path = Path(path)
         self._file: IO[str] | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch()
+        except OSError as error:
+            reason = first_line(error)
+            raise ConfigError(f"sink {name}: cannot write {self.path}: {reason}") from None
 
     def send(self, delivery: Delivery) -> None:
         try:
