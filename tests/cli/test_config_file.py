@@ -85,3 +85,18 @@ def test_a_command_runs_with_its_config(
     assert saved["settings"]["clips"] == 1, "from the file"
     assert saved["settings"]["clip_len"] == 3, "the flag overrides the file"
     assert [len(video["clip_ms"]) for video in saved["videos"]] == [1, 1]
+
+
+@pytest.mark.parametrize("name", ["predict", "timeline", "watch"])
+def test_help_of_a_command_names_config(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_app([name, "--help"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--config FILE.yaml reads this command's options" in shown
+
+
+def test_help_of_a_command_with_its_own_config_lists_it_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run_app(["train", "--help"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "reads this command's options" not in shown and "--config" in shown

@@ -15,6 +15,21 @@ import yaml
 
 from resaction.errors import ConfigError, parse_error_line
 
+CONFIG_EPILOG = (
+    "--config FILE.yaml reads this command's options from a YAML file (option names as keys; "
+    "arguments stay on the command line); flags given here override the file."
+)
+
+
+def mention_config(command: Any) -> None:
+    """Say ``--config`` in the help of every command that takes it through ``expand_config``.
+
+    Those commands have no ``--config`` parameter of their own, so click would not list it.
+    """
+    for sub in command.commands.values():
+        if not any(param.name == "config" for param in sub.params) and not sub.epilog:
+            sub.epilog = CONFIG_EPILOG
+
 
 def expand_config(command: Any, argv: list[str]) -> list[str]:
     """``argv`` with ``--config FILE`` replaced by the flags the file holds.

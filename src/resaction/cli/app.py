@@ -79,12 +79,14 @@ def run_app(argv: list[str] | None = None) -> int:
     """
     import sys
 
-    from resaction.cli._config_file import expand_config
+    from resaction.cli._config_file import expand_config, mention_config
 
     try:
         args = list(sys.argv[1:] if argv is None else argv)
-        args = expand_config(typer.main.get_command(app), args)
-        app(args=args, standalone_mode=False)
+        command = typer.main.get_command(app)
+        mention_config(command)
+        args = expand_config(command, args)
+        command.main(args=args, prog_name="resaction", standalone_mode=False)
     except ResactionError as error:
         message = escape(str(error))
         err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
