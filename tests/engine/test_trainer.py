@@ -269,10 +269,16 @@ def test_bad_datasets_give_one_line_errors(dataset: Path, tmp_path: Path) -> Non
     (empty / "run").mkdir()
     missing = tmp_path / "missing.csv"
     missing.write_text("path,label\nnowhere.mp4,walk\n")
+    kept = tmp_path / "kept"
+    kept.mkdir()
     for data in (empty, missing):
         with pytest.raises(DatasetError) as error:
-            train(tiny(data, tmp_path / f"out-{data.name}"))
+            train(tiny(data, tmp_path / f"out-{data.name}" / "run"))
         assert "\n" not in str(error.value)
+        assert not (tmp_path / f"out-{data.name}").exists(), "no empty --out left behind"
+        with pytest.raises(DatasetError):
+            train(tiny(data, kept / "run"))
+        assert kept.is_dir() and not (kept / "run").exists(), "a folder the user made stays"
 
 
 def test_a_run_that_reads_no_clip_or_has_one_class_stops_without_a_checkpoint(

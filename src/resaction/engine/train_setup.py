@@ -44,8 +44,13 @@ class TrainResult:
         return self.best_checkpoint if self.select == "best" else self.last_checkpoint
 
 
-def check_run_dir(run_dir: Path, resume: bool) -> None:
-    """Fail before any work if the output folder cannot be written or holds another run."""
+def check_run_dir(run_dir: Path, resume: bool) -> Path | None:
+    """Fail before any work if the output folder cannot be written or holds another run.
+
+    Gives the outermost folder this made (None when ``run_dir`` was there), for
+    ``remove_unused_folders`` to take back if the run fails before writing anything.
+    """
+    made = next((path for path in (*reversed(run_dir.parents), run_dir) if not path.exists()), None)
     problem = writability_problem(run_dir)
     if problem:
         raise ConfigError(problem)
@@ -56,6 +61,20 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
         )
     for stale in run_dir.glob(".*.pt.*.tmp"):  # left by a run killed mid-write
         stale.unlink(missing_ok=True)
+    return made
+
+
+def remove_unused_folders(run_dir: Path, made: Path | None) -> None:
+    """Remove the folders ``check_run_dir`` made, from ``run_dir`` up to ``made``, while empty:
+    a run that failed early leaves no empty --out behind."""
+    if made is None:
+        return
+    for folder in (run_dir, *run_dir.parents):
+        if not folder.is_dir() or any(folder.iterdir()):
+            return
+        folder.rmdir()
+        if folder == made:
+            return
 
 
 def read_last_checkpoint(

@@ -54,6 +54,7 @@ from resaction.engine.train_setup import (
     build_optimisation,
     check_run_dir,
     read_last_checkpoint,
+    remove_unused_folders,
 )
 from resaction.engine.train_state import (
     BestEpoch,
@@ -110,8 +111,17 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
 
     def fit(self) -> TrainResult:
+        check = functools.partial(check_run_dir, self.run_dir, self.config.resume)
+        made = distributed.on_main(self.context, check)  # before any work
+        try:
+            return self._fit()
+        except BaseException:
+            if self.context.is_main:
+                remove_unused_folders(self.run_dir, made)
+            raise
+
+    def _fit(self) -> TrainResult:
         config = self.config
-        self._prepare_run_dir()
         resumed = self._read_resume_checkpoint()
         data = self.task.data(
             config, resumed and list(resumed["classes"]), self.run_dir / LAST_CHECKPOINT
@@ -183,12 +193,6 @@ class Trainer:
         self.optimizer, self.scheduler = optimisation.optimizer, optimisation.scheduler
         self.scaler, self.criterion = optimisation.scaler, optimisation.criterion
         self.total_steps, self.warmup_steps = optimisation.total_steps, optimisation.warmup_steps
-
-    def _prepare_run_dir(self) -> None:
-        """Fail before any work if the output folder cannot be written or holds another run."""
-        distributed.on_main(
-            self.context, functools.partial(check_run_dir, self.run_dir, self.config.resume)
-        )
 
     def _read_resume_checkpoint(self) -> dict[str, Any] | None:
         """Rank 0's ``last.pt`` on every rank, when resuming and there is one."""
