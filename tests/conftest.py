@@ -14,6 +14,31 @@ import pytest
 
 from resaction.paths import reference_dir, shared_dir, shared_videos_dir
 
+LONGEST_FIRST = (
+    "engine/test_quickstart.py",
+    "io/test_real_videos.py",
+    "inference/test_training_windows.py",
+    "monitor/test_watch_events.py",
+    "monitor/test_cluster.py",
+    "inference/test_batch.py",
+    "engine/test_ddp.py",
+    "models/test_compile.py",
+)
+"""Test files that take minutes on CI's two one-thread workers (``--durations``), longest first.
+
+Collected first, ``--dist loadfile`` starts them at once and the short files fill the other worker
+beside them, rather than a long file starting late and running alone at the end (CI has 20 minutes
+and took 18 on 2026-12-08 in path order)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.path.as_posix()
+        found = [index for index, name in enumerate(LONGEST_FIRST) if path.endswith(name)]
+        return found[0] if found else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
