@@ -100,3 +100,17 @@ def test_help_of_a_command_with_its_own_config_lists_it_once(
     assert run_app(["train", "--help"]) == 0
     shown = " ".join(capsys.readouterr().out.split())
     assert "reads this command's options" not in shown and "--config" in shown
+
+
+def test_ctrl_c_in_a_command_says_interrupted_and_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Typer turns Ctrl-C into a returned 130 outside standalone mode: a script's `&&` and
+    `set -e` must see it, not a 0 as if the run had finished."""
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("resaction.io.probe.find_videos", interrupted)
+    assert run_app(["probe", str(tmp_path)]) == 130
+    assert "interrupted" in capsys.readouterr().err

@@ -20,6 +20,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+INTERRUPTED = 130
+"""Exit code after Ctrl-C, as shells give for SIGINT."""
 LOG_WIDTH = 200
 """Columns of output that goes to a log or a pipe: wide tables stay whole there rather than
 squeezed into 80 columns with every cell cut to "ts…"."""
@@ -86,14 +88,16 @@ def run_app(argv: list[str] | None = None) -> int:
         command = typer.main.get_command(app)
         mention_config(command)
         args = expand_config(command, args)
-        command.main(args=args, prog_name="resaction", standalone_mode=False)
+        returned = command.main(args=args, prog_name="resaction", standalone_mode=False)
+        if returned == INTERRUPTED:  # typer turns Ctrl-C into this code outside standalone mode
+            raise KeyboardInterrupt
     except ResactionError as error:
         message = escape(str(error))
         err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         return error.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted")
-        return 130
+        return INTERRUPTED
     except typer.Exit as done:
         return done.exit_code
     except SystemExit as done:
