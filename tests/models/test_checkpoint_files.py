@@ -55,3 +55,19 @@ def test_a_checkpoint_given_as_onnx_says_to_export_it(tmp_path: Path) -> None:
     saved = save_checkpoint(tmp_path / "m.pt", model, model_name="tsn_resnet18", classes=["a", "b"])
     with pytest.raises(CheckpointError, match=r"is a PyTorch checkpoint, not an ONNX model"):
         OnnxBackend(saved)
+
+
+def test_a_folder_given_as_a_checkpoint_or_its_destination_is_named_a_folder(
+    tmp_path: Path,
+) -> None:
+    from resaction.errors import WeightsError
+    from resaction.models.checkpoint import atomic_save
+    from resaction.models.weights import read_weights_file
+
+    with pytest.raises(CheckpointError, match="is a folder, not a checkpoint file"):
+        read_checkpoint(tmp_path)
+    with pytest.raises(WeightsError, match="is a folder, not a file"):
+        read_weights_file(tmp_path)
+    with pytest.raises(CheckpointError, match="it is a folder; give a file name"):
+        atomic_save({"a": 1}, tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -44,6 +44,8 @@ class ModelBundle:
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"cannot write {path}: it is a folder; give a file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -106,7 +108,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint's raw dictionary safely; one-line errors for missing or corrupt files."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        what = "is a folder, not a checkpoint file" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"checkpoint {path} {what}")
     foreign = _foreign_file(path)
     if foreign:
         raise CheckpointError(f"{path} {foreign}")

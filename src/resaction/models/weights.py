@@ -176,7 +176,8 @@ def read_weights_file(path: str | Path) -> CheckpointContents:
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise WeightsError(f"weights file {path} {what}")
     if path.suffix == ".safetensors":
         try:
             payload: Any = load_file(path, device="cpu")
