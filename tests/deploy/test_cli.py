@@ -154,3 +154,17 @@ def test_evaluate_takes_an_onnx_file_and_agrees_with_the_checkpoint(
         assert onnx["confidence"] == pytest.approx(torch_row["confidence"], abs=1e-4)
     assert len({row["confidence"] for row in results["pt"]["predictions"]}) > 20  # not constant
     assert results["onnx"]["protocol"]["checkpoint"].endswith("r3d_10.onnx")
+
+
+def test_prune_and_quantize_refuse_to_write_over_their_input(
+    r3d_checkpoint: Path, gt_videos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = r3d_checkpoint.read_bytes()
+    code, _, stderr = cli(["prune", r3d_checkpoint, "--out", r3d_checkpoint], capsys)
+    assert code == 1 and "is the input model" in one_line(stderr)
+    assert r3d_checkpoint.read_bytes() == before
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"kept")
+    code, _, stderr = cli(["quantize", model, "--calibrate", gt_videos, "--out", model], capsys)
+    assert code == 1 and "is the input model" in one_line(stderr)
+    assert model.read_bytes() == b"kept"

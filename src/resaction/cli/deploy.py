@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from resaction.cli.app import app, console
-from resaction.cli.options import DECODE_WORKERS_OPTION, PROGRESS_OPTION
+from resaction.cli.options import DECODE_WORKERS_OPTION, PROGRESS_OPTION, output_apart
 
 
 @app.command()
@@ -73,7 +73,7 @@ def quantize(
     from resaction.deploy.quantize import quantize_onnx
     from resaction.runtime.onnx_frames import is_frames_file
 
-    target = out if out is not None else model.with_name(f"{model.stem}.int8.onnx")
+    target = output_apart(model, out or model.with_name(f"{model.stem}.int8.onnx"))
     # A frames file (export --frames) quantises its per-frame half, calibrated on units.
     quantize = quantize_frames if is_frames_file(model) else quantize_onnx
     result = quantize(
@@ -153,7 +153,7 @@ def prune(
     """Structured channel pruning (the network really shrinks), then optional fine-tuning."""
     from resaction.deploy.prune import prune_checkpoint
 
-    target = out if out is not None else checkpoint.with_name(f"{checkpoint.stem}.pruned.pt")
+    target = output_apart(checkpoint, out or checkpoint.with_name(f"{checkpoint.stem}.pruned.pt"))
     report = prune_checkpoint(
         checkpoint,
         ratio,

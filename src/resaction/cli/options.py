@@ -175,3 +175,11 @@ def flags_as(cls: Callable[..., T], flags: Mapping[str, Any], **fixed: Any) -> T
     name, a computed value); fields no flag names keep their defaults."""
     names = {field.name for field in dataclasses.fields(cls) if field.init}  # type: ignore[arg-type]
     return cls(**{**{name: flags[name] for name in names & flags.keys()}, **fixed})
+
+
+def output_apart(source: Path, out: Path) -> Path:
+    """``out``, refused when it is the input model itself: writing there would replace the model
+    the command reads (a trained checkpoint lost to its pruned copy)."""
+    if out.resolve() == source.resolve():
+        raise ConfigError(f"--out {out} is the input model: give another file name")
+    return out
