@@ -419,3 +419,12 @@ def test_local_cli_killed_mid_run_resumes_without_redoing(
     assert [Path(row["path"]).name for row in load_failures(out)] == ["broken.mp4"]
     record = json.loads((out / "batch.json").read_text())
     assert record["runs"][-1]["scored"] == len(good) - len(done_before)
+
+
+def test_an_empty_file_s_key_survives_its_row(tmp_path: Path) -> None:
+    """A stored size of 0 read back as -1 made every resume scan an empty file again."""
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    key = VideoKey.of(empty)
+    assert key.size == 0
+    assert VideoKey.from_row(key.fields()) == key

@@ -52,7 +52,12 @@ class VideoKey:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> VideoKey:
-        return cls(str(row["path"]), int(row.get("size") or -1), int(row.get("mtime_ns") or -1))
+        size, mtime = row.get("size"), row.get("mtime_ns")  # 0 is a size: an empty file's
+        return cls(
+            str(row["path"]),
+            -1 if size in (None, "") else int(size),
+            -1 if mtime in (None, "") else int(mtime),
+        )
 
 
 class BatchStore(ClosedOnExit):
