@@ -58,3 +58,27 @@ def test_scores() -> None:
     np.testing.assert_allclose(video_probabilities(logits), probs.mean(axis=0))
     assert top_k(np.array([0.2, 0.5, 0.3]), 2).tolist() == [1, 2]
     assert top_k(np.array([0.5, 0.5]), 5).tolist() == [0, 1]
+
+
+def test_the_background_class_of_the_training_run_reaches_the_alarms(tmp_path: Path) -> None:
+    """`train --background none` stores it in the run's config; calibrate, timeline and
+    evaluate-events read ``extra["background"]``, so the background raised alarms."""
+    model = create_model("tsn_resnet18", num_classes=2)
+    classes = ["fight", "none"]
+    trained = save_checkpoint(
+        tmp_path / "trained.pt",
+        model,
+        model_name="tsn_resnet18",
+        classes=classes,
+        config={"background": "none"},
+    )
+    assert load_model(trained).extra["background"] == "none"
+    calibrated = save_checkpoint(
+        tmp_path / "calibrated.pt",
+        model,
+        model_name="tsn_resnet18",
+        classes=classes,
+        config={"background": "none"},
+        background="fight",
+    )
+    assert load_model(calibrated).extra["background"] == "fight"

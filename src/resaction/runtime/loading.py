@@ -84,8 +84,17 @@ def load_model(
         classes=list(bundle.classes),
         model_name=bundle.model_name,
         module=bundle.model,
-        extra=dict(bundle.extra),
+        extra=_with_trained_background(dict(bundle.extra)),
     )
+
+
+def _with_trained_background(extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` with the background class its training run named (``train --background``,
+    stored in its config), unless calibration set one: alarms must not fire on it."""
+    trained = extra.get("config")
+    if extra.get("background") is None and isinstance(trained, dict) and trained.get("background"):
+        extra["background"] = trained["background"]
+    return extra
 
 
 DECISION_EXTRAS = ("thresholds", "calibration", "background")
