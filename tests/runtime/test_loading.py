@@ -64,21 +64,16 @@ def test_the_background_class_of_the_training_run_reaches_the_alarms(tmp_path: P
     """`train --background none` stores it in the run's config; calibrate, timeline and
     evaluate-events read ``extra["background"]``, so the background raised alarms."""
     model = create_model("tsn_resnet18", num_classes=2)
-    classes = ["fight", "none"]
-    trained = save_checkpoint(
-        tmp_path / "trained.pt",
-        model,
-        model_name="tsn_resnet18",
-        classes=classes,
-        config={"background": "none"},
-    )
-    assert load_model(trained).extra["background"] == "none"
-    calibrated = save_checkpoint(
-        tmp_path / "calibrated.pt",
-        model,
-        model_name="tsn_resnet18",
-        classes=classes,
-        config={"background": "none"},
-        background="fight",
-    )
-    assert load_model(calibrated).extra["background"] == "fight"
+    for name, calibrated, expected in (
+        ("trained", {}, "none"),
+        ("calibrated", {"background": "fight"}, "fight"),
+    ):
+        path = save_checkpoint(
+            tmp_path / f"{name}.pt",
+            model,
+            model_name="tsn_resnet18",
+            classes=["fight", "none"],
+            config={"background": "none"},
+            **calibrated,
+        )
+        assert load_model(path).extra["background"] == expected
