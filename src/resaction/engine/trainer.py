@@ -402,7 +402,7 @@ class Trainer:
             self.protocol,
             self.config,
         )
-        self._add_skipped(skipped)
+        self.skipped = merge_skipped(self.skipped, skipped)
         return row
 
     # ------------------------------------------------------------------ files
@@ -432,9 +432,6 @@ class Trainer:
             ),
         )
 
-    def _add_skipped(self, rows: list[dict[str, str]]) -> None:
-        self.skipped = merge_skipped(self.skipped, rows)
-
     def _report_skipped(self) -> None:
         """Gather every rank's undecodable videos; rank 0 lists them and writes skipped.txt."""
         own = [
@@ -442,7 +439,7 @@ class Trainer:
             for row in self.dataset.skipped.as_dicts()
         ]
         for rows in distributed.all_gather_objects(self.context, own):
-            self._add_skipped(rows)
+            self.skipped = merge_skipped(self.skipped, rows)
         if self.context.is_main and self.skipped:
             report_skipped(self.skipped, self.run_dir / SKIPPED_TXT, self._say)
 
