@@ -293,9 +293,11 @@ def test_serve_refuses_a_bad_cameras_file_in_one_line(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_serve_watch_command_stops_at_once_with_a_stream_open(
-    files: tuple[Path, Path], tmp_path: Path
+    files: tuple[Path, Path], tmp_path: Path, stop: signal.Signals
 ) -> None:
+    """Stopping is a server's normal end: both ways exit 0 once it has shut down."""
     checkpoint, cameras_yaml = files
     port = free_port()
     command = [
@@ -318,7 +320,7 @@ def test_serve_watch_command_stops_at_once_with_a_stream_open(
         with httpx.stream("GET", f"{url}/watch/stream", timeout=10) as stream:
             kind, _ = next(read_sse(stream.iter_lines()))
             assert kind == "cameras"
-            process.send_signal(signal.SIGINT)
+            process.send_signal(stop)
             started = time.monotonic()
             assert process.wait(timeout=20) == 0
         assert time.monotonic() - started < 4  # under the 5 s after which a stream is cut

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -148,8 +149,12 @@ class _Server(uvicorn.Server):
 
 
 def run_server(app: FastAPI, host: str, port: int, log_level: str = "info") -> None:
-    """Serve ``app`` until interrupted; a stream still open after ``GRACEFUL_SHUTDOWN_S`` is
-    cut so the shutdown never hangs."""
+    """Serve ``app`` until Ctrl-C or SIGTERM; a stream still open after ``GRACEFUL_SHUTDOWN_S``
+    is cut so the shutdown never hangs.
+
+    Stopping is a server's normal end, so a stop that shut down cleanly returns (exit 0) rather
+    than re-raising the signal as uvicorn does after its shutdown (130 for Ctrl-C, killed by
+    SIGTERM under systemd or docker)."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -157,7 +162,15 @@ def run_server(app: FastAPI, host: str, port: int, log_level: str = "info") -> N
         log_level=log_level,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
-    _Server(config).run()
+    server = _Server(config)
+    before = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        if not server.should_exit:
+            raise
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _run_job(predictor: Predictor, job: Job, out_dir: Path, progress: Any) -> dict[str, Any]:
