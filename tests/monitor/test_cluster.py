@@ -20,11 +20,10 @@ from resaction.inference.batch_ray import start_local_ray
 from resaction.models import create_model
 from resaction.models.checkpoint import save_checkpoint
 from resaction.monitor.cluster import Cluster, ClusterOptions, keep_assignment, split_cameras
-from resaction.monitor.cluster_group import GroupLock
 from resaction.monitor.config import load_watch_config
 from resaction.monitor.events import RECOVERED, STOPPED, EventLog
 from resaction.monitor.sinks import Backoff
-from resaction.monitor.watcher import WatchOptions
+from resaction.monitor.watcher import WatchOptions, watch_lock
 
 from .fight_model import clip_path
 from .receiver import Receiver
@@ -118,11 +117,11 @@ def test_cameras_split_round_robin_and_keep_their_group(tmp_path: Path, videos_d
     keep_assignment(tmp_path, split_cameras(config.cameras[:2], groups=2))  # one fewer: fine
     with pytest.raises(ConfigError, match=r"cam1: g1 -> g0"):
         keep_assignment(tmp_path, split_cameras(config.cameras, groups=1))
-    lock = GroupLock(tmp_path / "g0")
+    lock = watch_lock(tmp_path / "g0")
     with pytest.raises(ConfigError, match="another watcher is working on"):
-        GroupLock(tmp_path / "g0", wait=0.2)
-    lock.release()
-    GroupLock(tmp_path / "g0", wait=0.2).release()
+        watch_lock(tmp_path / "g0", wait=0.2)
+    lock.close()
+    watch_lock(tmp_path / "g0", wait=0.2).close()
 
 
 def test_bad_ray_input_is_one_line(

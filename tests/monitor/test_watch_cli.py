@@ -10,6 +10,7 @@ import pytest
 
 from resaction.cli import run_app
 from resaction.monitor.events import STOPPED
+from resaction.monitor.watcher import watch_lock
 
 from .fight_model import clip_path
 from .streams import free_port
@@ -51,6 +52,22 @@ def test_an_alert_class_the_model_lacks_lists_its_classes(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "'hall' watches class 'fihgt'" in err and "fight, noFight" in err
+
+
+def test_a_second_watcher_on_one_out_folder_is_refused(
+    tiny_tsn: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], videos_dir: Path
+) -> None:
+    """Two watchers on one log would each deliver the events it owes."""
+    path = cameras_file(
+        tmp_path, f"cameras:\n  - name: hall\n    url: {clip_path(videos_dir, 'nofi148')}\n"
+    )
+    out = tmp_path / "out"
+    with watch_lock(out):
+        assert run_app(["watch", str(path), "-c", str(tiny_tsn), "--out", str(out)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"another watcher is working on {out}: stop it" in err
+    assert not (out / "events.db").exists()
 
 
 def test_an_unreachable_camera_is_retried_while_the_others_run(

@@ -106,12 +106,14 @@ def make_settings(tiny_checkpoint: Path, tmp_path: Path) -> Callable[..., ServeS
 
 @pytest.fixture
 def make_client(
-    make_settings: Callable[..., ServeSettings], tiny_predictor: Predictor
+    make_settings: Callable[..., ServeSettings], tiny_predictor: Predictor, tmp_path: Path
 ) -> Iterator[Callable[..., TestClient]]:
-    """``make_client(predictor=None, **settings)``: a started TestClient (workers running)."""
+    """``make_client(predictor=None, **settings)``: a started TestClient (workers running), each
+    on its own state folder (one server per folder is all the lock allows)."""
     clients: list[TestClient] = []
 
     def make(predictor: Predictor | None = None, **overrides: Any) -> TestClient:
+        overrides.setdefault("state_dir", tmp_path / f"state-{len(clients)}")
         app = create_app(make_settings(**overrides), predictor or tiny_predictor)
         client = TestClient(app)
         client.__enter__()

@@ -3,10 +3,16 @@ unfinished jobs and still serves finished results."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 
+from resaction.errors import ConfigError
 from resaction.serve import create_app
+from resaction.serve.job_store import JobStore
+from resaction.serve.jobs import JobPool, JobStopped
 from tests.serve.conftest import (
     gated_predictor,
     upload,
@@ -66,3 +72,49 @@ def test_restart_reruns_unfinished_jobs_and_keeps_finished_ones(
             wait_for_uploads_removed(third.app.state.service)
     finally:
         backend.gate.set()
+
+
+def test_a_second_server_on_one_state_folder_is_refused_until_the_first_stops(
+    make_settings, tiny_predictor
+):
+    """A second server would run the first one's unfinished jobs again."""
+    settings = make_settings()
+    refused = pytest.raises(ConfigError, match=r"another resaction serve is using .*--state-dir")
+    with TestClient(create_app(settings, tiny_predictor)), refused:
+        create_app(settings, tiny_predictor)
+    with TestClient(create_app(settings, tiny_predictor)) as again:
+        assert again.get("/health").status_code == 200
+
+
+def test_stopping_the_pool_ends_a_running_job_at_its_next_progress_report(tmp_path):
+    """A job mid-way stops with the server (not after it, when torch may still be running as
+    the interpreter exits) and the next start runs it again from the beginning."""
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    reports: list[str] = []
+    started = threading.Event()
+
+    def endless(job, out_dir, progress):
+        started.set()
+        try:
+            while True:
+                progress(0.5, "timeline")
+                time.sleep(0.01)
+        except JobStopped:
+            reports.append("stopped")
+            raise
+
+    pool = JobPool(store, endless, tmp_path / "results")
+    pool.start()
+    job = store.create(tmp_path / "v.mp4", "v.mp4", is_upload=False, options={}, video={})
+    pool.reserve().submit(job.id)
+    assert started.wait(10)
+    pool.stop(timeout=30)
+    assert reports == ["stopped"]
+    assert store.get(job.id).status == "running"
+    assert not any((tmp_path / "results" / job.id).iterdir())
+
+    finished = JobPool(store, lambda job, out_dir, progress: {"ok": True}, tmp_path / "results")
+    assert finished.start() == 1
+    wait_until(lambda: store.get(job.id).status == "done", timeout=10)
+    finished.stop()
+    assert store.get(job.id).attempts == 2

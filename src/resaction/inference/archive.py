@@ -19,17 +19,12 @@ from typing import Any
 
 from resaction.closing import ClosedOnExit
 from resaction.errors import ConfigError
+from resaction.folder_lock import FolderLock
 from resaction.inference.results import read_jsonl_text
-
-try:  # POSIX only; elsewhere two runs into one folder are not prevented
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
 
 RESULTS_FILE = "results.jsonl"
 FAILURES_FILE = "failures.jsonl"
 SETTINGS_FILE = "batch.json"
-LOCK_FILE = ".lock"
 
 
 @dataclass(frozen=True)
@@ -69,14 +64,11 @@ class BatchStore(ClosedOnExit):
 
     def __init__(self, out_dir: str | Path, settings: Mapping[str, Any]) -> None:
         self.out_dir = Path(out_dir).expanduser()
-        try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            self._lock = (self.out_dir / LOCK_FILE).open("a")
-        except OSError as error:
-            raise ConfigError(
-                f"cannot write results to {self.out_dir}: {error.strerror or error}"
-            ) from None
-        self._take_lock()
+        self._lock = FolderLock(
+            self.out_dir,
+            "another resaction batch is writing to",
+            "wait for it to finish or choose another --out",
+        )
         self.settings = dict(settings)
         self.record = self._check_settings()
         self.done = {row["path"]: VideoKey.from_row(row) for row in self._read(RESULTS_FILE)}
@@ -91,18 +83,6 @@ class BatchStore(ClosedOnExit):
     @property
     def failures_path(self) -> Path:
         return self.out_dir / FAILURES_FILE
-
-    def _take_lock(self) -> None:
-        if fcntl is None:
-            return
-        try:
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._lock.close()
-            raise ConfigError(
-                f"another resaction batch is writing to {self.out_dir}: wait for it to finish "
-                "or choose another --out"
-            ) from None
 
     def _check_settings(self) -> dict[str, Any]:
         path = self.out_dir / SETTINGS_FILE

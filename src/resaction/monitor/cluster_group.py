@@ -6,16 +6,15 @@ goes on watching by itself, on the same ``OUT/ray/<group>/`` log (see ``cluster`
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
-import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
-from resaction.errors import ConfigError, ResactionError, first_line
+from resaction.errors import ResactionError, first_line
+from resaction.folder_lock import FolderLock
 from resaction.inference.batch_ray import shipped_model
 from resaction.monitor.config import WatchConfig
 from resaction.monitor.watcher import WatchOptions
@@ -23,36 +22,6 @@ from resaction.monitor.watcher import WatchOptions
 log = logging.getLogger(__name__)
 
 LOCK_WAIT_S = 10.0  # a restarted actor waits this long for its dead predecessor's lock
-
-
-class GroupLock:
-    """An exclusive ``flock`` on ``folder/.lock``, released when the process ends however it
-    ends, so that only one watcher (one deliverer per sink) ever works on a group's log."""
-
-    def __init__(self, folder: Path, wait: float = LOCK_WAIT_S) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.file = open(folder / ".lock", "a+")  # noqa: SIM115 - held for the process's life
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    self.file.close()
-                    raise ConfigError(
-                        f"another watcher is working on {folder}; stop it or use another --out"
-                    ) from None
-                time.sleep(0.2)
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(f"{os.getpid()}\n")
-        self.file.flush()
-
-    def release(self) -> None:
-        if not self.file.closed:
-            fcntl.flock(self.file, fcntl.LOCK_UN)
-            self.file.close()
 
 
 class GroupWatcher:
@@ -77,28 +46,28 @@ class GroupWatcher:
         self.messages: deque[dict[str, Any]] = deque(maxlen=1000)
         self.summary: dict[str, Any] | None = None
         self.error: str | None = None
-        self.lock: GroupLock | None = None
+        self.lock: FolderLock | None = None
         self.thread: threading.Thread | None = None
 
     def start(self, model_bytes: bytes) -> dict[str, Any]:
         """Load the model, take the group's lock, start watching; then as ``poll``."""
         import torch
 
-        from resaction.monitor.watcher import Watcher
+        from resaction.monitor.watcher import Watcher, watch_lock
         from resaction.runtime.loading import load_model
 
         if self.thread is not None or self.error is not None:
             return self.poll()
         torch.set_num_threads(self.threads)
         try:
-            self.lock = GroupLock(Path(self.options.out))
+            self.lock = watch_lock(Path(self.options.out), wait=LOCK_WAIT_S)
             with shipped_model(model_bytes, self.suffix) as path:
                 model = load_model(path)
-            self.watcher = Watcher(self.config, model, self.options)
+            self.watcher = Watcher(self.config, model, self.options, self.lock)
         except ResactionError as error:
             self.error = str(error)
             if self.lock is not None:
-                self.lock.release()
+                self.lock.close()
             return self.poll()
         self.watcher.subscribe(self.messages.append)
         self.thread = threading.Thread(target=self._run, name=f"resaction-{self.group}")
@@ -114,7 +83,7 @@ class GroupWatcher:
             self.error = first_line(error)
         finally:
             if self.lock is not None:
-                self.lock.release()
+                self.lock.close()
 
     def _drain(self) -> list[dict[str, Any]]:
         out = []

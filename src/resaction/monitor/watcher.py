@@ -22,6 +22,7 @@ from typing import Any
 
 from resaction.data.spec import ViewProtocol
 from resaction.detection.decisions import calibrated_settings
+from resaction.folder_lock import FolderLock
 from resaction.inference.incremental import LiveScorer
 from resaction.monitor.camera import WatchedCamera
 from resaction.monitor.config import WatchConfig
@@ -55,14 +56,19 @@ class Watcher:
     has ended (files not looped), ``duration`` has passed, or ``stop()``."""
 
     def __init__(
-        self, config: WatchConfig, model: LoadedModel, options: WatchOptions | None = None
+        self,
+        config: WatchConfig,
+        model: LoadedModel,
+        options: WatchOptions | None = None,
+        lock: FolderLock | None = None,
     ) -> None:
+        """``lock``: the out folder's, already taken (``watch_lock``); else taken here."""
         config.check_classes(model.classes)
         self.config = config
         self.model = model
         self.options = options or WatchOptions()
         self.out = Path(self.options.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.lock = lock if lock is not None else watch_lock(self.out)
         self.spec = model.spec.with_options(direction_blind=False)
         self.scorer = LiveScorer(
             model.backend,
@@ -165,6 +171,7 @@ class Watcher:
         drained = all(d.stop(delivery_timeout) for d in self.deliverers)
         summary = {**self.summary(), "cameras": cameras, "delivered_all": drained}
         self.log.close()
+        self.lock.close()
         if self.error is not None:
             raise self.error
         return summary
@@ -219,6 +226,11 @@ class Watcher:
             self.metrics.input_fps.labels(camera.name).set(camera.reader.stats().input_fps)
             for event in camera.open.values():
                 self.log.touch(event.id, time.time(), camera.stream_time, event.peak, event.mean)
+
+
+def watch_lock(out: Path, wait: float = 0.0) -> FolderLock:
+    """The one watcher allowed on ``out``: two would each deliver the events the log owes."""
+    return FolderLock(out, "another watcher is working on", "stop it or use another --out", wait)
 
 
 def _reader_size(resize: Any) -> tuple[int | None, tuple[int, int] | None]:

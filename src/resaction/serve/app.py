@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import resaction
 from resaction.errors import ResactionError
+from resaction.folder_lock import FolderLock
 from resaction.inference import Predictor
 from resaction.runtime.loading import load_model
 from resaction.serve import tasks
@@ -52,11 +53,16 @@ JANITOR_INTERVAL_S = 60.0
 def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> FastAPI:
     """The service for ``settings``; the model is loaded here, once, unless ``predictor`` is
     given (tests pass one in). Workers start and unfinished jobs resume with the app's lifespan;
-    with ``settings.watch`` the live watcher starts and stops with it too.
+    with ``settings.watch`` the live watcher starts and stops with it too. The state folder is
+    locked from here to the lifespan's end: a second server on it would run this one's jobs
+    again.
     """
     settings.check()
     predictor = predictor if predictor is not None else Predictor.from_checkpoint(settings.model)
     state_dir = Path(settings.state_dir)
+    lock = FolderLock(
+        state_dir, "another resaction serve is using", "stop it or choose another --state-dir"
+    )
     hub = None
     if settings.watch is not None:  # its own copy: live scoring may switch a TSM's shift mode
         hub = WatchHub.create(settings.watch, load_model(settings.model), state_dir / "watch")
@@ -77,6 +83,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
             if hub is not None:
                 await _stop_watching(hub)
             service.pool.stop()
+            lock.close()
 
     app = FastAPI(
         title="resaction",

@@ -24,6 +24,11 @@ class QueueFullError(Exception):
     """Every worker is busy and the queue holds as many jobs as it may."""
 
 
+class JobStopped(Exception):
+    """Raised by a job's progress callback once the pool is stopping: the job ends where it is
+    and stays unfinished in the store, so the next start runs it again."""
+
+
 class QueueSlot:
     """One reserved place in a ``JobPool``'s queue: ``submit`` fills it with a job,
     ``release`` gives it back if nothing was submitted (a no-op after ``submit``)."""
@@ -78,6 +83,7 @@ class JobPool:
         self._admitted: set[str] = set()
         self._admitted_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
 
     def reserve(self) -> QueueSlot:
         """A place in the queue, held while the caller reads an upload, so a full queue is
@@ -93,6 +99,7 @@ class JobPool:
 
     def start(self) -> int:
         """Start the workers and queue the jobs a previous server left unfinished."""
+        self._stopping.clear()
         resumed = self.store.requeue_unfinished()
         for job_id in resumed:
             self._queue.put(job_id)
@@ -107,8 +114,10 @@ class JobPool:
         return len(resumed)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Ask the workers to stop after their current job, waiting at most ``timeout`` seconds
-        (``stop_timeout`` by default); unfinished jobs stay in the store for the next start."""
+        """Stop the workers, each at its job's next progress report, waiting at most
+        ``timeout`` seconds (``stop_timeout`` by default); unfinished jobs stay in the store for
+        the next start. A worker still inside torch when the interpreter exits aborts it."""
+        self._stopping.set()
         for _ in self._threads:
             self._queue.put(None)
         deadline = time.monotonic() + (self.stop_timeout if timeout is None else timeout)
@@ -151,6 +160,8 @@ class JobPool:
         last = [0.0, 0.0]
 
         def progress(fraction: float, stage: str) -> None:
+            if self._stopping.is_set():
+                raise JobStopped
             now = time.monotonic()
             if fraction - last[0] >= 0.01 or now - last[1] >= 0.5 or fraction >= 1.0:
                 last[:] = [fraction, now]
@@ -158,6 +169,10 @@ class JobPool:
 
         try:
             result = self.handler(job, out_dir, progress)
+        except JobStopped:
+            log.info("job %s stopped with the server; the next start runs it again", job.id)
+            shutil.rmtree(out_dir, ignore_errors=True)
+            return
         except Exception as error:
             log.info("job %s failed: %s", job.id, error)
             kept = self.store.finish(job.id, self.runner, error=self.describe_error(error))
