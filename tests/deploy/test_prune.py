@@ -17,10 +17,10 @@ from resaction.deploy.prune import (
 )
 from resaction.errors import CheckpointError, ConfigError
 from resaction.models import create_model
-from resaction.models.checkpoint import load_checkpoint, save_checkpoint
+from resaction.models.checkpoint import load_checkpoint, save_checkpoint, update_checkpoint
 from resaction.models.pruned import shrink_to_state_dict
 
-from .conftest import make_checkpoint, tiny_preprocess
+from .conftest import GT_CLASSES, make_checkpoint, tiny_preprocess
 
 
 @pytest.mark.parametrize("ratio", [0.0, -0.1, 0.95, 1.0, math.nan])
@@ -66,11 +66,17 @@ def test_pruned_checkpoint_loads_everywhere(tmp_path: Path, videos_dir: Path) ->
     from resaction.inference import Predictor
 
     checkpoint = make_checkpoint(tmp_path / "resnet18.pt", "resnet18", sampling="segments")
-    report = prune_checkpoint(checkpoint, 0.3, tmp_path / "pruned.pt")
+    background = GT_CLASSES[0]
+    calibrated = {"thresholds": {GT_CLASSES[1]: 0.7}, "calibration": {"rate": 1.0}}
+    update_checkpoint(checkpoint, {**calibrated, "background": background})
+    with pytest.warns(UserWarning, match="calibrated thresholds of .* are not carried over"):
+        report = prune_checkpoint(checkpoint, 0.3, tmp_path / "pruned.pt")
     result = report.result
     assert result.param_ratio < 0.75 and result.flop_ratio < 0.75
     bundle = load_checkpoint(report.path)
     assert bundle.extra["pruned"] is True and bundle.extra["prune"]["ratio"] == 0.3
+    assert bundle.extra["background"] == background, "alarms would fire on the background"
+    assert "thresholds" not in bundle.extra and "calibration" not in bundle.extra
     clips = torch.randn(3, 3, 4, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(bundle.model(clips), result.model(clips))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from resaction.engine.trainer import train
 from resaction.errors import ConfigError, DatasetError, DeployError, describe_error
 from resaction.models.checkpoint import load_checkpoint, save_checkpoint
 from resaction.models.tsm import TemporalShift
-from resaction.runtime.loading import resolve_spec
+from resaction.runtime.loading import resolve_spec, with_trained_background
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +297,7 @@ def prune_checkpoint(
         "protocol": bundle.protocol,
         "pruned": True,
         "prune": record,
+        **_kept_decisions(bundle.extra, checkpoint, out),
     }
     path = save_checkpoint(out, result.model, **save)
     history: list[dict[str, float]] = []
@@ -316,6 +318,21 @@ def prune_checkpoint(
         result.model = tuned
         path = save_checkpoint(out, tuned, **save)
     return PruneReport(path=path, result=result, finetune_history=history)
+
+
+def _kept_decisions(
+    extra: dict[str, Any], checkpoint: str | Path, out: str | Path
+) -> dict[str, Any]:
+    """The background class goes with the pruned model (alarms must not fire on it); the
+    calibrated thresholds do not, because they were set on the unpruned model's scores."""
+    if "thresholds" in extra or "calibration" in extra:
+        warnings.warn(
+            f"the calibrated thresholds of {checkpoint} are not carried over, since pruning "
+            f"changes the scores: run resaction calibrate on {out}",
+            stacklevel=2,
+        )
+    background = with_trained_background(dict(extra)).get("background")
+    return {} if background is None else {"background": background}
 
 
 def finetune(

@@ -84,11 +84,11 @@ def load_model(
         classes=list(bundle.classes),
         model_name=bundle.model_name,
         module=bundle.model,
-        extra=_with_trained_background(dict(bundle.extra)),
+        extra=with_trained_background(dict(bundle.extra)),
     )
 
 
-def _with_trained_background(extra: dict[str, Any]) -> dict[str, Any]:
+def with_trained_background(extra: dict[str, Any]) -> dict[str, Any]:
     """``extra`` with the background class its training run named (``train --background``,
     stored in its config), unless calibration set one: alarms must not fire on it."""
     trained = extra.get("config")
