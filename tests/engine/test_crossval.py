@@ -14,15 +14,10 @@ from resaction.data.manifests import read_manifest
 from resaction.data.synthetic import generate_dataset
 from resaction.engine import trainer
 from resaction.engine.config import TrainConfig
-from resaction.engine.crossval import (
-    CrossValResult,
-    FoldResult,
-    _write_crossval_files,
-    crossval_table,
-    run_crossval,
-)
+from resaction.engine.crossval import CrossValResult, FoldResult, run_crossval
+from resaction.engine.crossval_report import crossval_table, write_crossval_files
 from resaction.engine.metrics import classification_metrics
-from resaction.errors import DatasetError, ResactionError
+from resaction.errors import ConfigError, DatasetError
 from resaction.models import create_model
 from resaction.models.checkpoint import save_checkpoint
 
@@ -80,8 +75,9 @@ def test_folds_test_every_video_once_keep_groups_whole_and_resume(
     assert saved["protocol"]["selection"].startswith("last epoch")
     assert saved["pooled"]["balanced_accuracy"] == saved["pooled"]["mean_class_accuracy"]
     assert len(saved["pooled"]["average_precision"]) == len(CLASSES)
-    for name in ("folds.csv", "folds.png", "confusion.png", "pr_curves.png"):
-        assert (out / name).is_file()
+    written = {"crossval.json", "folds.csv", "folds.png", "confusion.png", "pr_curves.png"}
+    assert {path.name for path in result.files} >= written  # the CLI's "wrote" line
+    assert all(path.is_file() for path in result.files)
 
     def no_training(config: TrainConfig) -> None:
         raise AssertionError("a finished fold was trained again")
@@ -116,10 +112,11 @@ def test_a_finished_fold_is_read_back_however_its_weights_file_is_spelled(
     assert text.count("(one fold)") == 3 and "± 0.0" not in text
     other = tmp_path / "other.pt"
     save_checkpoint(other, model, model_name="tsn_resnet18", classes=CLASSES)
-    with pytest.raises(AssertionError, match="trained again"):  # another file: another run
-        run_crossval(
-            dataclasses.replace(relative, weights=str(other)), 2, None, out, only_folds=[1]
-        )
+    changed = dataclasses.replace(relative, weights=str(other))
+    with pytest.raises(ConfigError, match=r"holds folds made with weights=.*start\.pt"):
+        run_crossval(changed, 2, None, out, only_folds=[1])  # another file: another run
+    with pytest.raises(AssertionError, match="trained again"):
+        run_crossval(changed, 2, None, out, only_folds=[1], resume=False)
 
 
 @pytest.mark.slow
@@ -147,8 +144,15 @@ def test_a_fold_killed_during_training_continues_from_its_checkpoint(
     (fold_dir / "fold.json").unlink()
     changed = tiny_config(manifest_path, out)
     changed.lr = 0.5
-    with pytest.raises(ResactionError, match="already holds a run"):
+    with pytest.raises(ConfigError, match=r"holds folds made with lr=None, this run has lr=0\.5"):
         run_crossval(changed, 2, None, out, only_folds=[2])
+    with pytest.raises(ConfigError, match="holds folds made with folds=2, this run has folds=3"):
+        run_crossval(tiny_config(manifest_path, out), 3, None, out, only_folds=[2])
+    resumed.clear()
+    started_over = run_crossval(changed, 2, None, out, only_folds=[2], resume=False)
+    assert resumed == [False] and started_over.folds[0].fold == 2
+    saved = json.loads((fold_dir / "settings.json").read_text())
+    assert saved["lr"] == 0.5
 
 
 @pytest.mark.slow
@@ -196,7 +200,7 @@ def test_pooled_two_class_files_have_roc_auc_and_curves(tmp_path: Path) -> None:
         for k, rows in enumerate([[0, 1, 2], [3, 4]])
     ]
     top1 = {"mean": 0.5, "std": 0.1, "folds": [0.4, 0.6]}
-    _write_crossval_files(
+    write_crossval_files(
         CrossValResult(
             folds=folds,
             classes=["calm", "fight"],

@@ -183,7 +183,8 @@ def crossval(
     flags = dict(locals())
     from resaction.cli.options import training_config
     from resaction.cli.train import say_scratch_advice
-    from resaction.engine.crossval import crossval_table, run_crossval
+    from resaction.engine.crossval import run_crossval
+    from resaction.engine.crossval_report import crossval_table
     from resaction.engine.metrics import mean_and_spread
     from resaction.errors import ConfigError
 
@@ -211,7 +212,4 @@ def crossval(
         f"video top-1: {mean_and_spread(top1)}% over "
         f"{len(result.folds)} fold(s); pooled {100 * result.pooled['top1']:.1f}%"
     )
-    console.print(
-        "wrote "
-        + ", ".join(str(result.out / name) for name in ("crossval.json", "folds.csv", "folds.png"))
-    )
+    console.print("wrote " + ", ".join(str(path) for path in result.files))

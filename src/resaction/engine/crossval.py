@@ -9,18 +9,16 @@ their confusion matrix, precision-recall curves and, for two classes, ROC curve)
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
+import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
-from rich.table import Table
 from tqdm.auto import tqdm
 
 from resaction.data.manifests import Manifest, read_manifest
@@ -28,17 +26,15 @@ from resaction.data.spec import DEFAULT_VIEWS
 from resaction.data.splits import entry_groups, kfold, without_groups
 from resaction.engine import trainer
 from resaction.engine.config import TrainConfig
+from resaction.engine.crossval_report import write_crossval_files
 from resaction.engine.evaluate import evaluate
-from resaction.engine.metrics import classification_metrics, mean_and_spread, mean_and_std
+from resaction.engine.metrics import classification_metrics, mean_and_std
 from resaction.engine.report import (
     ensure_output_dir,
-    plot_confusion,
-    protocol_line,
     write_json,
     write_report,
-    write_score_curves,
 )
-from resaction.errors import DatasetError
+from resaction.errors import ConfigError, DatasetError
 from resaction.models.checkpoint import load_checkpoint
 from resaction.runtime.loading import resolve_spec
 
@@ -102,6 +98,7 @@ class CrossValResult:
     summary: dict[str, dict[str, float]]
     pooled: dict[str, Any]
     protocol: dict[str, Any]
+    files: list[Path] = field(default_factory=list)
 
     @property
     def mean_top1(self) -> float:
@@ -139,8 +136,14 @@ def run_crossval(
     splits = kfold(manifest, folds, group_by=group_by, seed=config.seed)
     groups = entry_groups(manifest, group_by) or [str(e.path.name) for e in manifest]
     group_of = {str(entry.path): group for entry, group in zip(manifest, groups, strict=True)}
-    key = _config_key(config)
+    key = {
+        **_config_key(config),
+        "folds": folds,
+        "group_by": group_by,
+        "exclude_groups": list(exclude_groups),
+    }
     wanted = only_folds or list(range(1, folds + 1))
+    _prepare_folds(out, key, resume, wanted)
     results: list[FoldResult] = []
     for fold, (train_part, test_part) in enumerate(splits, start=1):
         if fold not in wanted:
@@ -253,6 +256,30 @@ def _comparable(key: dict[str, Any]) -> Any:
     return saved
 
 
+def _prepare_folds(out: Path, key: dict[str, Any], resume: bool, wanted: list[int]) -> None:
+    """Without ``resume``, the wanted folds start over; with it, folds left by a run with other
+    settings are refused (their results would be averaged with this run's), naming the first
+    setting that differs."""
+    now = _comparable(key)
+    for fold in wanted:
+        fold_dir = out / f"fold_{fold}"
+        if fold_dir.is_dir() and not resume:
+            shutil.rmtree(fold_dir)
+            continue
+        settings = fold_dir / "settings.json"
+        if not settings.is_file():
+            continue
+        saved = _comparable(json.loads(settings.read_text()))
+        changed = [name for name in (*now, *saved) if saved.get(name) != now.get(name)]
+        if changed:
+            name = changed[0]
+            raise ConfigError(
+                f"{out} holds folds made with {name}={saved.get(name)!r}, this run has "
+                f"{name}={now.get(name)!r}: use the same settings to resume, pass --no-resume "
+                "to start over, or choose another --out"
+            )
+
+
 def _same_settings(fold_dir: Path, key: dict[str, Any]) -> bool:
     """Whether an interrupted fold in ``fold_dir`` was started with the settings ``key``."""
     settings, last = fold_dir / "settings.json", fold_dir / "train" / "last.pt"
@@ -358,90 +385,5 @@ def _summarise(
         pooled=pooled,
         protocol=protocol,
     )
-    _write_crossval_files(result)
+    result.files = write_crossval_files(result)
     return result
-
-
-def _write_crossval_files(result: CrossValResult) -> None:
-    out = result.out
-    write_json(
-        {
-            "protocol": result.protocol,
-            "summary": result.summary,
-            "pooled": result.pooled,
-            "classes": result.classes,
-            "folds": [fold.summary() for fold in result.folds],
-        },
-        out / "crossval.json",
-    )
-    rows = [fold.summary() for fold in result.folds]
-    with (out / "folds.csv").open("w", newline="") as handle:
-        fields = [k for k in rows[0] if k not in ("skipped", "test_groups")] + ["test_groups"]
-        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "test_groups": " ".join(row["test_groups"])})
-    plot_folds(result, out / "folds.png")
-    plot_confusion(
-        np.asarray(result.pooled["confusion"]),
-        result.classes,
-        out / "confusion.png",
-        title="Confusion matrix (all folds pooled)",
-    )
-    write_score_curves(
-        np.concatenate([fold.video_probs for fold in result.folds]),
-        np.concatenate([fold.labels for fold in result.folds]),
-        result.pooled,
-        result.classes,
-        out,
-        note="all folds pooled",
-    )
-
-
-def plot_folds(result: CrossValResult, path: Path) -> Path:
-    """Video top-1 per fold, with the mean as a line and ±1 standard deviation as a band."""
-    figure = Figure(figsize=(max(4.0, 0.8 * len(result.folds) + 2.0), 3.6))
-    axes = figure.add_subplot()
-    names = [f"fold {fold.fold}" for fold in result.folds]
-    values = [100 * fold.metrics["top1"] for fold in result.folds]
-    axes.bar(names, values, color="tab:blue")
-    mean, std = 100 * result.mean_top1, 100 * result.std_top1
-    label = f"mean {mean_and_spread(result.summary['top1'])}"
-    axes.axhline(mean, color="black", linewidth=1, label=label)
-    axes.axhspan(mean - std, mean + std, color="grey", alpha=0.2)
-    axes.set_ylim(0, 105)
-    axes.set_ylabel("video top-1 (%)")
-    axes.set_title(f"{result.protocol['model']}: {len(result.folds)}-fold cross-validation")
-    axes.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    return path
-
-
-def crossval_table(result: CrossValResult) -> Table:
-    table = Table(
-        title=f"Cross-validation: {result.protocol['model']}",
-        caption=protocol_line(
-            {**result.protocol, "num_evaluated": sum(f.test_videos for f in result.folds)}
-        ),
-    )
-    for column in ("fold", "train", "test", "top-1", "mean class acc.", "clip top-1"):
-        table.add_column(column, justify="right")
-    for fold in result.folds:
-        table.add_row(
-            str(fold.fold),
-            str(fold.train_videos),
-            str(fold.test_videos),
-            f"{100 * fold.metrics['top1']:.1f}%",
-            f"{100 * fold.metrics['mean_class_accuracy']:.1f}%",
-            f"{100 * fold.clip_top1:.1f}%",
-        )
-    s = result.summary
-    table.add_row(
-        "mean ± std",
-        "",
-        "",
-        *(mean_and_spread(s[name]) for name in ("top1", "mean_class_accuracy", "clip_top1")),
-        style="bold",
-    )
-    return table
