@@ -62,6 +62,15 @@ def test_predict_folder_reports_bad_files_and_resumes(
     assert [r["path"] for r in again] == [r["path"] for r in records]
     assert again[1]["label"] == records[1]["label"]
 
+    # Only the broken video is left: it is reported again, but the run did read videos.
+    assert run_app([*argv, "--json", str(out), "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "2 of 3 videos already done" in captured.out and "broken.mp4" in captured.err
+    assert "none of" not in captured.err
+
+    assert run_app([*argv, "--json", str(out), "--csv", str(tmp_path / "." / out.name)]) == 1
+    assert "--json and --csv are the same file" in capsys.readouterr().err
+
 
 def test_predict_globs_and_missing_files(
     tiny_checkpoint: Path, clips: Path, capsys: pytest.CaptureFixture[str]

@@ -196,6 +196,8 @@ def predict(
 
     if resume and json_out is None and csv_out is None:
         raise ConfigError("--resume needs --json or --csv: the file that holds finished results")
+    if json_out is not None and csv_out is not None and json_out.resolve() == csv_out.resolve():
+        raise ConfigError(f"--json and --csv are the same file, {json_out}: give two names")
     videos, unmatched = find_videos(paths)
     for pattern in unmatched:
         err_console.print(f"[yellow]no videos match[/] {pattern}", highlight=False)
@@ -233,7 +235,7 @@ def predict(
         for writer, _ in writers:
             writer.close()
     _print_results(results, failures, len(videos) - len(todo), [w.path for w, _ in writers])
-    if failures and not results and len(todo) == len(failures):
+    if failures and not results and not done:
         from resaction.errors import VideoError
 
         raise VideoError(f"none of the {len(failures)} videos could be read")
