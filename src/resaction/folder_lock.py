@@ -13,6 +13,7 @@ from pathlib import Path
 
 from resaction.closing import ClosedOnExit
 from resaction.errors import ConfigError
+from resaction.outputs import ensure_output_dir
 
 try:  # POSIX only; elsewhere two writers into one folder are not prevented
     import fcntl
@@ -25,12 +26,14 @@ LOCK_FILE = ".lock"
 class FolderLock(ClosedOnExit):
     """Holds ``folder`` (made if missing) until ``close()``. Taken, or for up to ``wait``
     seconds waited for (a restarted Ray actor waits for its dead predecessor's); then a
-    ``ConfigError`` "``holder`` FOLDER: ``advice``"."""
+    ``ConfigError`` "``holder`` FOLDER: ``advice``". ``flag`` names the folder's option in the
+    error for a folder that cannot be made (a file, say)."""
 
-    def __init__(self, folder: str | Path, holder: str, advice: str, wait: float = 0.0) -> None:
-        self.folder = Path(folder).expanduser()
+    def __init__(
+        self, folder: str | Path, holder: str, advice: str, wait: float = 0.0, flag: str = "--out"
+    ) -> None:
+        self.folder = ensure_output_dir(folder, flag)
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
             self._handle = (self.folder / LOCK_FILE).open("a")
         except OSError as error:
             raise ConfigError(f"cannot write to {self.folder}: {error.strerror or error}") from None

@@ -156,15 +156,30 @@ def test_evaluate_takes_an_onnx_file_and_agrees_with_the_checkpoint(
     assert results["onnx"]["protocol"]["checkpoint"].endswith("r3d_10.onnx")
 
 
-def test_prune_and_quantize_refuse_to_write_over_their_input(
+def test_model_writers_refuse_their_input_a_folder_and_the_wrong_kind_of_name(
     r3d_checkpoint: Path, gt_videos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = r3d_checkpoint.read_bytes()
     code, _, stderr = cli(["prune", r3d_checkpoint, "--out", r3d_checkpoint], capsys)
-    assert code == 1 and "is the input model" in one_line(stderr)
+    assert code == 1 and "is an input model" in one_line(stderr)
     assert r3d_checkpoint.read_bytes() == before
     model = tmp_path / "m.onnx"
     model.write_bytes(b"kept")
     code, _, stderr = cli(["quantize", model, "--calibrate", gt_videos, "--out", model], capsys)
-    assert code == 1 and "is the input model" in one_line(stderr)
+    assert code == 1 and "is an input model" in one_line(stderr)
     assert model.read_bytes() == b"kept"
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    refused = {
+        ("export", r3d_checkpoint, "--out", folder): "is a folder: give a file name ending .onnx",
+        ("export", r3d_checkpoint, "--out", tmp_path / "m.pt"): "writes an ONNX model",
+        ("prune", r3d_checkpoint, "--out", tmp_path / "p.onnx"): "writes a checkpoint",
+        ("fuse", r3d_checkpoint, r3d_checkpoint, "--val-data", gt_videos, "--out", model): (
+            "writes a checkpoint, give a name ending .pt"
+        ),
+    }
+    for argv, message in refused.items():
+        code, _, stderr = cli(list(argv), capsys)
+        assert code == 1 and message in one_line(stderr), (argv, stderr)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["folder", "m.onnx"]
+    assert not any(folder.iterdir())

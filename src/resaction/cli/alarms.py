@@ -53,7 +53,12 @@ def calibrate(
     cooldown: float | None = typer.Option(
         None, "--cooldown", help="Quiet seconds after an event (default 5)."
     ),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Where the sweep and plot go."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Where the sweep and plot go (default: CKPT_calibration/ beside it).",
+    ),
     write: bool = typer.Option(
         True, "--write/--dry-run", help="Write the thresholds into the model file."
     ),
@@ -64,8 +69,10 @@ def calibrate(
     """Per class, the threshold with the highest event recall within a false-alarm budget."""
     from resaction.inference.calibrate import Target, calibrate, write_calibration
     from resaction.inference.truth import read_truth
+    from resaction.outputs import check_output_dir
 
     target = Target(false_alarms_per_hour, precision)
+    out_dir = check_output_dir(out or checkpoint.parent / f"{checkpoint.stem}_calibration")
     predictor = _predictor(checkpoint, classes)
     videos, truth = read_truth(data, predictor.classes, skip_bad_rows=skip_bad_rows)
     decision = {
@@ -90,7 +97,7 @@ def calibrate(
             background=background,
             on_video=on_video,
         )
-    files = write_calibration(result, out or Path(f"{checkpoint.stem}_calibration"))
+    files = write_calibration(result, out_dir)
     _say_window(result.record.get("window_s"), window_seconds)
     _print_operating_points(result.record, target.describe())
     for video, reason in result.skipped:
@@ -124,10 +131,13 @@ def evaluate_events(
     from resaction.inference.event_eval import write_events
     from resaction.inference.timeline import TimelineConfig
     from resaction.inference.truth import read_truth
+    from resaction.outputs import check_output_dir
 
+    check_output_dir(out)
+    config = TimelineConfig(window_s=window_seconds, rate=rate, background=background)
+    config.check()
     predictor = _predictor(checkpoint, classes)
     videos, truth = read_truth(data, predictor.classes, skip_bad_rows=skip_bad_rows)
-    config = TimelineConfig(window_s=window_seconds, rate=rate, background=background)
     with _video_progress(progress, len(videos)) as on_video:
         timelines, skipped = score_videos(predictor, videos, config, on_video=on_video)
     if not timelines:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from resaction.cli.app import app, console
-from resaction.cli.options import DECODE_WORKERS_OPTION, PROGRESS_OPTION, output_apart
+from resaction.cli.options import DECODE_WORKERS_OPTION, PROGRESS_OPTION, model_output
 
 
 @app.command()
@@ -34,7 +34,9 @@ def export(
     from resaction.deploy.frames_export import export_frames_checkpoint
 
     suffix = ".frames.onnx" if frames else ".onnx"
-    target = out if out is not None else checkpoint.with_name(checkpoint.stem + suffix)
+    target = model_output(
+        checkpoint, out or checkpoint.with_name(checkpoint.stem + suffix), ".onnx"
+    )
     run = export_frames_checkpoint if frames else export_checkpoint
     result = run(checkpoint, target, opset=opset, check=check)
     shape = "x".join(str(d) for d in result.input_shape)
@@ -73,7 +75,7 @@ def quantize(
     from resaction.deploy.quantize import quantize_onnx
     from resaction.runtime.onnx_frames import is_frames_file
 
-    target = output_apart(model, out or model.with_name(f"{model.stem}.int8.onnx"))
+    target = model_output(model, out or model.with_name(f"{model.stem}.int8.onnx"), ".onnx")
     # A frames file (export --frames) quantises its per-frame half, calibrated on units.
     quantize = quantize_frames if is_frames_file(model) else quantize_onnx
     result = quantize(
@@ -153,7 +155,9 @@ def prune(
     """Structured channel pruning (the network really shrinks), then optional fine-tuning."""
     from resaction.deploy.prune import prune_checkpoint
 
-    target = output_apart(checkpoint, out or checkpoint.with_name(f"{checkpoint.stem}.pruned.pt"))
+    target = model_output(
+        checkpoint, out or checkpoint.with_name(f"{checkpoint.stem}.pruned.pt"), ".pt"
+    )
     report = prune_checkpoint(
         checkpoint,
         ratio,
@@ -216,7 +220,9 @@ def bench(
     from resaction.deploy.bench import bench as run_bench
     from resaction.deploy.bench import parse_backends
     from resaction.deploy.bench_report import bench_table, write_bench_report
+    from resaction.outputs import check_output_dir
 
+    check_output_dir(out)
     report = run_bench(
         models,
         out,

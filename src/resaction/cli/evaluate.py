@@ -60,12 +60,12 @@ def evaluate(
     from resaction.data.stress import ORDER_KINDS, parse_stress_kinds
     from resaction.engine.evaluate import evaluate_checkpoint
     from resaction.engine.report import (
-        ensure_output_dir,
         metrics_table,
         per_class_table,
         protocol_line,
         write_report,
     )
+    from resaction.outputs import ensure_output_dir
 
     check_crops(crops)
     kinds = list(parse_stress_kinds(stress) if stress else [])

@@ -177,9 +177,17 @@ def flags_as(cls: Callable[..., T], flags: Mapping[str, Any], **fixed: Any) -> T
     return cls(**{**{name: flags[name] for name in names & flags.keys()}, **fixed})
 
 
-def output_apart(source: Path, out: Path) -> Path:
-    """``out``, refused when it is the input model itself: writing there would replace the model
-    the command reads (a trained checkpoint lost to its pruned copy)."""
-    if out.resolve() == source.resolve():
-        raise ConfigError(f"--out {out} is the input model: give another file name")
+def model_output(sources: Path | list[Path], out: Path, suffix: str) -> Path:
+    """``out``, checked before any work: not one of the input models (writing there would
+    replace a model the command reads, a trained checkpoint lost to its pruned copy), not a
+    folder, and named with the ``suffix`` of what the command writes (``export --out model.pt``
+    would hold ONNX, which every later command then reads as a broken checkpoint)."""
+    inputs = sources if isinstance(sources, list) else [sources]
+    if any(out.expanduser().resolve() == source.expanduser().resolve() for source in inputs):
+        raise ConfigError(f"--out {out} is an input model: give another file name")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder: give a file name ending {suffix}")
+    if out.suffix.lower() != suffix:
+        kind = "an ONNX model" if suffix == ".onnx" else "a checkpoint"
+        raise ConfigError(f"--out {out}: this writes {kind}, give a name ending {suffix}")
     return out

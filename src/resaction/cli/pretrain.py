@@ -116,12 +116,13 @@ def fuse(
 ) -> None:
     """Fuse models into one checkpoint (weighted average of their scores, weights chosen on
     --val-data); it runs wherever a checkpoint does, ONNX export included."""
+    from resaction.cli.options import model_output
     from resaction.engine.fusion import fuse_checkpoints
 
     result = fuse_checkpoints(
         [str(path) for path in checkpoints],
         val_data,
-        out,
+        model_output(checkpoints, out, ".pt"),
         batch_size=batch_size,
         num_workers=workers,
         progress=progress,

@@ -85,16 +85,19 @@ def timeline(
     from resaction.inference.event_eval import video_key, write_events
     from resaction.inference.timeline import TimelineConfig, run_timeline, write_timeline
     from resaction.inference.truth import read_truth
+    from resaction.outputs import check_output_dir
 
     config = flags_as(TimelineConfig, flags, window_s=window_seconds)
     config.check()
+    out_dir = check_output_dir(out if out is not None else Path(f"{video.stem}_timeline"))
+    if export_clips is not None:
+        check_output_dir(export_clips, "--export-clips")
     predictor = load_predictor(checkpoint, model, weights, classes=classes, compile=compile)
     facts = read_truth(truth, predictor.classes) if truth is not None else None
     if facts is not None and video_key(video) not in facts[1]:
         named = ", ".join(path.name for path in facts[0][:3]) + ", ..." * (len(facts[0]) > 3)
         raise ConfigError(f"--truth {truth} has no segments of {video} (it annotates {named})")
     result = run_timeline(predictor, video, config, progress=progress)
-    out_dir = out if out is not None else Path(f"{video.stem}_timeline")
     files = write_timeline(result, out_dir)
     if facts is not None:
         files["events"] = write_events([result], facts[1], out_dir)

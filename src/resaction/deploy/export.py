@@ -14,12 +14,9 @@ size than the traced one, and the largest difference from PyTorch's logits is re
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ from torch import nn
 
 from resaction.errors import DeployError
 from resaction.models.tsm import TemporalShift
+from resaction.outputs import replaced_atomically
 from resaction.runtime.loading import DECISION_EXTRAS, LoadedModel, load_model
 from resaction.runtime.onnx_backend import FORMAT_KEY, METADATA_FORMAT, OnnxBackend
 
@@ -151,7 +149,7 @@ def write_export(
     """Write a graph (``write``) and its ``metadata`` to ``out`` atomically, ``check`` it (its
     largest difference from PyTorch) before it takes ``out``'s name, and report what was done."""
     diff = None
-    with written_atomically(out) as tmp:
+    with replaced_atomically(out) as tmp:
         write(tmp)
         write_metadata(tmp, metadata)
         if check is not None:
@@ -202,21 +200,6 @@ def export_metadata(
         "opset": opset,
         "resaction_version": _version(),
     }
-
-
-@contextmanager
-def written_atomically(out: Path) -> Iterator[Path]:
-    """A temporary path beside ``out``, renamed to ``out`` when the block succeeds and removed
-    whatever happens, so ``out`` is never a half-written file."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def require(module: str, purpose: str, package: str = "resaction[onnx]") -> None:

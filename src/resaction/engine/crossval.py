@@ -30,12 +30,12 @@ from resaction.engine.crossval_report import write_crossval_files
 from resaction.engine.evaluate import evaluate
 from resaction.engine.metrics import classification_metrics, mean_and_std
 from resaction.engine.report import (
-    ensure_output_dir,
     write_json,
     write_report,
 )
 from resaction.errors import ConfigError, DatasetError
 from resaction.models.checkpoint import load_checkpoint
+from resaction.outputs import ensure_output_dir
 from resaction.runtime.loading import resolve_spec
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from resaction.outputs import replaced_atomically
+
 if TYPE_CHECKING:
     from resaction.engine.train_state import EpochTotals
 
@@ -35,9 +37,8 @@ def write_metrics_csv(history: Sequence[dict[str, Any]], path: str | Path) -> Pa
     writer.writeheader()
     for row in history:
         writer.writerow({key: _format(row.get(key)) for key in columns})
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
     return path
 
 

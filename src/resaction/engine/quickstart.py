@@ -32,7 +32,8 @@ from matplotlib.figure import Figure
 from rich.table import Table
 
 from resaction.engine.evaluate import EvalResult, evaluate
-from resaction.engine.report import ReportFiles, ensure_output_dir, write_json, write_report
+from resaction.engine.report import ReportFiles, write_json, write_report
+from resaction.outputs import ensure_output_dir
 from resaction.runtime.loading import LoadedModel, load_model
 from resaction.runtime.scores import top_k, video_probabilities
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from rich.table import Table
 
 from resaction.detection.curves import plot_curves, precision_recall_curve, roc_curve
 from resaction.engine.evaluate import EvalResult
-from resaction.errors import ConfigError
+from resaction.outputs import ensure_output_dir
 
 MAX_PR_CURVES = 10  # past this many classes, pr_curves.png shows the ones with the lowest AP
 
@@ -39,20 +38,6 @@ class ReportFiles:
     def paths(self) -> list[Path]:
         """Every file written, in the order they are listed to a user."""
         return [value for value in vars(self).values() if value is not None]
-
-
-def ensure_output_dir(path: str | Path) -> Path:
-    """Create ``path`` if needed and check that files can be written there."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ConfigError(
-            f"cannot create output folder {path}: {error.strerror or error}; choose another --out"
-        ) from None
-    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"output folder {path} is not writable; choose another --out")
-    return path
 
 
 def to_jsonable(value: Any) -> Any:

@@ -20,7 +20,8 @@ from torch import nn
 from resaction.data.manifests import VideoEntry
 from resaction.data.stress import ORDER_KINDS, parse_stress_kinds
 from resaction.engine.evaluate import EvalResult, evaluate
-from resaction.engine.report import ensure_output_dir, result_summary, write_json
+from resaction.engine.report import result_summary, write_json
+from resaction.outputs import ensure_output_dir
 from resaction.runtime.backends import Backend
 
 

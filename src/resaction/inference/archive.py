@@ -21,6 +21,7 @@ from resaction.closing import ClosedOnExit
 from resaction.errors import ConfigError
 from resaction.folder_lock import FolderLock
 from resaction.inference.results import read_jsonl_text
+from resaction.outputs import replaced_atomically
 
 RESULTS_FILE = "results.jsonl"
 FAILURES_FILE = "failures.jsonl"
@@ -213,9 +214,5 @@ def _write_json(path: Path, record: Mapping[str, Any]) -> None:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -191,6 +191,7 @@ def calibrate(
     background = background if background is not None else predictor.decisions.get("background")
     labels = alarm_labels(predictor.classes, background)
     config = TimelineConfig(window_s=window_s, rate=rate, background=background)
+    config.check()
     timelines, skipped = score_videos(predictor, videos, config, on_video=on_video)
     if not timelines:
         raise ConfigError("no validation video could be read: nothing to calibrate on")

@@ -8,8 +8,6 @@ kill never leaves half a checkpoint, and read with ``weights_only=True``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from resaction.models.factory import create_model
 from resaction.models.fusion import FUSION_NAME, build_fusion
 from resaction.models.pruned import shrink_to_state_dict
 from resaction.models.torch_files import is_torch_file, torch_load_failure
+from resaction.outputs import replaced_atomically
 
 FORMAT_VERSION = 1
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
@@ -43,24 +42,9 @@ class ModelBundle:
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"cannot write {path}: it is a folder; give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        raise CheckpointError(f"cannot write {path}: {error.strerror or error}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with replaced_atomically(path, CheckpointError) as tmp, tmp.open("wb") as handle:
+        torch.save(obj, handle)
+    return Path(path).expanduser()
 
 
 def save_checkpoint(

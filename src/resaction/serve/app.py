@@ -61,7 +61,10 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
     predictor = predictor if predictor is not None else Predictor.from_checkpoint(settings.model)
     state_dir = Path(settings.state_dir)
     lock = FolderLock(
-        state_dir, "another resaction serve is using", "stop it or choose another --state-dir"
+        state_dir,
+        "another resaction serve is using",
+        "stop it or choose another --state-dir",
+        flag="--state-dir",
     )
     hub = None
     if settings.watch is not None:  # its own copy: live scoring may switch a TSM's shift mode
