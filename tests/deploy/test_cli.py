@@ -183,3 +183,24 @@ def test_model_writers_refuse_their_input_a_folder_and_the_wrong_kind_of_name(
         assert code == 1 and message in one_line(stderr), (argv, stderr)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["folder", "m.onnx"]
     assert not any(folder.iterdir())
+
+
+def test_held_out_or_fine_tuning_videos_of_other_classes_are_refused_before_writing(
+    r3d_checkpoint: Path,
+    r3d_onnx: Path,
+    gt_videos: Path,
+    videos_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The mistake used to surface after minutes of calibration or pruning, with the output
+    already written."""
+    other = videos_dir / "kth_samples"
+    int8, pruned = tmp_path / "m.int8.onnx", tmp_path / "m.pruned.pt"
+    quantize = ["quantize", r3d_onnx, "--calibrate", gt_videos, "--eval", other, "--out", int8]
+    code, _, stderr = cli(quantize, capsys)
+    assert code == 1 and "which the model does not know" in one_line(stderr)
+    prune = ["prune", r3d_checkpoint, "--finetune-epochs", 1, "--data", other, "--out", pruned]
+    code, _, stderr = cli(prune, capsys)
+    assert code == 1 and "needs the classes it was trained on" in one_line(stderr)
+    assert not list(tmp_path.iterdir())

@@ -31,6 +31,7 @@ from resaction.deploy.quantize import (
     quantize_qdq,
     quantized_result,
 )
+from resaction.deploy.quantize_accuracy import check_eval_classes
 from resaction.errors import DeployError
 from resaction.runtime.onnx_frames import OnnxFrames, split_frames_model
 
@@ -58,6 +59,7 @@ def quantize_frames(
     runner = OnnxFrames(model)
     if runner.metadata.get("quantization"):
         raise DeployError(f"{model} is already quantised; quantise the float model")
+    check_eval_classes(eval_data, runner.metadata["classes"])
     entries, calibration = calibration_set(
         calibrate, calib_videos, seed, runner.metadata["preprocess"], num_workers, progress
     )

@@ -275,6 +275,8 @@ def prune_checkpoint(
     if finetune_epochs and data is None:
         raise ConfigError("fine-tuning needs the training videos: pass --data DIR")
     bundle = load_checkpoint(checkpoint)
+    if finetune_epochs:
+        check_finetune_classes(str(data), bundle.classes)
     preprocess = resolve_spec(bundle.model_name, bundle.preprocess).to_dict()
     result = prune_model(
         bundle.model, ratio, example_input(preprocess), keep_residual=keep_residual
@@ -335,6 +337,16 @@ def _kept_decisions(
     return {} if background is None else {"background": background}
 
 
+def check_finetune_classes(data: str | Path, classes: Sequence[str]) -> None:
+    """Refuse fine-tuning data of other classes before anything is pruned or written."""
+    found = read_manifest(data)
+    if list(found.classes) != list(classes):
+        raise DatasetError(
+            f"{data} has classes {', '.join(found.classes)}; fine-tuning the pruned "
+            f"model needs the classes it was trained on ({', '.join(classes)})"
+        )
+
+
 def finetune(
     pruned: Path, classes: Sequence[str], training: TrainConfig
 ) -> tuple[nn.Module, list[dict[str, float]]]:
@@ -345,12 +357,7 @@ def finetune(
     ``training`` gives the data and how to train; the model, its input pipeline and where the
     run goes come from the pruned checkpoint."""
 
-    found = read_manifest(training.data)
-    if list(found.classes) != list(classes):
-        raise DatasetError(
-            f"{training.data} has classes {', '.join(found.classes)}; fine-tuning the pruned "
-            f"model needs the classes it was trained on ({', '.join(classes)})"
-        )
+    check_finetune_classes(training.data, classes)
     stored = load_checkpoint(pruned)
     validated = training.val_data is not None or training.val_split > 0
     config = dataclasses.replace(

@@ -33,7 +33,11 @@ from resaction.data.loader import make_loader
 from resaction.data.manifests import read_manifest
 from resaction.data.spec import ClipSpec, ViewProtocol
 from resaction.deploy.export import require, write_metadata
-from resaction.deploy.quantize_accuracy import AccuracyComparison, compare_accuracy
+from resaction.deploy.quantize_accuracy import (
+    AccuracyComparison,
+    check_eval_classes,
+    compare_accuracy,
+)
 from resaction.errors import ConfigError, DeployError
 from resaction.progress import progress_bar
 from resaction.runtime.onnx_backend import OnnxBackend
@@ -158,6 +162,7 @@ def quantize_onnx(
     model, out = Path(model), Path(out)
     check_calib_videos(calib_videos)
     source = _float_model(model)
+    check_eval_classes(eval_data, source.classes)
     entries, calibration = calibration_set(
         calibrate, calib_videos, seed, source.preprocess, num_workers, progress
     )

@@ -89,6 +89,19 @@ def compare_accuracy(
     return AccuracyComparison(scores[0], scores[1], len(scores[0].predictions), agreement)
 
 
+def check_eval_classes(data: str | Path | None, classes: Sequence[str]) -> None:
+    """Refuse held-out videos of a class the model lacks; called before the model is written,
+    so the mistake costs no quantisation or fine-tuning."""
+    if data is None:
+        return
+    unknown = [name for name in read_manifest(data).classes if name not in classes]
+    if unknown:
+        raise DatasetError(
+            f"{data} has class {unknown[0]!r}, which the model does not know "
+            f"({', '.join(list(classes)[:6])}); evaluate on videos of its classes"
+        )
+
+
 def held_out_entries(
     data: str | Path,
     classes: Sequence[str],
@@ -99,13 +112,7 @@ def held_out_entries(
 ) -> list[Any]:
     """``data``'s videos labelled in the model's class order, minus ``exclude``d paths;
     ``remedy`` is what the error says to do when none are left."""
-    found = read_manifest(data)
-    unknown = [name for name in found.classes if name not in classes]
-    if unknown:
-        raise DatasetError(
-            f"{data} has class {unknown[0]!r}, which the model does not know "
-            f"({', '.join(list(classes)[:6])}); evaluate on videos of its classes"
-        )
+    check_eval_classes(data, classes)
     entries = [
         entry
         for entry in read_manifest(data, classes=list(classes)).entries
