@@ -11,6 +11,7 @@ from resaction.deploy.export import DEFAULT_OPSET, export_checkpoint, export_mod
 from resaction.errors import CheckpointError, DeployError
 from resaction.models import create_model
 from resaction.models.checkpoint import load_checkpoint
+from resaction.runtime.loading import load_model
 from resaction.runtime.onnx_backend import OnnxBackend, read_metadata
 
 from .conftest import GT_CLASSES, make_checkpoint, tiny_preprocess
@@ -48,6 +49,9 @@ def test_export_writes_metadata_and_matches_torch(r3d_checkpoint: Path, r3d_onnx
         with torch.no_grad():
             expected = bundle.model(clips).numpy()
         np.testing.assert_allclose(backend(clips), expected, rtol=1e-4, atol=1e-4)
+    assert load_model(r3d_onnx, expect_model="r3d_10").model_name == "r3d_10"
+    with pytest.raises(CheckpointError, match="holds a r3d_10 model, not tsn_resnet18"):
+        load_model(r3d_onnx, expect_model="tsn_resnet18")  # --model NAME with an .onnx
 
 
 def test_export_reports_the_difference_it_measured(tmp_path: Path) -> None:

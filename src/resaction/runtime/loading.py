@@ -70,13 +70,12 @@ def load_model(
     line; ``classes`` names the outputs of an ONNX file without resaction metadata. ONNX files
     run on ONNX Runtime's CUDA provider when ``device`` is a GPU (``onnxruntime-gpu``)."""
     if is_onnx(path):
-        return _load_onnx(Path(path), device, classes)
+        loaded = _load_onnx(Path(path), device, classes)
+        if loaded.backend.model_name is not None:  # files without metadata do not say
+            _check_model(path, loaded.model_name, expect_model)
+        return loaded
     bundle = load_checkpoint(path)
-    if expect_model is not None and bundle.model_name != expect_model:
-        raise CheckpointError(
-            f"checkpoint {path} holds a {bundle.model_name} model, not {expect_model}; "
-            "pass the checkpoint of that model or drop --model"
-        )
+    _check_model(path, bundle.model_name, expect_model)
     return LoadedModel(
         backend=TorchBackend(bundle.model, device),
         spec=resolve_spec(bundle.model_name, bundle.preprocess),
@@ -86,6 +85,14 @@ def load_model(
         module=bundle.model,
         extra=with_trained_background(dict(bundle.extra)),
     )
+
+
+def _check_model(path: str | Path, holds: str, expect_model: str | None) -> None:
+    if expect_model is not None and holds != expect_model:
+        raise CheckpointError(
+            f"{path} holds a {holds} model, not {expect_model}; "
+            "pass the file of that model or drop --model"
+        )
 
 
 def with_trained_background(extra: dict[str, Any]) -> dict[str, Any]:
