@@ -211,6 +211,15 @@ def test_stream_command_on_a_file(
     kinds = [json.loads(line)["event"] for line in events.read_text().splitlines()]
     assert kinds[0] == "start" and "label" in kinds and kinds[-1] == "summary"
 
+    # A window longer than the file: said in one line, not a silent run with no labels.
+    argv = ["stream", str(steps_video), "-c", str(tiny_checkpoint), "--window-seconds", "100"]
+    assert run_app(argv) == 0
+    captured = capsys.readouterr()
+    assert "stream summary" in captured.out
+    warning = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "before one whole window of" in warning[0], captured.err
+    assert "nothing was labelled" in warning[0]
+
 
 def test_stream_unreachable_source_is_one_line(
     tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from resaction.errors import SourceError, VideoNotFoundError
-from resaction.inference.stream import RollingMean, StreamConfig, StreamStats, run_stream
+from resaction.inference.stream import StreamConfig, run_stream
+from resaction.inference.stream_stats import RollingMean, StreamStats
 from resaction.io.live import CapturedFrame, LatestFrames, parse_source
 
 from .conftest import MpegTsServer, brightness_predictor

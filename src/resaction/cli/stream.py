@@ -72,6 +72,10 @@ def _print_event(event: dict[str, Any]) -> None:
         )
     elif kind in ("lost", "reconnecting", "reconnected", "gave_up"):
         err_console.print(f"[yellow]{kind}[/]: {event['message']}", highlight=False)
+    elif kind == "too_short":
+        err_console.print(f"warning: {event['message']}", highlight=False, soft_wrap=True)
+    elif kind == "summary":
+        _print_summary(event)
     elif kind == "stats":
         console.print(
             f"[dim]{event['input_fps']:.1f} fps in, {event['windows_per_s']:.1f} windows/s, "
@@ -138,7 +142,12 @@ def stream(
     config = flags_as(StreamConfig, flags, window_s=window_seconds)
     config.check()
     predictor = load_predictor(checkpoint, model, weights, classes=classes, compile=compile)
-    summary = run_stream(predictor, source, config, on_event=_print_event)
+    run_stream(predictor, source, config, on_event=_print_event)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    """The statistics table, printed as the run ends however it ends (a source given up on
+    too: the error line follows it)."""
     table = Table(title="stream summary", show_header=False)
     table.add_column("statistic")
     table.add_column("value", justify="right")

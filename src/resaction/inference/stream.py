@@ -31,6 +31,7 @@ from resaction.inference.alarms import alarm_settings
 from resaction.inference.annotate import draw_label
 from resaction.inference.incremental import CameraTrack, LiveScorer, supports_incremental
 from resaction.inference.results import RecordWriter
+from resaction.inference.stream_stats import RollingMean, StreamStats
 from resaction.inference.windows import check_window, window_spread
 from resaction.io.camera_reader import CameraReader
 from resaction.io.live import CapturedFrame, FrameSink, LatestFrames, OrderedFrames
@@ -40,61 +41,6 @@ if TYPE_CHECKING:
     from resaction.inference.predictor import Predictor
 
 DEFAULT_CAMERA_FPS = 30.0
-LATENCY_HISTORY = 10_000
-
-
-class RollingMean:
-    """Mean of the last ``size`` probability vectors."""
-
-    def __init__(self, size: int) -> None:
-        if size < 1:
-            raise ConfigError(f"--smooth must be at least 1, got {size}")
-        self._history: deque[np.ndarray] = deque(maxlen=size)
-
-    def __call__(self, probs: np.ndarray) -> np.ndarray:
-        self._history.append(np.asarray(probs, dtype=np.float64))
-        return np.mean(self._history, axis=0)
-
-    def __len__(self) -> int:
-        return len(self._history)
-
-
-class StreamStats:
-    """Counters and latencies of a stream run; percentiles over the last 10,000 windows."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.frames = 0
-        self.dropped = 0
-        self.windows = 0
-        self.label_changes = 0
-        self.reconnects = 0
-        self.latencies: deque[float] = deque(maxlen=LATENCY_HISTORY)
-
-    def add_window(self, latency: float) -> None:
-        self.windows += 1
-        self.latencies.append(latency)
-
-    def summary(self, frames_read: int) -> dict[str, Any]:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        latencies = np.asarray(self.latencies) * 1000.0
-        return {
-            "seconds": round(elapsed, 3),
-            "frames_read": frames_read,
-            "frames_seen": self.frames,
-            "dropped_frames": self.dropped,
-            "input_fps": round(frames_read / elapsed, 2),
-            "windows": self.windows,
-            "windows_per_s": round(self.windows / elapsed, 2),
-            "latency_p50_ms": _percentile(latencies, 50),
-            "latency_p95_ms": _percentile(latencies, 95),
-            "label_changes": self.label_changes,
-            "reconnects": self.reconnects,
-        }
-
-
-def _percentile(values: np.ndarray, q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 1) if len(values) else None
 
 
 @dataclass
@@ -224,6 +170,8 @@ class StreamRunner:
             summary = {**self.stats.summary(self.source.frames_read), "stopped": reason}
             summary["incremental"] = self.track is not None
             summary["dropped_units"] = self.track.dropped_units if self.track else 0
+            if not summary.get("windows") and reason == "end of input":
+                self._emit({"event": "too_short", "message": self._too_short(span, fps)})
             self._emit({"event": "summary", **summary})
             self._close_outputs()
         if self.source.error is not None:
@@ -276,6 +224,13 @@ class StreamRunner:
                 elapsed = ring[-1].time - first_time
                 if elapsed >= self.config.duration:
                     return "duration reached"
+
+    def _too_short(self, span: int, fps: float) -> str:
+        return (
+            f"{self.name} ended after {self.stats.frames} frames, before one whole window of "
+            f"{span} frames ({span / fps:.2f} s) arrived: nothing was labelled; give a shorter "
+            "--window-seconds or --window"
+        )
 
     def _maybe_report_stats(self) -> None:
         every = self.config.stats_every
