@@ -81,11 +81,20 @@ def test_calibrate_writes_thresholds_that_timeline_and_evaluate_events_use(
     assert events["alarms"]["classes"]["bright"]["truth"] == len(list(csv.reader(table.open()))) - 1
     assert 0.0 <= events["frames"]["accuracy"] <= 1.0
     index = json.loads((clips / "clips.json").read_text())
-    segments = json.loads((out / "segments.json").read_text())["segments"]
-    assert len(index["clips"]) == sum(s["label"] != "dark" for s in segments)
+    assert index["of"] == "alarms" and index["alarm_source"] == alarms["source"]
+    assert [(c["label"], c["span"]) for c in index["clips"]] == [
+        (a["label"], [a["start"], a["end"]]) for a in alarms["alarms"]
+    ]  # the clips a watcher would have kept, not the 0.5 segments
+    assert alarms["alarms"], "the calibrated budget raised no alarm to cut"
     for clip in index["clips"]:
         with av.open(clip["path"]) as container:
             assert container.streams.video[0].frames > 0
+    argv = ["timeline", str(video), "-c", str(model), "--out", str(out), "--no-progress"]
+    argv += ["--min-duration", "0", "--export-clips", str(tmp_path / "s"), "--clips-of", "segments"]
+    assert run_app(argv) == 0, capsys.readouterr().err
+    by_segment = json.loads((tmp_path / "s" / "clips.json").read_text())
+    segments = json.loads((out / "segments.json").read_text())["segments"]
+    assert len(by_segment["clips"]) == sum(s["label"] != "dark" for s in segments)
 
     code = run_app(["evaluate-events", "-c", str(model), "--out", str(tmp_path / "e"), *args])
     assert code == 0, capsys.readouterr().err

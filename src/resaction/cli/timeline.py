@@ -46,7 +46,12 @@ def timeline(
         None, "--truth", help="Annotated segments of this video: measure the alarms as events."
     ),
     export_clips: Path | None = typer.Option(
-        None, "--export-clips", help="Cut every segment (remuxed, not re-encoded) into this folder."
+        None,
+        "--export-clips",
+        help="Cut every alarm (or segment: --clips-of) into this folder, remuxed, not re-encoded.",
+    ),
+    clips_of: str = typer.Option(
+        "alarms", "--clips-of", help="What --export-clips cuts: alarms (alarms.json) or segments."
     ),
     smooth: str = typer.Option(
         "mean", "--smooth", help="Temporal smoothing: mean (centred), ema (causal) or none."
@@ -81,7 +86,7 @@ def timeline(
     flags = dict(locals())
     from resaction.cli.alarms import print_event_metrics
     from resaction.inference.annotate import annotate_timeline
-    from resaction.inference.clips import cut_segments
+    from resaction.inference.clips import check_clips_of, cut_segments
     from resaction.inference.event_eval import video_key, write_events
     from resaction.inference.timeline import TimelineConfig, run_timeline, write_timeline
     from resaction.inference.truth import read_truth
@@ -92,6 +97,7 @@ def timeline(
     out_dir = check_output_dir(out if out is not None else Path(f"{video.stem}_timeline"))
     if export_clips is not None:
         check_output_dir(export_clips, "--export-clips")
+        check_clips_of(clips_of)
     predictor = load_predictor(checkpoint, model, weights, classes=classes, compile=compile)
     facts = read_truth(truth, predictor.classes) if truth is not None else None
     if facts is not None and video_key(video) not in facts[1]:
@@ -102,7 +108,7 @@ def timeline(
     if facts is not None:
         files["events"] = write_events([result], facts[1], out_dir)
     if export_clips is not None:
-        files["clips"] = cut_segments(result, video, export_clips)
+        files["clips"] = cut_segments(result, video, export_clips, of=clips_of)
     if annotate is not None:
         files["annotated"] = annotate_timeline(result, video, annotate, progress=progress)
     _print_segments(result, video)
