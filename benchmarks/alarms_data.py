@@ -130,8 +130,8 @@ def fight_clips(manifest) -> list[Clip]:
 
 def other_footage(root: Path) -> list[Clip]:
     """Every non-fight clip of the other datasets under ``root``, with its source and length."""
-    from resaction.data.manifests import VIDEO_EXTENSIONS
     from resaction.data.spans import video_facts
+    from resaction.io.video_files import VIDEO_EXTENSIONS
 
     clips = []
     for folder, rule in OTHER_FOOTAGE:

@@ -36,20 +36,18 @@ from rich.table import Table
 
 from resaction.inference import Predictor
 from resaction.inference.batch import BatchOptions, run_batch, start_local_ray
+from resaction.io.video_files import videos_under
 from resaction.models import create_model, default_preprocess
 from resaction.models.checkpoint import save_checkpoint
 from resaction.paths import shared_videos_dir
 
 RESULTS = Path(__file__).parent / "results"
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov"}
 
 
 def pick_videos(count: int) -> list[Path]:
     """``count`` real videos, one dataset after another in turn, so every kind is in the mix."""
     per_dataset = [
-        sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
-        for folder in sorted(shared_videos_dir().iterdir())
-        if folder.is_dir()
+        videos_under(folder) for folder in sorted(shared_videos_dir().iterdir()) if folder.is_dir()
     ]
     mixed = [p for p in chain.from_iterable(zip_longest(*per_dataset)) if p is not None]
     return mixed[:count]

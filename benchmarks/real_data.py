@@ -159,8 +159,8 @@ def resaction(*args: str) -> list[str]:
 
 def small_copy(name: str, short_side: int = 128) -> Path:
     """The dataset re-encoded at ``short_side`` px: decoding 1080p H.264 would dominate training."""
-    from resaction.data.manifests import VIDEO_EXTENSIONS
     from resaction.io import VideoReader
+    from resaction.io.video_files import VIDEO_EXTENSIONS
     from resaction.io.writer import VideoWriter
 
     source, target = SHARED / name, RUNS / "data" / f"{name}_{short_side}"

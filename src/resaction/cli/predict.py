@@ -96,20 +96,14 @@ def find_videos(patterns: Iterable[str]) -> tuple[list[Path], list[str]]:
     A path that does not exist and has no glob characters is kept, so the run reports it as
     unreadable like any other bad file.
     """
-    from resaction.data.manifests import VIDEO_EXTENSIONS
+    from resaction.io.video_files import videos_under
 
     found: dict[str, Path] = {}
     unmatched: list[str] = []
     for pattern in patterns:
         path = Path(pattern).expanduser()
         if path.is_dir():
-            matches = sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix.lower() in VIDEO_EXTENSIONS
-                and p.is_file()
-                and not p.name.startswith(".")
-            )
+            matches = videos_under(path)
         elif _GLOB_CHARS & set(pattern) and not path.exists():
             matches = sorted(
                 Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file()

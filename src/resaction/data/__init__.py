@@ -13,7 +13,7 @@ from resaction.data.loader import (
     default_num_workers,
     make_loader,
 )
-from resaction.data.manifests import VIDEO_EXTENSIONS, Manifest, VideoEntry, read_manifest
+from resaction.data.manifests import Manifest, VideoEntry, read_manifest
 from resaction.data.sampling import (
     RandomClipSampler,
     SegmentSampler,
@@ -41,6 +41,7 @@ from resaction.data.transforms import (
     kinetics_preprocess,
     kinetics_preset,
 )
+from resaction.io.video_files import VIDEO_EXTENSIONS
 
 __all__ = [
     "IMAGENET_MEAN",

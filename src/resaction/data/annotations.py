@@ -38,6 +38,7 @@ from resaction.data.annotation_formats import (
 from resaction.data.entries import BadRow
 from resaction.data.spans import VideoFacts, video_facts
 from resaction.errors import DatasetError, ResactionError
+from resaction.io.video_files import files_under
 
 log = logging.getLogger(__name__)
 
@@ -192,9 +193,8 @@ class _VideoFinder:
         if self._by_name is None:
             self._by_name = {}
             if self.root.is_dir():
-                for path in sorted(self.root.rglob("*")):
-                    if path.is_file():
-                        self._by_name.setdefault(path.name, []).append(path)
+                for path in sorted(files_under(self.root)):
+                    self._by_name.setdefault(path.name, []).append(path)
         return self._by_name
 
 

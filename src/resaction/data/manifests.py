@@ -25,10 +25,8 @@ from resaction.data.annotation_formats import (
 from resaction.data.annotations import READERS, Segment, read_annotations
 from resaction.data.entries import BadRow, Manifest, VideoEntry
 from resaction.errors import DatasetError
+from resaction.io.video_files import is_video_file, videos_under
 
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
-)
 GROUPS_FILE = "groups.csv"
 SPLITS = ("train", "test")
 
@@ -145,10 +143,6 @@ def _detect(path: Path, split: str | None, fold: int) -> tuple[str, Path, str | 
     )
 
 
-def _is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".")
-
-
 def _read_folder(path: Path, split: str | None, classes: Sequence[str] | None) -> Manifest:
     subdirs = {child.name: child for child in path.iterdir() if child.is_dir()}
     if split is not None:
@@ -162,7 +156,7 @@ def _read_folder(path: Path, split: str | None, classes: Sequence[str] | None) -
         key=lambda child: child.name,
     )
     if not class_dirs:
-        loose = [child for child in path.iterdir() if _is_video(child)]
+        loose = [child for child in path.iterdir() if is_video_file(child)]
         hint = "put them in one sub-folder per class" if loose else "no class sub-folders found"
         raise DatasetError(f"no videos in class folders under {path}: {hint}")
     if split is None and {"train", "test"} <= {d.name for d in class_dirs}:
@@ -170,7 +164,7 @@ def _read_folder(path: Path, split: str | None, classes: Sequence[str] | None) -
     groups = _read_groups(path / GROUPS_FILE)
     rows = []
     for class_dir in class_dirs:
-        videos = sorted(p for p in class_dir.rglob("*") if p.is_file() and _is_video(p))
+        videos = videos_under(class_dir)
         if not videos:
             raise DatasetError(f"class folder {class_dir} has no videos: add some or remove it")
         for video in videos:

@@ -7,12 +7,10 @@ footage: both take whatever a user already has, with no class folders and no lab
 from __future__ import annotations
 
 import csv
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
-from resaction.data.manifests import VIDEO_EXTENSIONS
 from resaction.errors import DatasetError
+from resaction.io.video_files import VIDEO_EXTENSIONS, videos_under
 
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
 _PATH_COLUMNS = ("path", "file", "filename", "video", "file_name")
@@ -21,7 +19,8 @@ _PATH_COLUMNS = ("path", "file", "filename", "video", "file_name")
 def list_videos(source: str | Path) -> list[Path]:
     """The videos ``source`` names, in a stable order and without repeats.
 
-    ``source`` is a folder (searched recursively, hidden files skipped), one video file, a CSV
+    ``source`` is a folder (searched recursively through symlinked folders, hidden files
+    skipped), one video file, a CSV
     whose ``path`` column (or first column) names videos, or a text list with one video per line
     (an optional label after the path is ignored). Relative paths in a list start at the list's
     folder. Listed files that do not exist are kept: the run reports them as failures.
@@ -30,7 +29,7 @@ def list_videos(source: str | Path) -> list[Path]:
     if not path.exists():
         raise DatasetError(f"{path} not found: give a folder of videos, a video, a CSV or a list")
     if path.is_dir():
-        videos = list(_walk_videos(path))
+        videos = videos_under(path)
     elif path.suffix.lower() in VIDEO_EXTENSIONS:
         videos = [path]
     elif path.suffix.lower() == ".csv":
@@ -45,14 +44,6 @@ def list_videos(source: str | Path) -> list[Path]:
     if not unique:
         raise DatasetError(f"no video files found in {path}")
     return unique
-
-
-def _walk_videos(folder: Path) -> Iterator[Path]:
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith(".") and Path(name).suffix.lower() in VIDEO_EXTENSIONS:
-                yield Path(root) / name
 
 
 def _under(base: Path, name: str) -> Path:

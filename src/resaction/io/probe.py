@@ -23,11 +23,8 @@ import numpy as np
 from resaction.errors import VideoError, VideoNotFoundError
 from resaction.io.exactness import check_exactness
 from resaction.io.metadata import VideoMetadata
+from resaction.io.video_files import videos_under
 from resaction.io.video_reader import VideoReader
-
-VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
-)
 
 
 @dataclass
@@ -78,7 +75,7 @@ def find_videos(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            for video in sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES):
+            for video in videos_under(path):
                 if video.is_file():
                     relative = video.relative_to(path).parts
                     dataset = relative[0] if len(relative) > 1 else path.name
