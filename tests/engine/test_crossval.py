@@ -247,6 +247,7 @@ def test_cli_group_regex_that_matches_nothing_is_one_line(
     assert code == 1
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "person" in err
+    assert not (tmp_path / "cv").exists(), "an early mistake leaves no empty --out behind"
     # before any fold, one line says what an RGB model from random weights reached on real data
     assert captured.out.count("note: tsn_resnet18 from random weights") == 1
 

@@ -35,7 +35,7 @@ from resaction.engine.report import (
 )
 from resaction.errors import ConfigError, DatasetError
 from resaction.models.checkpoint import load_checkpoint
-from resaction.outputs import ensure_output_dir
+from resaction.outputs import check_output_dir, ensure_output_dir
 from resaction.runtime.loading import resolve_spec
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def run_crossval(
     CSVs, training run and evaluation report); with ``resume`` a fold whose report exists is read
     back instead of rerun. ``only_folds`` (1-based) runs a subset, e.g. for a smoke test.
     """
-    out = ensure_output_dir(out)
+    out = check_output_dir(out)
     found = read_manifest(
         config.data, background=config.background, skip_bad_rows=config.skip_bad_rows
     )
@@ -143,6 +143,7 @@ def run_crossval(
         "exclude_groups": list(exclude_groups),
     }
     wanted = only_folds or list(range(1, folds + 1))
+    ensure_output_dir(out)  # the data and its folds are sound: nothing empty is left behind
     _prepare_folds(out, key, resume, wanted)
     results: list[FoldResult] = []
     for fold, (train_part, test_part) in enumerate(splits, start=1):
