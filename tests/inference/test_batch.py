@@ -225,6 +225,25 @@ def test_local_pool_blames_only_the_video_that_kills_its_process(
     assert Path(failure["path"]).name == "poison.mp4" and failure["attempts"] == 3
     assert "died on this video 3 times" in failure["reason"]
     assert len(FakePool.pools) == 4  # the first pool, and a new one after each of 3 deaths
+    assert outcomes.workers == (2, 0)
+
+
+def test_an_interrupted_run_records_its_workers(
+    monkeypatch: pytest.MonkeyPatch, archive: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    """batch.json's run record said 0 workers for a run stopped by Ctrl-C."""
+    from resaction.inference import batch_local
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch_local, "_drain", interrupted)
+    monkeypatch.setattr(batch_local, "_new_pool", lambda job, workers: FakePool())
+    options = BatchOptions(local=True, num_workers=3, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(archive, checkpoint, tmp_path / "out", options)
+    [run] = json.loads((tmp_path / "out" / "batch.json").read_text())["runs"]
+    assert run["status"] == "interrupted" and run["workers"] == 3
 
 
 # ---------------------------------------------------------------------------------- on Ray

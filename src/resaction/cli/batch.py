@@ -29,7 +29,11 @@ def batch(
         "(default: start Ray on this machine, loopback only).",
     ),
     num_workers: int | None = typer.Option(
-        None, "--num-workers", "-n", min=1, help="Model workers (default: 1 per GPU, else CPUs/2)."
+        None,
+        "--num-workers",
+        "-n",
+        min=1,
+        help="Model workers (default: 1 per GPU, else CPUs/2; --local: 1 per CPU).",
     ),
     mode: str = typer.Option("predict", "--mode", help="predict (top-k) or timeline (segments)."),
     local: bool = typer.Option(

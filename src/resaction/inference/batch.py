@@ -110,12 +110,12 @@ def run_batch(
             for path in missing:
                 outcomes.failure({"path": path, "size": None, "mtime_ns": None}, "file not found")
             if todo:
-                engine = _run_local if options.local else run_on_ray
-                summary.workers, summary.gpus = engine(todo, job, outcomes)
+                (run_local if options.local else run_on_ray)(todo, job, outcomes)
             status = "complete"
         finally:
             outcomes.close()
             summary.scored, summary.failed = outcomes.scored, outcomes.failed
+            summary.workers, summary.gpus = outcomes.workers
             summary.seconds = time.perf_counter() - started
             store.close(_run_record(summary, model_path, source, status))
             summary.failures = store.open_failures()
@@ -160,7 +160,3 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _run_local(todo: list[VideoKey], job: BatchJob, outcomes: Outcomes) -> tuple[int, int]:
-    return run_local(todo, job, outcomes), 0

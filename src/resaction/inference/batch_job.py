@@ -115,6 +115,7 @@ class Outcomes:
         self.on_commit = on_commit
         self.scored = 0
         self.failed = 0
+        self.workers = (0, 0)  # (model workers, GPUs they use), once the engine has decided
         self.bar = progress_bar(
             total=total,
             initial=already_done,

@@ -36,9 +36,11 @@ def default_local_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
 
-def run_local(todo: list[VideoKey], job: BatchJob, outcomes: Outcomes) -> int:
-    """Score ``todo`` in ``job.num_workers`` processes (default: one per CPU); returns it."""
+def run_local(todo: list[VideoKey], job: BatchJob, outcomes: Outcomes) -> None:
+    """Score ``todo`` in ``job.num_workers`` processes (default: one per CPU), noted in
+    ``outcomes.workers``."""
     workers = job.num_workers or default_local_workers()
+    outcomes.workers = (workers, 0)
     waiting: deque[tuple[VideoKey, int]] = deque((key, 0) for key in todo)
     while waiting:
         pool = _new_pool(job, workers)
@@ -46,7 +48,6 @@ def run_local(todo: list[VideoKey], job: BatchJob, outcomes: Outcomes) -> int:
             _drain(pool, waiting, outcomes, workers)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-    return workers
 
 
 def _new_pool(job: BatchJob, workers: int) -> ProcessPoolExecutor:

@@ -183,7 +183,7 @@ class _Pool:
 
 
 def run_on_ray(todo: list[VideoKey], job: BatchJob, outcomes: Outcomes) -> tuple[int, int]:
-    """Score ``todo`` on Ray; returns (model workers, GPUs they use)."""
+    """Score ``todo`` on Ray; (model workers, GPUs they use) go to ``outcomes.workers``."""
     ray = import_ray()
     if not ray.is_initialized():
         where = f"joining Ray at {job.address}" if job.address else "starting Ray on 127.0.0.1"
@@ -197,9 +197,9 @@ def run_on_ray(todo: list[VideoKey], job: BatchJob, outcomes: Outcomes) -> tuple
         if gpus and workers > gpus:  # an actor that can never be placed would hold its video
             log.warning("%d workers asked for on %d GPUs: using %d", workers, gpus, gpus)
             workers = gpus
+        outcomes.workers = (workers, min(gpus, workers))
         pool = _Pool(ray, job, workers, gpus, float(resources.get("CPU", 1)))
         _RayRun(ray, pool, job, outcomes).run(todo)
-        return workers, min(gpus, workers)
     finally:
         if pool is not None:
             pool.close()
