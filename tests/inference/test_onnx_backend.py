@@ -49,25 +49,46 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return checkpoint, export_checkpoint(checkpoint, folder / "r3d_10.onnx").path
 
 
-@pytest.fixture(scope="module")
-def foreign_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An ONNX clip classifier made without resaction: no metadata, 5 outputs."""
-    model = nn.Sequential(
+def foreign_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
         nn.Conv3d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 5)
     ).eval()
-    path = tmp_path_factory.mktemp("foreign") / "foreign.onnx"
+
+
+def export_foreign(path: Path, dynamic: bool, batch: int = 1) -> Path:
+    """An ONNX clip classifier made without resaction: no metadata, 5 outputs; a batch axis of
+    any size, or fixed at ``batch`` as a plain ``torch.onnx.export`` leaves it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model,
-            (torch.zeros(1, 3, 6, 48, 48),),
+            foreign_model(),
+            (torch.zeros(batch, 3, 6, 48, 48),),
             str(path),
             dynamo=False,
             input_names=["x"],
             output_names=["y"],
-            dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+            dynamic_axes={"x": {0: "n"}, "y": {0: "n"}} if dynamic else None,
         )
     return path
+
+
+@pytest.fixture(scope="module")
+def foreign_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_foreign(tmp_path_factory.mktemp("foreign") / "foreign.onnx", dynamic=True)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_file_with_a_fixed_batch_runs_any_number_of_clips(tmp_path: Path, batch: int) -> None:
+    """Most ONNX files made elsewhere fix the batch (at 1): a video's 3 clips used to be
+    refused as if the preprocessing did not match."""
+    with pytest.warns(UserWarning, match="no resaction metadata"):
+        backend = OnnxBackend(export_foreign(tmp_path / "fixed.onnx", dynamic=False, batch=batch))
+    assert backend.input_shape[0] == batch
+    clips = np.random.default_rng(0).standard_normal((3, 3, 6, 48, 48)).astype(np.float32)
+    with torch.no_grad():
+        expected = foreign_model()(torch.from_numpy(clips)).numpy()
+    np.testing.assert_allclose(backend(clips), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_backend_reads_what_export_stored(exported: tuple[Path, Path]) -> None:

@@ -146,14 +146,26 @@ class OnnxBackend:
             batch = batch.detach().cpu().numpy()
         clips = np.ascontiguousarray(batch, dtype=np.float32)
         self._check_shape(clips.shape)
-        (logits,) = self.session.run([self.output_name], {self.input_name: clips})
-        return np.asarray(logits, dtype=np.float32)
+        fixed = self.input_shape[0]
+        if not isinstance(fixed, int) or len(clips) == fixed:
+            (logits,) = self.session.run([self.output_name], {self.input_name: clips})
+            return np.asarray(logits, dtype=np.float32)
+        outputs = []  # a file exported with a fixed batch: runs of that size, the last padded
+        for start in range(0, len(clips), fixed):
+            part = clips[start : start + fixed]
+            filler = np.zeros((fixed - len(part), *part.shape[1:]), dtype=part.dtype)
+            feed = np.concatenate([part, filler]) if len(filler) else part
+            outputs.append(self.session.run([self.output_name], {self.input_name: feed})[0])
+            outputs[-1] = outputs[-1][: len(part)]
+        return np.asarray(np.concatenate(outputs), dtype=np.float32)
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
+        """Refuse clips of a shape the file cannot take; their number is free (a fixed batch
+        axis is met by ``__call__`` running the clips in runs of that size)."""
         expected = self.input_shape
         fits = len(shape) == len(expected) and all(
             not isinstance(want, int) or want == got
-            for want, got in zip(expected, shape, strict=True)
+            for want, got in zip(expected[1:], shape[1:], strict=True)
         )
         if not fits:
             wanted = tuple(d if isinstance(d, int) else "N" for d in expected)
