@@ -91,6 +91,19 @@ def test_predict_globs_and_missing_files(
     assert "nothing.avi" in captured.err and "Traceback" not in captured.err
 
 
+def test_predict_shows_videos_from_the_working_folder(
+    tiny_checkpoint: Path, clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Two videos of one name in two folders must stay apart in the table."""
+    for camera in ("gate", "hall"):
+        (tmp_path / camera).mkdir()
+        (tmp_path / camera / "a.avi").write_bytes((clips / "a.avi").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert run_app(["predict", ".", "-c", str(tiny_checkpoint), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "gate/a.avi" in out and "hall/a.avi" in out
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -235,6 +235,15 @@ def predict(
         raise VideoError(f"none of the {len(failures)} videos could be read")
 
 
+def _shown(path: Path) -> str:
+    """A video as the table shows it: from the working folder when it is under it (two videos
+    of one name in two folders stay apart), else in full."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _print_results(
     results: list[Prediction], failures: list[Any], resumed: int, files: list[Path]
 ) -> None:
@@ -250,7 +259,10 @@ def _print_results(
                 for label, prob in zip(prediction.labels[1:3], prediction.probs[1:3], strict=True)
             )
             table.add_row(
-                Path(prediction.path).name, prediction.label, f"{prediction.confidence:.1%}", others
+                _shown(Path(prediction.path)),
+                prediction.label,
+                f"{prediction.confidence:.1%}",
+                others,
             )
         console.print(table)
         if len(results) > TABLE_ROWS:
