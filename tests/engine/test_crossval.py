@@ -14,8 +14,13 @@ from resaction.data.manifests import read_manifest
 from resaction.data.synthetic import generate_dataset
 from resaction.engine import trainer
 from resaction.engine.config import TrainConfig
-from resaction.engine.crossval import CrossValResult, FoldResult, run_crossval
-from resaction.engine.crossval_report import crossval_table, write_crossval_files
+from resaction.engine.crossval import run_crossval
+from resaction.engine.crossval_report import (
+    CrossValResult,
+    FoldResult,
+    crossval_table,
+    write_crossval_files,
+)
 from resaction.engine.metrics import classification_metrics
 from resaction.errors import ConfigError, DatasetError
 from resaction.models import create_model

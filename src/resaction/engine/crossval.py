@@ -14,7 +14,6 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from resaction.data.spec import DEFAULT_VIEWS
 from resaction.data.splits import entry_groups, kfold, without_groups
 from resaction.engine import trainer
 from resaction.engine.config import TrainConfig
-from resaction.engine.crossval_report import write_crossval_files
+from resaction.engine.crossval_report import CrossValResult, FoldResult, write_crossval_files
 from resaction.engine.evaluate import evaluate
 from resaction.engine.metrics import classification_metrics, mean_and_std
 from resaction.engine.report import (
@@ -51,62 +50,6 @@ _RECORDED = (
     "eval_seconds",
 )
 """``FoldResult`` fields a finished fold's ``fold.json`` gives back as they were written."""
-
-
-@dataclass
-class FoldResult:
-    """One fold: what it trained and tested on, and its test predictions."""
-
-    fold: int
-    train_videos: int
-    test_videos: int
-    test_groups: list[str]
-    checkpoint: Path
-    metrics: dict[str, Any]
-    clip_top1: float
-    video_probs: np.ndarray
-    labels: np.ndarray
-    paths: list[str]
-    skipped: list[dict[str, str]]
-    train_seconds: float
-    eval_seconds: float
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "fold": self.fold,
-            "train_videos": self.train_videos,
-            "test_videos": self.test_videos,
-            "test_groups": self.test_groups,
-            "checkpoint": str(self.checkpoint),
-            "top1": self.metrics["top1"],
-            "mean_class_accuracy": self.metrics["mean_class_accuracy"],
-            "macro_f1": self.metrics["macro_f1"],
-            "clip_top1": self.clip_top1,
-            "skipped": self.skipped,
-            "train_seconds": round(self.train_seconds, 1),
-            "eval_seconds": round(self.eval_seconds, 1),
-        }
-
-
-@dataclass
-class CrossValResult:
-    """All folds, their mean and standard deviation, and the pooled metrics."""
-
-    folds: list[FoldResult]
-    classes: list[str]
-    out: Path
-    summary: dict[str, dict[str, float]]
-    pooled: dict[str, Any]
-    protocol: dict[str, Any]
-    files: list[Path] = field(default_factory=list)
-
-    @property
-    def mean_top1(self) -> float:
-        return self.summary["top1"]["mean"]
-
-    @property
-    def std_top1(self) -> float:
-        return self.summary["top1"]["std"]
 
 
 def run_crossval(

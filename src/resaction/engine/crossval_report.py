@@ -1,10 +1,11 @@
-"""What a cross-validation writes and shows: its JSON, CSV and plots, and the table."""
+"""What a cross-validation produced: its folds' results, and the JSON, CSV, plots and table."""
 
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -13,8 +14,61 @@ from rich.table import Table
 from resaction.engine.metrics import mean_and_spread
 from resaction.engine.report import plot_confusion, protocol_line, write_json, write_score_curves
 
-if TYPE_CHECKING:
-    from resaction.engine.crossval import CrossValResult
+
+@dataclass
+class FoldResult:
+    """One fold: what it trained and tested on, and its test predictions."""
+
+    fold: int
+    train_videos: int
+    test_videos: int
+    test_groups: list[str]
+    checkpoint: Path
+    metrics: dict[str, Any]
+    clip_top1: float
+    video_probs: np.ndarray
+    labels: np.ndarray
+    paths: list[str]
+    skipped: list[dict[str, str]]
+    train_seconds: float
+    eval_seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "fold": self.fold,
+            "train_videos": self.train_videos,
+            "test_videos": self.test_videos,
+            "test_groups": self.test_groups,
+            "checkpoint": str(self.checkpoint),
+            "top1": self.metrics["top1"],
+            "mean_class_accuracy": self.metrics["mean_class_accuracy"],
+            "macro_f1": self.metrics["macro_f1"],
+            "clip_top1": self.clip_top1,
+            "skipped": self.skipped,
+            "train_seconds": round(self.train_seconds, 1),
+            "eval_seconds": round(self.eval_seconds, 1),
+        }
+
+
+@dataclass
+class CrossValResult:
+    """All folds, their mean and standard deviation, and the pooled metrics."""
+
+    folds: list[FoldResult]
+    classes: list[str]
+    out: Path
+    summary: dict[str, dict[str, float]]
+    pooled: dict[str, Any]
+    protocol: dict[str, Any]
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def mean_top1(self) -> float:
+        return self.summary["top1"]["mean"]
+
+    @property
+    def std_top1(self) -> float:
+        return self.summary["top1"]["std"]
 
 
 def write_crossval_files(result: CrossValResult) -> list[Path]:
