@@ -72,6 +72,7 @@ def test_calibrated_thresholds_apply_where_the_file_gives_none(tmp_path: Path) -
         (GOOD.replace("pre: 2", "pre: soon"), r"line 5, defaults\.pre: expected a number"),
         (GOOD.replace("post: 5", "psot: 5"), r"line 13, cameras\.1\.psot: unknown key"),
         (GOOD.replace("roi: [0, 120, 640, 360]", "roi: [0, 120]"), r"line 9, cameras\.0\.roi"),
+        (GOOD.replace("roi: [0, 120, 640, 360]", "roi: [0, 0, 4, 4]"), r"at least 32 pixels"),
         (GOOD.replace("fight: 0.7", "fight: 1.7"), r"line 10, cameras\.0\.thresholds\.fight"),
         (GOOD.replace("    url: udp://127.0.0.1:5000\n", ""), r"line 11, cameras\.1: .*no url"),
         (GOOD.replace("name: hall", "name: gate"), r"cameras\.1\.name: .*used twice"),

@@ -249,3 +249,18 @@ def test_region_of_interest_comes_out_at_the_model_size(quiet_clips: list[Path])
     small = region.reshape(40, 5, 32, 5, 3).mean(axis=(1, 3))
     got = image.astype(np.float32).reshape(40, 2, 32, 2, 3).mean(axis=(1, 3))
     assert np.abs(got - small).mean() < 8
+
+
+def test_a_region_outside_the_picture_keeps_the_camera_down_and_says_why(
+    quiet_clips: list[Path],
+) -> None:
+    """An roi set for another resolution crashed the watcher's worker (every camera) with a
+    traceback; now that camera alone is down, saying why, and hands out no frame."""
+    roi = (600, 300, 100, 100)
+    camera = CameraReader("c", str(quiet_clips[0]), short_side=64, roi=roi, loop=True).start()
+    try:
+        wait_until(lambda: "does not lie inside" in (camera.reason or ""), 6, "the reason")
+    finally:
+        camera.stop()
+    assert camera.state != "live" and camera.frames_read == 0
+    assert "roi [600, 300, 100, 100] does not lie inside its 640x360 picture" in camera.reason

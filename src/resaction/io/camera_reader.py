@@ -38,7 +38,7 @@ import numpy as np
 
 from resaction.errors import ResactionError, SourceError, describe_error, first_line
 from resaction.io.convert import FrameConverter
-from resaction.io.geometry import output_size
+from resaction.io.geometry import check_roi, output_size
 from resaction.io.live import (
     Backoff,
     CapturedFrame,
@@ -408,11 +408,11 @@ class CameraReader:
         frame = CapturedFrame(
             self.frames_read, stream_time, now, picture=picture, convert=self._convert
         )
+        if self.state != "live":
+            self._went_live(picture)
         self.frames.put(frame)
         self.frames_read += 1
         self._arrivals.append(now)
-        if self.state != "live":
-            self._went_live(picture)
 
     def _convert(self, picture: Any) -> np.ndarray:
         if self._converter is None:
@@ -431,8 +431,7 @@ class CameraReader:
         if self.roi is None:
             out = output_size(height, width, self.size, self.short_side)
             return FrameConverter(out, 0, self.interpolation, 1), None
-        x, y, w, h = self.roi
-        w, h = max(1, min(w, width - x)), max(1, min(h, height - y))
+        x, y, w, h = self.roi  # inside the picture (``check_roi``)
         target_h, target_w = output_size(h, w, self.size, self.short_side)
         sy, sx = target_h / h, target_w / w
         out = (max(1, round(height * sy)), max(1, round(width * sx)))
@@ -441,6 +440,7 @@ class CameraReader:
         return FrameConverter(out, 0, self.interpolation, 1), crop
 
     def _went_live(self, picture: Any) -> None:
+        check_roi(self.roi, picture.height, picture.width, self.camera)
         if self._was_live and self._lost_since is not None:
             self.reconnects += 1
         self._was_live = True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from resaction.errors import ConfigError
+from resaction.errors import ConfigError, SourceError
 
 
 def normalise_rotation(degrees: float | None) -> int:
@@ -35,3 +35,21 @@ def output_size(
         scale = int(short_side) / min(height, width)
         return max(1, round(height * scale)), max(1, round(width * scale))
     return height, width
+
+
+MIN_ROI_SIDE = 32
+"""Pixels: a smaller region scaled up to the model's input would make every converted frame
+huge (a 4-pixel side is scaled 28 times to 112)."""
+
+
+def check_roi(roi: tuple[int, int, int, int] | None, height: int, width: int, camera: str) -> None:
+    """Refuse a region of interest that does not lie inside the camera's picture: it was set for
+    another resolution, and clipping it would watch another part of the scene."""
+    if roi is None:
+        return
+    x, y, w, h = roi
+    if x + w > width or y + h > height:
+        raise SourceError(
+            f"camera {camera}: roi [{x}, {y}, {w}, {h}] does not lie inside its {width}x{height} "
+            "picture; set the roi in this stream's pixels"
+        )

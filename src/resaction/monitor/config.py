@@ -32,6 +32,7 @@ import yaml
 
 from resaction.detection.decisions import Thresholds
 from resaction.errors import ConfigError, parse_error_line
+from resaction.io.geometry import MIN_ROI_SIDE
 
 THRESHOLD_KEYS = {
     "threshold": "enter",
@@ -212,8 +213,10 @@ class _Reader:
         if value is None:
             return None
         ok = isinstance(value, list) and len(value) == 4
-        if not ok or not all(isinstance(v, int) and v >= 0 for v in value) or min(value[2:]) < 1:
+        if not ok or not all(isinstance(v, int) and v >= 0 for v in value):
             raise self.fail(where, "expected [x, y, width, height] in whole source pixels")
+        if min(value[2:]) < MIN_ROI_SIDE:
+            raise self.fail(where, f"the region must be at least {MIN_ROI_SIDE} pixels a side")
         return tuple(value)  # type: ignore[return-value]
 
     def thresholds(self, data: Any, where: Path_) -> dict[str, dict[str, Any]]:
