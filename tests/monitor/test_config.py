@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,40 @@ def test_an_alert_class_the_model_lacks_lists_the_model_classes(tmp_path: Path) 
         ConfigError, match=r"line 7: camera 'gate' watches class 'fihgt'.*fight, noFight"
     ):
         config.check_classes(["fight", "noFight"])
+
+
+def test_a_webhook_takes_headers_a_secret_and_a_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/monitor.md promised configured headers and an HMAC signature; the file refused them."""
+    monkeypatch.setenv("HOOK_SECRET", "s3cret")
+    hook = (
+        '  - webhook: "https://alerts.example/hook"\n'
+        "    headers: {Authorization: Bearer abc}\n"
+        "    secret_env: HOOK_SECRET\n"
+        "    timeout: 2.5\n"
+    )
+    text = GOOD.split("sinks:")[0] + "sinks:\n  - jsonl\n" + hook
+    path = tmp_path / "cameras.yaml"
+    path.write_text(text)
+    config = load_watch_config(path)
+    assert config.sinks == ["jsonl", "webhook:https://alerts.example/hook"]
+    assert config.sink_options["webhook:https://alerts.example/hook"] == {
+        "headers": {"Authorization": "Bearer abc"},
+        "secret": "s3cret",
+        "timeout": 2.5,
+    }
+    for wrong, expected in (
+        ("timeout: 2.5", "timeout: expected seconds above 0, got 0"),
+        ("secret_env: HOOK_SECRET", "secret_env: $NOT_SET_ANYWHERE is not set"),
+        ("timeout: 2.5", "sinks.1.retries: unknown key; a webhook takes headers"),
+        ('webhook: "https://alerts.example/hook"', "sinks.1.webhook: expected an http(s)://"),
+    ):
+        replacement = {
+            "timeout: 2.5": "timeout: 0" if "above" in expected else "retries: 3",
+            "secret_env: HOOK_SECRET": "secret_env: NOT_SET_ANYWHERE",
+            'webhook: "https://alerts.example/hook"': 'webhook: "http://"',
+        }[wrong]
+        path.write_text(text.replace(wrong, replacement))
+        with pytest.raises(ConfigError, match=re.escape(expected)):
+            load_watch_config(path)

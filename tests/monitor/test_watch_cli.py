@@ -70,6 +70,26 @@ def test_a_second_watcher_on_one_out_folder_is_refused(
     assert not (out / "events.db").exists()
 
 
+def test_a_webhook_s_headers_and_secret_reach_its_sink(
+    tiny_tsn: Path, tmp_path: Path, videos_dir: Path
+) -> None:
+    from resaction.monitor.config import load_watch_config
+    from resaction.monitor.watcher import Watcher, WatchOptions
+    from resaction.runtime.loading import load_model
+
+    text = (
+        f"cameras:\n  - name: hall\n    url: {clip_path(videos_dir, 'nofi148')}\n"
+        "sinks:\n  - webhook: http://127.0.0.1:9/hook\n    headers: {X-Site: north}\n"
+        "    secret: abc\n"
+    )
+    config = load_watch_config(cameras_file(tmp_path, text))
+    watcher = Watcher(config, load_model(tiny_tsn), WatchOptions(out=tmp_path / "out"))
+    [deliverer] = watcher.deliverers
+    assert deliverer.sink.headers == {"X-Site": "north"} and deliverer.sink.secret == "abc"
+    watcher.log.close()
+    watcher.lock.close()
+
+
 def test_an_unreachable_camera_is_retried_while_the_others_run(
     tiny_tsn: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], videos_dir: Path
 ) -> None:

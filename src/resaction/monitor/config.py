@@ -23,6 +23,7 @@ Every mistake is one line naming the file, the line and the key.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ THRESHOLD_KEYS = {
 CAMERA_KEYS = {"classes", "pre", "post", "loop", "window", *THRESHOLD_KEYS}
 SINK_KINDS = ("jsonl", "stdout", "webhook")
 Path_ = tuple[Any, ...]
+WEBHOOK_KEYS = ("headers", "secret", "secret_env", "timeout")
 
 
 @dataclass
@@ -89,6 +91,8 @@ class WatchConfig:
     cameras: list[CameraConfig]
     sinks: list[str]
     path: Path
+    sink_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per webhook sink: its ``headers``, ``secret`` and ``timeout`` (``sinks.make_sink``)."""
 
     def check_classes(self, classes: list[str]) -> None:
         """Every alert class must be one of the model's; one line naming the camera's line."""
@@ -157,8 +161,12 @@ class _Reader:
         for index, name in enumerate(names):
             if names.index(name) != index:
                 raise self.fail(("cameras", index, "name"), f"camera name {name!r} is used twice")
-        sinks = [self.sink(s, ("sinks", i)) for i, s in enumerate(data.get("sinks") or ["jsonl"])]
-        return WatchConfig(parsed, sinks, self.path)
+        options: dict[str, dict[str, Any]] = {}
+        sinks = [
+            self.sink(s, ("sinks", i), options)
+            for i, s in enumerate(data.get("sinks") or ["jsonl"])
+        ]
+        return WatchConfig(parsed, sinks, self.path, options)
 
     def settings(self, data: Any, where: Path_, allowed: set[str]) -> dict[str, Any]:
         if not isinstance(data, dict):
@@ -232,11 +240,39 @@ class _Reader:
                 out[label] = {"enter": float(value)}
         return out
 
-    def sink(self, value: Any, where: Path_) -> str:
+    def sink(self, value: Any, where: Path_, options: dict[str, dict[str, Any]]) -> str:
+        """A sink's spec; a webhook's ``headers``, ``secret`` (or ``secret_env``, the name of
+        an environment variable holding it) and ``timeout`` go into ``options``."""
         if isinstance(value, str) and value in ("jsonl", "stdout"):
             return value
-        if isinstance(value, dict) and set(value) == {"webhook"}:
-            url = str(value["webhook"])
-            if url.startswith(("http://", "https://")):
-                return f"webhook:{url}"
-        raise self.fail(where, "a sink is jsonl, stdout or {webhook: http(s)://...}")
+        if not (isinstance(value, dict) and "webhook" in value):
+            raise self.fail(where, "a sink is jsonl, stdout or {webhook: http(s)://host/path}")
+        url = str(value["webhook"])
+        if not url.startswith(("http://", "https://")) or "/" not in url.split("//", 1)[1]:
+            raise self.fail((*where, "webhook"), "expected an http(s)://host/path address")
+        unknown = set(value) - {"webhook", *WEBHOOK_KEYS}
+        if unknown:
+            keys = ", ".join(WEBHOOK_KEYS)
+            raise self.fail((*where, sorted(unknown)[0]), f"unknown key; a webhook takes {keys}")
+        spec = f"webhook:{url}"
+        options[spec] = self.webhook_options(value, where)
+        return spec
+
+    def webhook_options(self, value: dict[str, Any], where: Path_) -> dict[str, Any]:
+        headers = value.get("headers") or {}
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            raise self.fail((*where, "headers"), "expected a mapping of header name to text")
+        out: dict[str, Any] = {"headers": {str(k): v for k, v in headers.items()}}
+        secret = value.get("secret")
+        if "secret_env" in value:
+            secret = os.environ.get(str(value["secret_env"]))
+            if not secret:
+                raise self.fail((*where, "secret_env"), f"${value['secret_env']} is not set")
+        if secret is not None:
+            out["secret"] = str(secret)
+        if "timeout" in value:
+            timeout = value["timeout"]
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+                raise self.fail((*where, "timeout"), f"expected seconds above 0, got {timeout!r}")
+            out["timeout"] = float(timeout)
+        return out

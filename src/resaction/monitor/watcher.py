@@ -84,7 +84,11 @@ class Watcher:
         self.metrics = WatchMetrics()
         self.log = EventLog(self.out / "events.db", config.sinks)
         self.deliverers = [
-            Deliverer(self.log, make_sink(spec, self.out), backoff=self.options.delivery_backoff)
+            Deliverer(
+                self.log,
+                make_sink(spec, self.out, **config.sink_options.get(spec, {})),
+                backoff=self.options.delivery_backoff,
+            )
             for spec in config.sinks
         ]
         calibrated = calibrated_settings(model.extra if isinstance(model.extra, dict) else None)
