@@ -73,3 +73,13 @@ def ensure_output_dir(path: str | Path, flag: str = "--out") -> Path:
             f"cannot create output folder {path}: {error.strerror or error}; choose another {flag}"
         ) from None
     return path
+
+
+def check_output_file(path: str | Path, flag: str) -> Path:
+    """Refuse, before any work, an output file that is a folder or whose folder cannot be
+    made or written (``check_output_dir`` on its parent)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder: give a file name")
+    check_output_dir(path.parent, f"{flag}'s folder")
+    return path

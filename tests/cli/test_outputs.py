@@ -35,6 +35,7 @@ def test_an_output_folder_that_is_a_file_is_one_line_before_any_work(
         "batch": ["batch", videos, "-m", checkpoint, "--out", taken],
         "watch": ["watch", cameras, "-c", checkpoint, "--out", taken],
         "serve": ["serve", "--model", checkpoint, "--insecure", "--state-dir", taken],
+        "explain": ["explain", video, "-c", checkpoint, "--out", taken],
     }
     for name, argv in commands.items():
         assert run_app([str(arg) for arg in argv]) != 0, name
@@ -44,5 +45,15 @@ def test_an_output_folder_that_is_a_file_is_one_line_before_any_work(
             "--export-clips" if "clips" in name else "--state-dir" if name == "serve" else "--out"
         )
         assert f"{flag} {taken} is a file: give a folder" in err, (name, err)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for argv, message in (
+        (["probe", video, "--json", folder], f"--json {folder} is a folder: give a file name"),
+        (["probe", video, "--json", taken / "x.json"], "is a file"),
+    ):
+        assert run_app([str(arg) for arg in argv]) != 0
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, (argv, err)
+    folder.rmdir()
     assert taken.read_text() == "a file the user keeps"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["cameras.yaml", "taken.txt"]

@@ -48,7 +48,9 @@ def explain(
 ) -> None:
     """Where and when the model looked in one clip: a heat-map MP4, temporal importance, JSON."""
     from resaction.explain import explain_video, write_explanation
+    from resaction.outputs import check_output_dir
 
+    out_dir = check_output_dir(out or Path(f"{video.stem}_explain"))
     predictor = load_predictor(checkpoint, model, weights, classes=classes)
     explanation = explain_video(
         predictor,
@@ -62,7 +64,7 @@ def explain(
         batch_size=batch_size,
         progress=progress,
     )
-    files = write_explanation(explanation, out or Path(f"{video.stem}_explain"), progress=progress)
+    files = write_explanation(explanation, out_dir, progress=progress)
     clip = explanation.clip
     console.print(
         f"{video.name}: {explanation.method} for {explanation.target} "

@@ -63,7 +63,10 @@ def probe(
     and skipped; with --verify, files whose random reads differ from a sequential decode too."""
     from resaction.errors import DatasetError, VideoError
     from resaction.io.probe import find_videos, probe_videos, summarise
+    from resaction.outputs import check_output_file
 
+    if json_out is not None:
+        check_output_file(json_out, "--json")
     videos = find_videos(paths)
     if not videos:
         raise DatasetError(f"no video files found in {', '.join(map(str, paths))}")
