@@ -94,10 +94,10 @@ def test_list_videos_reads_folders_csv_and_lists(tmp_path: Path) -> None:
     for name in ["a/x.mp4", "a/y.AVI", "a/.hidden/z.mp4", "a/.w.mp4", "a/notes.txt", "b.mkv"]:
         (tmp_path / name).write_bytes(b"")
     assert [p.relative_to(tmp_path).as_posix() for p in list_videos(tmp_path)] == [
-        "b.mkv",
         "a/x.mp4",
         "a/y.AVI",
-    ]
+        "b.mkv",
+    ]  # sorted by path, as every command that takes a folder lists it (io.video_files)
     table = tmp_path / "m.csv"
     table.write_text("label,path\nrun,a/x.mp4\nwalk,gone.mp4\nrun,a/x.mp4\n")
     assert list_videos(table) == [tmp_path / "a/x.mp4", tmp_path / "gone.mp4"]
