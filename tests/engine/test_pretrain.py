@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from resaction.cli import run_app
+from resaction.cli.options import key_values
 from resaction.data.entries import VideoEntry
 from resaction.data.sampling import SegmentSampler
 from resaction.data.spec import ClipSpec
@@ -17,6 +19,7 @@ from resaction.engine.train_setup import build_model
 from resaction.errors import ConfigError, DatasetError
 from resaction.models import create_model
 from resaction.models.checkpoint import read_checkpoint
+from resaction.runtime.loading import resolve_spec
 
 
 class FixedClip:
@@ -129,5 +132,11 @@ def test_the_command_pretrains_resumes_and_says_how_to_fine_tune(footage: Path, 
     assert f"--weights {out / 'last.pt'} -p clip_len=12 -p resize=32 -p crop=28" in printed
     assert run_app([*command(2), "--resume"]) == 0
     assert read_checkpoint(out / "last.pt")["epoch"] == 2
+    # Resumed, every resolved key is printed (null, lists): the line must paste into a shell.
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("fine-tune it:"))
+    words = shlex.split(line.removeprefix("fine-tune it:"))
+    given = key_values([words[i + 1] for i, word in enumerate(words) if word == "-p"], "-p")
+    assert given["clip_len"] == 12 and len(given) > 3
+    resolve_spec("tsn_diff_resnet18", given)  # train would accept every value
     assert run_app(["pretrain", "--data", str(footage), "--model", "tsn_resnet18"]) == 1
     assert "cannot see speed or direction" in capsys.readouterr().err

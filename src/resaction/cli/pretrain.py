@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import typer
@@ -88,8 +89,9 @@ def pretrain(
         f"accuracy {100 * last['train_top1']:.0f}% (chance {100 * chance:.0f}%)"
     )
     console.print(f"checkpoint: {result.last_checkpoint}")
+    compact = (",", ":")  # JSON is YAML, which -p reads: null, [0.485,0.456,0.406], "dense"
     same_input = "".join(
-        f" -p {key}={json.dumps(value) if isinstance(value, list) else value}"
+        " -p " + shlex.quote(f"{key}={json.dumps(value, separators=compact)}")
         for key, value in resolved.preprocess.items()
     )
     console.print(
