@@ -14,8 +14,8 @@ from resaction.data.entries import VideoEntry
 from resaction.data.spec import ClipSpec
 from resaction.engine.config import TrainConfig
 from resaction.engine.contrastive import contrastive_loss, embedding_classes, pair_dataset
-from resaction.engine.pretrain import UnlabelledVideos, pretrain
-from resaction.errors import CheckpointError
+from resaction.engine.pretrain import UnlabelledVideos, pretrain, pretrain_config
+from resaction.errors import CheckpointError, ConfigError
 from resaction.models import create_model
 from resaction.models.checkpoint import read_checkpoint
 
@@ -58,6 +58,14 @@ def test_the_loss_is_low_when_partners_match_and_counts_them() -> None:
     swapped[0, 1], swapped[1, 1] = pairs[1, 1], pairs[0, 1]  # two videos' second clips swapped
     mixed, found = contrastive_loss(same, swapped, torch.zeros(4), None)
     assert found == 2 and float(mixed) > 1.0
+    alone, found = contrastive_loss(same, pairs[:1], torch.zeros(1), None)
+    assert found == 0 and float(alone) == 0.0, "one video is a free hit, not a lesson"
+
+
+def test_a_batch_of_one_video_is_refused_for_contrastive_pretraining() -> None:
+    config = TrainConfig(data="unused", model="tsn_resnet18", batch_size=1)
+    with pytest.raises(ConfigError, match="at least 2 videos a batch"):
+        pretrain_config(config, "contrastive")
 
 
 @pytest.mark.slow

@@ -65,7 +65,8 @@ def contrastive_loss(
     forward: Callable[[Tensor], Tensor], clips: Tensor, labels: Tensor, criterion: Any
 ) -> tuple[Tensor, float]:
     """NT-Xent over the batch's ``2B`` clips, and how many of ``B`` videos had each clip's
-    nearest other clip be its partner (half a video for each clip that did)."""
+    nearest other clip be its partner (half a video for each clip that did). A batch of one
+    video teaches nothing and scores no hit (it would be a free one)."""
     del labels, criterion
     pairs = clips.flatten(0, 1)  # a video's two clips side by side: partners are 2i and 2i+1
     embeddings = F.normalize(forward(pairs).float(), dim=1)
@@ -74,5 +75,7 @@ def contrastive_loss(
     similarity = similarity.masked_fill(itself, float("-inf"))
     partner = torch.arange(len(pairs), device=similarity.device) ^ 1
     loss = F.cross_entropy(similarity, partner)
+    if len(pairs) == 2:  # one video (an epoch's last batch): nothing to tell its partner from
+        return loss * 0.0, 0.0
     found = (similarity.detach().argmax(dim=1) == partner).sum()
     return loss, float(found) / 2

@@ -81,6 +81,11 @@ def pretrain_config(config: TrainConfig, method: str = "speed") -> TrainConfig:
     of time) and a model that sees motion."""
     if config.val_data:
         raise ConfigError("pretraining has no labels to validate on: drop --val-data")
+    if method == "contrastive" and config.batch_size < 2:
+        raise ConfigError(
+            "contrastive pretraining needs at least 2 videos a batch (--batch-size 2 or more): "
+            "with one, a clip's only other clip is its partner, and nothing is learned"
+        )
     if method == "speed" and config.preprocess.get("direction_blind"):
         raise ConfigError(
             "pretraining learns the arrow of time: -p direction_blind=true would hide it"
