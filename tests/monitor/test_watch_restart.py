@@ -135,9 +135,8 @@ def test_metrics_are_served_on_loopback(tiny_tsn: Path, tmp_path: Path, videos_d
     assert 20 < values['resaction_watch_input_fps{camera="hall"}'] < 40  # a 30 fps file
     # tiny_tsn was trained on segments: 2 units over a 2 s window, one window a second.
     assert values['resaction_watch_windows_total{camera="hall"}'] >= 2
-    assert (
-        values['resaction_watch_camera_state{camera="hall",resaction_watch_camera_state="live"}']
-        == 1
-    )
+    assert values['resaction_watch_camera_state{camera="hall",state="live"}'] == 1
+    assert values['resaction_watch_camera_state{camera="hall",state="down"}'] == 0
+    assert 'resaction_watch_dropped_frames_total{camera="hall"}' in values  # before any drop
     assert values['resaction_watch_latency_seconds_count{camera="hall"}'] >= 2
     assert values["resaction_watch_batch_size_count"] >= 3

@@ -203,7 +203,8 @@ def test_evidence_is_only_served_from_the_watch_folder(
 
 
 def test_metrics_serve_the_watchers_registry(client: httpx.Client) -> None:
-    wait_until(lambda: 'camera="door"' in client.get("/metrics").text, 20)
+    live = 'resaction_watch_camera_state{camera="door",state="live"} 1.0'
+    wait_until(lambda: live in client.get("/metrics").text, 20)
     answer = client.get("/metrics")
     assert answer.headers["content-type"] == CONTENT_TYPE_LATEST
     text = answer.text
@@ -211,7 +212,7 @@ def test_metrics_serve_the_watchers_registry(client: httpx.Client) -> None:
         'resaction_watch_frames_total{camera="door"}',
         'resaction_watch_input_fps{camera="hall"}',
         "resaction_watch_latency_seconds_bucket",
-        'resaction_watch_camera_state{camera="door",resaction_watch_camera_state="live"} 1.0',
+        'resaction_watch_camera_state{camera="door",state="live"} 1.0',
     ):
         assert name in text
 

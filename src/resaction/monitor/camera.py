@@ -57,6 +57,7 @@ class WatchedCamera:
         self.out_dir = out_dir
         self.metrics = metrics
         watched = config.classes or classes
+        metrics.add_camera(self.name, list(watched))
         self.decisions = DecisionTracker(
             self.name,
             {classes.index(c): (c, config.thresholds_for(c, calibrated)) for c in watched},
@@ -88,7 +89,7 @@ class WatchedCamera:
 
     def _on_state(self, camera: str, state: str, message: str) -> None:
         if state in ("connecting", "live", "reconnecting", "down", "ended"):
-            self.metrics.state.labels(camera).state(state)
+            self.metrics.set_state(camera, state)
         for listener in self.listeners:
             listener({"type": "camera", "camera": camera, "state": state, "message": message})
 

@@ -3,7 +3,7 @@ the tests, do not collide); ``serve(port)`` exposes them on loopback for ``--met
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 CAMERA_STATES = ["connecting", "live", "reconnecting", "down", "ended"]
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -38,11 +38,10 @@ class WatchMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.state = Enum(
+        self.state = Gauge(
             "resaction_watch_camera_state",
-            "Camera health",
-            ["camera"],
-            states=CAMERA_STATES,
+            "Camera health: 1 for the camera's current state, 0 for the others",
+            ["camera", "state"],
             registry=r,
         )
         self.batch_size = Histogram(
@@ -54,6 +53,21 @@ class WatchMetrics:
         self.queue_depth = Gauge(
             "resaction_watch_queue_depth", "Frames waiting for the network", registry=r
         )
+
+    def add_camera(self, camera: str, labels: list[str]) -> None:
+        """Every series of a camera at 0 from the start, so that an alert on a rate (drops,
+        events) or on a state has a series to read before the first one happens."""
+        for metric in (self.frames, self.dropped, self.windows, self.latency, self.input_fps):
+            metric.labels(camera)
+        for label in labels:
+            self.events.labels(camera, label)
+        self.set_state(camera, "connecting")
+
+    def set_state(self, camera: str, state: str) -> None:
+        """The camera's health as a ``state`` label (an ``Enum`` would name that label after
+        the metric): ``resaction_watch_camera_state{state="down"} == 1`` alerts on it."""
+        for each in CAMERA_STATES:
+            self.state.labels(camera, each).set(1.0 if each == state else 0.0)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         """Serve ``/metrics`` on ``host:port`` in a daemon thread."""
