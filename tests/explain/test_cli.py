@@ -32,7 +32,9 @@ def test_explain_writes_video_plot_and_json(
 ) -> None:
     out = tmp_path / "why"
     argv = ["explain", str(small_video), "-c", str(checkpoint), "--class", "mid"]
-    assert run_app([*argv, "--method", "gradcam++", "--out", str(out), "--no-progress"]) == 0
+    flags = ["--method", "gradcam++", "--patch", "16", "--out", str(out), "--no-progress"]
+    with pytest.warns(UserWarning, match="--patch applies to occlusion only: gradcam"):
+        assert run_app([*argv, *flags]) == 0
     assert "gradcam++ for mid" in capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == {"explain.mp4", "temporal.png", "explain.json"}
     record = json.loads((out / "explain.json").read_text())
@@ -65,7 +67,7 @@ def test_onnx_is_explained_by_occlusion_and_refused_for_gradcam(
     ("flags", "expected"),
     [
         (["--class", "jump"], f"pass one of its classes to --class: {', '.join(CLASSES)}"),
-        (["--start", "0.5", "--end", "7"], "is outside small.mp4 (0 to 1.20 s)"),
+        (["--start", "0.5", "--end", "7"], "is outside small.mp4 (0 to 1.200 s)"),
         (["--start", "1", "--end", "0.5"], "give a --start smaller than --end"),
     ],
 )

@@ -19,7 +19,7 @@ def test_time_range_defaults_and_refusals() -> None:
     assert time_range(3.0, None, None, window_s=4.0) == (0.0, 3.0)
     assert time_range(10.0, 2.0, None) == (2.0, 10.0)
     assert time_range(10.0, None, 5.0, window_s=4.0) == (0.0, 5.0)
-    with pytest.raises(ConfigError, match=r"outside a\.mp4 \(0 to 10\.00 s\); give a range"):
+    with pytest.raises(ConfigError, match=r"outside a\.mp4 \(0 to 10\.000 s\); give a range"):
         time_range(10.0, 8.0, 12.0, name="a.mp4")
     with pytest.raises(ConfigError, match="outside"):
         time_range(10.0, -1.0, 2.0)

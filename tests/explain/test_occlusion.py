@@ -42,6 +42,8 @@ def test_a_patch_whose_loss_helps_the_target_is_not_evidence() -> None:
     found = occlusion_map(score, torch.ones(3, 2, 8, 8), 1, patch=4, patch_frames=1)
     assert found.saliency.max() == 0.0
     assert found.importance[0] == pytest.approx(-0.3) and found.importance[1] == 0.0
+    whole = occlusion_map(score, torch.ones(3, 2, 8, 8), 1, patch=1000, patch_frames=9)
+    assert (whole.patch, whole.patch_frames) == (8, 2), "the record says what was hidden"
 
 
 def test_patch_defaults_and_limits() -> None:

@@ -42,7 +42,8 @@ def test_saliency_follows_a_moving_square(
     # frames out of order would correlate negatively with the square's path.
     video, columns = moving_square
     predictor = square_probe(name, clip_len, sampling)
-    found = explain_video(predictor, video, method=method, patch=32, patch_frames=1)
+    patch = {"patch": 32, "patch_frames": 1} if method == "occlusion" else {}
+    found = explain_video(predictor, video, method=method, **patch)
     assert found.target == "square" and found.saliency.shape == (clip_len, 32, 192)
     truth = columns[found.clip.indices]
     peaks = peak_columns(found.saliency)

@@ -13,7 +13,7 @@ import torch
 from resaction.data.sampling import build_sampler
 from resaction.engine.evaluate import entries_from_paths, evaluate
 from resaction.inference import Predictor
-from resaction.inference.annotate import annotate_timeline
+from resaction.inference.annotate import annotate_timeline, draw_label
 from resaction.inference.timeline import (
     TimelineConfig,
     run_timeline,
@@ -151,6 +151,14 @@ def test_annotated_video_has_every_frame_with_a_banner(tmp_path: Path, steps_vid
     bright = frames[55]
     assert bright[:4, :20].mean() < 120
     assert bright[-10:, -20:].mean() > 200
+
+
+def test_a_long_label_on_a_portrait_frame_is_drawn_whole() -> None:
+    """The text scaled with the height only, so a 406x720 frame cut the label and its %."""
+    frame = np.full((720, 406, 3), 200, np.uint8)
+    drawn = draw_label(frame, "A1_arms_up_sideways", 0.87)
+    banner = np.all(drawn[:4] == 0, axis=(0, 2))  # the black banner's top rows, per column
+    assert banner[0] and not banner[-1], "the banner (and the text in it) fits the frame"
 
 
 def test_windows_spread_over_the_span_training_clips_covered(tmp_path: Path) -> None:

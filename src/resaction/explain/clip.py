@@ -81,7 +81,7 @@ def time_range(
         )
     if first < 0 or last > duration + ROUNDED_S:
         raise ConfigError(
-            f"--start {first:g} s / --end {last:g} s is outside {name} (0 to {duration:.2f} s); "
+            f"--start {first:g} s / --end {last:g} s is outside {name} (0 to {duration:.3f} s); "
             "give a range inside the video"
         )
     return first, min(last, duration)

@@ -66,7 +66,8 @@ def occlusion_map(
 ) -> OcclusionResult:
     """The occlusion map of class ``target`` on one normalised clip (C, T, H, W)."""
     frames, height, width = clip.shape[1:]
-    patch = default_patch(height, width) if patch is None else int(patch)
+    patch = default_patch(height, width) if patch is None else min(int(patch), height, width)
+    patch_frames = min(patch_frames, frames)  # what is hidden, as the record says
     if patch < 1 or patch_frames < 1 or batch_size < 1:
         raise ConfigError(
             f"occlusion needs a patch, patch frames and batch size of at least 1 (got {patch} px, "

@@ -14,6 +14,7 @@ whole (in [-1, 1]).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,8 @@ def explain_video(
     probs = predictor.predict_clips(clip.inputs.unsqueeze(0))[0]
     index = resolve_target(target, predictor.classes, probs)
     settings: dict[str, Any] = {}
+    if network is not None and patch is not None:
+        warnings.warn(f"--patch applies to occlusion only: {method} ignores it", stacklevel=2)
     if network is not None:
         cam = class_activation_map(network, clip.inputs, index, method=method)
         saliency = cam.saliency.numpy()

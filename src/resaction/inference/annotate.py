@@ -30,7 +30,8 @@ def draw_label(
 ) -> np.ndarray:
     """A copy of an RGB uint8 frame with a banner: ``label 87%`` and a confidence bar.
 
-    The text scales with the frame height, so it is readable on 120-line and 1080-line videos.
+    The text scales with the frame height, so it is readable on 120-line and 1080-line videos,
+    and shrinks to the frame's width where the label would not fit (portrait video).
     ``note`` (a time stamp, a latency) goes on a second, smaller line. ``label=None`` draws
     "no label", for times no window has reached yet.
     """
@@ -42,6 +43,11 @@ def draw_label(
     if label is not None and confidence is not None:
         text = f"{label} {confidence:.0%}"
     (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
+    room = width - 2 * max(2, round(4 * scale))
+    if text_w > room:  # a portrait or narrow frame: smaller text, not a cut-off label
+        scale = max(0.3, scale * room / text_w)
+        thickness = max(1, round(scale * 1.5))
+        (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
     pad = max(2, round(4 * scale))
     bar_h = max(2, round(4 * scale))
     banner_h = text_h + baseline + 2 * pad + bar_h
