@@ -29,7 +29,8 @@ def test_synth_writes_the_dataset_and_a_summary(
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--clutter", "1.5"], "clutter must be between 0 and 1"),
+        (["--clutter", "1.5"], "--clutter must be between 0 and 1"),
+        (["--videos-per-class", "0"], "--videos-per-class must be at least 1"),
         (["--classes", "move_left,fly"], "unknown synthetic class 'fly'"),
     ],
 )

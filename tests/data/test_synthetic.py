@@ -133,10 +133,11 @@ def test_clutter_goes_behind_the_same_actor() -> None:
     ("options", "message"),
     [
         ({"clutter": 1.5}, "clutter must be between 0 and 1"),
-        ({"camera_motion": -0.1}, "camera motion must be between 0 and 1"),
+        ({"camera_motion": -0.1}, "--camera-motion must be between 0 and 1"),
         ({"classes": ["move_left", "jump"]}, "unknown synthetic class 'jump'"),
         ({"classes": []}, "no synthetic classes"),
         ({"size": 8}, "too small"),
+        ({"size": 33}, "--size 33x33: give even sides"),
         ({"num_frames": 1}, "frames"),
     ],
 )

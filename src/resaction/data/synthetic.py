@@ -296,18 +296,26 @@ def _gradient(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
 def _as_size(size: int | Sequence[int]) -> tuple[int, int]:
     height, width = (size, size) if isinstance(size, int | np.integer) else tuple(size)
     if min(height, width) < MIN_SIZE:
-        raise ConfigError(f"synthetic video size {height}x{width} is too small: use >= {MIN_SIZE}")
+        raise ConfigError(f"--size {height}x{width} is too small: use {MIN_SIZE} or more")
     return int(height), int(width)
+
+
+def _even(size: tuple[int, int]) -> tuple[int, int]:
+    """A written video's size: H.264 in yuv420p needs even sides (the writer would pad an odd
+    one, and the boxes and ``synth.json`` would not say so)."""
+    if size[0] % 2 or size[1] % 2:
+        raise ConfigError(f"--size {size[0]}x{size[1]}: give even sides (H.264 needs them)")
+    return size
 
 
 def _check_frames(num_frames: int) -> None:
     if num_frames < MIN_FRAMES:
-        raise ConfigError(f"synthetic videos need >= {MIN_FRAMES} frames, got {num_frames}")
+        raise ConfigError(f"--frames {num_frames}: synthetic videos need {MIN_FRAMES} or more")
 
 
 def _check_unit(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name} must be between 0 and 1, got {value}")
+        raise ConfigError(f"--{name.replace(' ', '-')} must be between 0 and 1, got {value}")
 
 
 def _validated_options(
@@ -322,9 +330,9 @@ def _validated_options(
     classes: Sequence[str] | None,
 ) -> SynthOptions:
     if videos_per_class < 1:
-        raise ConfigError(f"videos per class must be at least 1, got {videos_per_class}")
+        raise ConfigError(f"--videos-per-class must be at least 1, got {videos_per_class}")
     if not fps > 0:
-        raise ConfigError(f"fps must be positive, got {fps}")
+        raise ConfigError(f"--fps must be positive, got {fps}")
     _check_unit("clutter", clutter)
     _check_unit("camera motion", camera_motion)
     _check_unit("occlusion", occlusion)
@@ -335,7 +343,7 @@ def _validated_options(
         camera_motion=float(camera_motion),
         occlusion=float(occlusion),
         seed=int(seed),
-        size=_as_size(size),
+        size=_even(_as_size(size)),
         num_frames=int(num_frames),
         fps=float(fps),
         classes=check_classes(SYNTHETIC_CLASSES if classes is None else list(classes)),
