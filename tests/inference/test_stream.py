@@ -58,6 +58,8 @@ def test_sources_are_told_apart(tmp_path: Path) -> None:
     assert parse_source("udp://127.0.0.1:5000?pkt_size=1316")[0] == "network"
     with pytest.raises(VideoNotFoundError, match="not a camera index, a URL"):
         parse_source(str(tmp_path / "nope.mp4"))
+    with pytest.raises(VideoNotFoundError, match="is a folder: give one video file"):
+        parse_source(str(tmp_path))
 
 
 def test_file_as_fast_as_possible_sees_every_frame(tmp_path: Path, steps_video: Path) -> None:

@@ -181,6 +181,8 @@ def parse_source(source: str | int | Path) -> tuple[str, str | int]:
     if scheme in NETWORK_SCHEMES:
         return "network", text
     path = Path(text).expanduser()
+    if path.is_dir():
+        raise VideoNotFoundError(f"stream source {text} is a folder: give one video file")
     if not path.is_file():
         raise VideoNotFoundError(
             f"stream source {text} is not a camera index, a URL "
