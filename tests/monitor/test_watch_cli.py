@@ -90,6 +90,19 @@ def test_a_webhook_s_headers_and_secret_reach_its_sink(
     watcher.lock.close()
 
 
+def test_with_a_stdout_sink_stdout_carries_only_the_events(
+    tiny_tsn: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], videos_dir: Path
+) -> None:
+    """A program reading the events from stdout had to filter out tables and status lines."""
+    url = clip_path(videos_dir, "nofi148")
+    text = f"cameras:\n  - name: hall\n    url: {url}\n    loop: true\nsinks: [stdout]\n"
+    argv = ["watch", str(cameras_file(tmp_path, text)), "-c", str(tiny_tsn)]
+    assert run_app([*argv, "--out", str(tmp_path / "out"), "--duration", "3"]) == 0
+    captured = capsys.readouterr()
+    assert all(json.loads(line) for line in captured.out.splitlines() if line.strip())
+    assert "watch summary" in captured.err and "watching 1 camera(s)" in captured.err
+
+
 def test_an_unreachable_camera_is_retried_while_the_others_run(
     tiny_tsn: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], videos_dir: Path
 ) -> None:

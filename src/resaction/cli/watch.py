@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from resaction.cli.app import app, console, err_console
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
     from resaction.monitor.watcher import WatchOptions
 
 
-def _print_message(message: dict[str, Any]) -> None:
+def _print_message(message: dict[str, Any], shown: Console = console) -> None:
     if message["type"] == "camera":
         if message["state"] == "stopped":
             return
@@ -29,7 +31,7 @@ def _print_message(message: dict[str, Any]) -> None:
         )
         return
     if message["state"] == "open":
-        console.print(
+        shown.print(
             f"[bold red]event[/] {message['camera']}: {message['label']} from "
             f"{message['stream_start']:.1f} s (score {message['peak']:.2f})  {message['id']}",
             highlight=False,
@@ -38,7 +40,7 @@ def _print_message(message: dict[str, Any]) -> None:
     else:
         clip = message.get("clip") or "no clip"
         reason = f" ({message['reason']})" if message.get("reason") else ""
-        console.print(
+        shown.print(
             f"[bold]ended[/] {message['camera']}: {message['label']} "
             f"{message['stream_start']:.1f}-{message['stream_end']:.1f} s, peak "
             f"{message['peak']:.2f}, {clip}{reason}  {message['id']}",
@@ -105,30 +107,31 @@ def watch(
 
     config = load_watch_config(cameras)
     options = flags_as(WatchOptions, flags)
+    shown = err_console if "stdout" in config.sinks else console  # stdout carries the events
     if ray is not None:
-        _watch_on_ray(config, checkpoint, options, ray, groups, cameras_per_actor, threads)
+        _watch_on_ray(config, checkpoint, options, ray, groups, cameras_per_actor, threads, shown)
         return
     if threads:
         torch.set_num_threads(threads)
     model = load_model(checkpoint)
     watcher = Watcher(config, model, options)
-    watcher.subscribe(_print_message)
+    watcher.subscribe(functools.partial(_print_message, shown=shown))
     signal.signal(signal.SIGTERM, lambda *_: watcher.request_stop())
     how = "incremental" if watcher.scorer.incremental else "window recompute"
-    console.print(
+    shown.print(
         f"watching {len(config.cameras)} camera(s) with {model.model_name} ({how}); "
         f"events in {out}",
         highlight=False,
     )
-    console.print(_threshold_source(model.extra), highlight=False)
+    shown.print(_threshold_source(model.extra), highlight=False)
     if model.spec.window_s:
-        console.print(
+        shown.print(
             f"windows: {model.spec.window_s:.2f} s, the span the model's training clips covered "
             "(a camera's `window` overrides it)",
             highlight=False,
         )
     summary = watcher.run()
-    _print_summary(summary)
+    _print_summary(summary, shown)
 
 
 def _threshold_source(extra: dict[str, Any]) -> str:
@@ -140,7 +143,7 @@ def _threshold_source(extra: dict[str, Any]) -> str:
     return f"thresholds: the cameras file's, else calibrated in the model file ({shown})"
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+def _print_summary(summary: dict[str, Any], shown: Console = console) -> None:
     """The cameras table (with each camera's group under --ray) and what is left to deliver."""
     grouped = any("group" in camera for camera in summary["cameras"])
     columns = ["camera", "state", "frames", "dropped", "reconnects", "fps in", "label"]
@@ -160,7 +163,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"{camera['input_fps']:.1f}",
             camera["label"] or "-",
         )
-    console.print(table)
+    shown.print(table)
     if not summary["delivered_all"]:
         err_console.print(
             "[yellow]some events are not delivered yet; the next run delivers them[/]"
@@ -175,6 +178,7 @@ def _watch_on_ray(
     groups: int | None,
     cameras_per_actor: int | None,
     threads: int | None,
+    shown: Console,
 ) -> None:
     """``watch --ray``: the cameras in groups on Ray actors; this process only drives them."""
     from resaction.monitor.cluster import Cluster, ClusterOptions
@@ -190,14 +194,14 @@ def _watch_on_ray(
             watch=options,
         ),
         on_note=lambda line: err_console.print(line, highlight=False),
-        on_message=_print_message,
+        on_message=functools.partial(_print_message, shown=shown),
     )
-    console.print(
+    shown.print(
         f"watching {len(config.cameras)} camera(s) on Ray; events in {options.out}/ray/<group>",
         highlight=False,
     )
     summary = cluster.run()
-    _print_summary(summary)
+    _print_summary(summary, shown)
     for group in summary["groups"]:
         if group.get("error"):
             err_console.print(f"[yellow]{group['group']}: {group['error']}[/]", highlight=False)
