@@ -143,7 +143,7 @@ def _run_fold(
         monitor="train_loss",
         select="last",
         out=str(fold_dir / "train"),
-        resume=resume and _same_settings(fold_dir, key),
+        resume=resume and _interrupted(fold_dir),
     )
     test_part.to_csv(fold_dir / "test.csv")
     write_json(key, fold_dir / "settings.json")
@@ -224,12 +224,10 @@ def _prepare_folds(out: Path, key: dict[str, Any], resume: bool, wanted: list[in
             )
 
 
-def _same_settings(fold_dir: Path, key: dict[str, Any]) -> bool:
-    """Whether an interrupted fold in ``fold_dir`` was started with the settings ``key``."""
-    settings, last = fold_dir / "settings.json", fold_dir / "train" / "last.pt"
-    if not (settings.is_file() and last.is_file()):
-        return False
-    return _comparable(json.loads(settings.read_text())) == _comparable(key)
+def _interrupted(fold_dir: Path) -> bool:
+    """Whether ``fold_dir`` holds a fold's training that stopped part-way, with its settings
+    (``_prepare_folds`` has refused settings other than this run's)."""
+    return (fold_dir / "settings.json").is_file() and (fold_dir / "train" / "last.pt").is_file()
 
 
 def _check_fold(train_part: Manifest, test_part: Manifest, classes: list[str], fold: int) -> None:

@@ -26,8 +26,8 @@ def is_video_file(path: Path) -> bool:
 
 
 def files_under(folder: Path) -> Iterator[Path]:
-    """Every file under ``folder``, not hidden, in sorted order, through symlinked folders
-    (each real folder once)."""
+    """Every file under ``folder``, not hidden, through symlinked folders (each real folder
+    once), folder by folder (each one's files sorted; ``sorted()`` for one order overall)."""
     seen: set[str] = set()
     for root, dirs, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
